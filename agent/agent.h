@@ -1,0 +1,62 @@
+// Agent: wires config, reactor, scheduler, probe engines, metrics and the HTTP
+// server together, and handles signals: SIGTERM/SIGINT stop cleanly, SIGHUP
+// reloads the config (a bad new config is rejected, logged, and the running one
+// stays). Signals arrive through a signalfd on the reactor, so every state
+// change happens on the reactor thread.
+//
+// The caller must block SIGHUP, SIGTERM and SIGINT in every thread (see
+// block_agent_signals()) before constructing an Agent.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent/config.h"
+#include "agent/http.h"
+#include "agent/metrics.h"
+#include "agent/scheduler.h"
+#include "nightshift/reactor.h"
+#include "nightshift/resolver.h"
+#include "probes/probe.h"
+
+namespace nightshift {
+
+void block_agent_signals();
+
+class Agent {
+ public:
+  Agent(std::string config_path, Config config, Clock& clock);
+  ~Agent();
+
+  // Runs until SIGTERM or SIGINT; returns the process exit code.
+  int run();
+
+ private:
+  void apply(Config config);
+  void reload();
+  void schedule_tick(SteadyTime when);
+  void dispatch(const ScheduledProbe& probe, Duration lag);
+  void on_sample(const Sample& sample);
+  void on_signal();
+  HttpResponse healthz() const;
+
+  std::string config_path_;
+  Config config_;
+  Clock& clock_;
+  Reactor reactor_;
+  Resolver resolver_;
+  EngineContext engine_context_;
+  AgentMetrics metrics_;
+  Scheduler scheduler_;
+  HttpServer http_;
+  std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind
+  Reactor::TimerId tick_timer_ = 0;
+  SteadyTime tick_at_{};
+  int signal_fd_ = -1;
+  int exit_code_ = 0;
+  std::atomic<Duration::rep> heartbeat_ns_{0};  // reactor liveness, read by /healthz
+};
+
+}  // namespace nightshift

@@ -1,0 +1,580 @@
+#include "agent/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "nightshift/options.h"
+#include "nightshift/resolver.h"
+#include "probes/probe.h"
+
+namespace nightshift {
+
+std::string ConfigError::to_string() const {
+  std::string out = file;
+  if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+// ---------------------------------------------------------------- durations
+
+Result<Duration> parse_duration(std::string_view text) {
+  if (text.empty()) return Error::invalid("empty duration");
+  static const std::pair<std::string_view, std::int64_t> kUnits[] = {
+      {"ns", 1}, {"us", 1'000}, {"µs", 1'000}, {"ms", 1'000'000},
+      {"s", 1'000'000'000}, {"m", 60'000'000'000}, {"h", 3'600'000'000'000},
+      {"d", 86'400'000'000'000}};
+  long double total = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t num_start = i;
+    bool dot = false;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || (text[i] == '.' && !dot))) {
+      if (text[i] == '.') dot = true;
+      ++i;
+    }
+    if (i == num_start || (i - num_start == 1 && dot)) return Error::invalid("expected a number");
+    const long double number = std::stold(std::string(text.substr(num_start, i - num_start)));
+    const std::size_t unit_start = i;
+    while (i < text.size() && !std::isdigit(static_cast<unsigned char>(text[i])) && text[i] != '.') ++i;
+    const std::string_view unit = text.substr(unit_start, i - unit_start);
+    if (unit.empty()) return Error::invalid("missing unit (ms, s, m, h)");
+    auto it = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& u) { return u.first == unit; });
+    if (it == std::end(kUnits)) return Error::invalid("unknown unit \"" + std::string(unit) + "\"");
+    total += number * static_cast<long double>(it->second);
+  }
+  if (total > 1e18L) return Error::invalid("duration too long");
+  return Duration(static_cast<Duration::rep>(std::llround(total)));
+}
+
+std::string format_duration(Duration d) {
+  using namespace std::chrono;
+  const auto ns = d.count();
+  if (ns == 0) return "0s";
+  if (ns % 1'000'000'000 != 0) {
+    if (ns < 1'000'000'000) {
+      if (ns % 1'000'000 == 0) return std::to_string(ns / 1'000'000) + "ms";
+      std::ostringstream o;
+      o << static_cast<double>(ns) / 1e6 << "ms";
+      return o.str();
+    }
+    std::ostringstream o;
+    o << static_cast<double>(ns) / 1e9 << "s";
+    return o.str();
+  }
+  auto s = ns / 1'000'000'000;
+  std::string out;
+  if (s >= 3600) {
+    out += std::to_string(s / 3600) + "h";
+    s %= 3600;
+  }
+  if (s >= 60) {
+    out += std::to_string(s / 60) + "m";
+    s %= 60;
+  }
+  if (s > 0) out += std::to_string(s) + "s";
+  return out;
+}
+
+namespace {
+
+// ---------------------------------------------------------------- helpers
+
+std::string describe(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: {
+      std::string s = *node.value<std::string>();
+      if (s.size() > 40) s = s.substr(0, 40) + "...";
+      return "string \"" + s + "\"";
+    }
+    case toml::node_type::integer: return "integer " + std::to_string(*node.value<std::int64_t>());
+    case toml::node_type::floating_point: {
+      std::ostringstream o;
+      o << "float " << *node.value<double>();
+      return o.str();
+    }
+    case toml::node_type::boolean: return std::string("boolean ") + (*node.value<bool>() ? "true" : "false");
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+bool valid_label_name(std::string_view s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+bool has_control_chars(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+bool valid_hostname(std::string_view h) {
+  if (h.empty() || h.size() > 253) return false;
+  std::size_t label_len = 0;
+  for (char c : h) {
+    if (c == '.') {
+      if (label_len == 0) return false;
+      label_len = 0;
+      continue;
+    }
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+    if (++label_len > 63) return false;
+  }
+  return true;
+}
+
+// Collects errors, positioned at toml++ source regions.
+class Errors {
+ public:
+  explicit Errors(std::string file) : file_(std::move(file)) {}
+  void at(const toml::source_region& where, std::string key, std::string message) {
+    errors_.push_back({file_, where.begin.line, where.begin.column, std::move(key), std::move(message)});
+  }
+  std::vector<ConfigError>& list() { return errors_; }
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  std::vector<ConfigError> errors_;
+};
+
+// Reads one TOML table: typed getters that report errors with the key's path and
+// position, and a final check that reports every key nobody asked for.
+class TableReader final : public OptionReader {
+ public:
+  TableReader(const toml::table& table, std::string path, Errors& errors)
+      : table_(table), path_(std::move(path)), errors_(errors) {}
+
+  std::string key_path(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+
+  const toml::node* node(std::string_view key) {
+    known_.insert(std::string(key));
+    return table_.get(key);
+  }
+
+  void missing(std::string_view key, std::string_view what) {
+    errors_.at(table_.source(), key_path(key), "required key is missing (expected " + std::string(what) + ")");
+  }
+
+  void wrong(std::string_view key, const toml::node& n, std::string_view expected) {
+    errors_.at(n.source(), key_path(key), "expected " + std::string(expected) + ", found " + describe(n));
+  }
+
+  std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max,
+                                      bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "an integer");
+      return std::nullopt;
+    }
+    auto v = n->value_exact<std::int64_t>();
+    if (!v || !n->is_integer()) {
+      wrong(key, *n, "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+      return std::nullopt;
+    }
+    if (*v < min || *v > max) {
+      wrong(key, *n, "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<double> number(std::string_view key, double min, bool required) {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "a number");
+      return std::nullopt;
+    }
+    if (!n->is_number()) {
+      wrong(key, *n, "a number");
+      return std::nullopt;
+    }
+    const double v = n->is_integer() ? static_cast<double>(*n->value<std::int64_t>()) : *n->value<double>();
+    if (!(v >= min) || std::isinf(v)) {
+      std::ostringstream o;
+      o << "a number of at least " << min;
+      wrong(key, *n, o.str());
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<std::string> string(std::string_view key, bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "a string");
+      return std::nullopt;
+    }
+    if (!n->is_string()) {
+      wrong(key, *n, "a string");
+      return std::nullopt;
+    }
+    std::string s = *n->value<std::string>();
+    if (has_control_chars(s)) {
+      errors_.at(n->source(), key_path(key), "control characters are not allowed");
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<bool> boolean(std::string_view key, bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "true or false");
+      return std::nullopt;
+    }
+    if (!n->is_boolean()) {
+      wrong(key, *n, "true or false");
+      return std::nullopt;
+    }
+    return *n->value<bool>();
+  }
+
+  std::optional<Duration> duration(std::string_view key, bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "a duration like \"30s\"");
+      return std::nullopt;
+    }
+    if (!n->is_string()) {
+      wrong(key, *n, "a duration like \"30s\"");
+      return std::nullopt;
+    }
+    const std::string text = *n->value<std::string>();
+    auto d = parse_duration(text);
+    if (!d.ok()) {
+      errors_.at(n->source(), key_path(key),
+                 "expected a duration like \"500ms\", \"30s\" or \"2m\", found string \"" + text + "\" (" +
+                     d.error().message + ")");
+      return std::nullopt;
+    }
+    if (*d <= Duration::zero()) {
+      errors_.at(n->source(), key_path(key), "expected a duration greater than zero, found \"" + text + "\"");
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+  // A sub-table; reports a type error when the key holds something else.
+  const toml::table* table(std::string_view key) {
+    const toml::node* n = node(key);
+    if (n == nullptr) return nullptr;
+    if (!n->is_table()) {
+      wrong(key, *n, "a table");
+      return nullptr;
+    }
+    return n->as_table();
+  }
+
+  void error(std::string_view key, std::string message) override {
+    const toml::node* n = table_.get(key);
+    errors_.at(n ? n->source() : table_.source(), key_path(key), std::move(message));
+  }
+
+  // Every key in the table that no getter asked for is an error.
+  void report_unknown_keys() {
+    for (auto&& [k, v] : table_) {
+      const std::string name(k.str());
+      if (known_.count(name)) continue;
+      std::string message = "unknown key";
+      std::string best;
+      std::size_t best_distance = 3;
+      for (const auto& candidate : known_) {
+        const std::size_t d = edit_distance(name, candidate);
+        if (d < best_distance) {
+          best_distance = d;
+          best = candidate;
+        }
+      }
+      if (!best.empty()) {
+        message += "; did you mean \"" + best + "\"?";
+      } else {
+        std::string all;
+        for (const auto& candidate : known_) all += (all.empty() ? "" : ", ") + candidate;
+        message += " (known keys: " + all + ")";
+      }
+      errors_.at(k.source(), key_path(name), message);
+    }
+  }
+
+  const toml::table& raw() const { return table_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  const toml::table& table_;
+  std::string path_;
+  Errors& errors_;
+  std::set<std::string> known_;
+};
+
+// An array of tables under `key` ([[target]] or an inline array of tables).
+const toml::array* table_array(TableReader& parent, std::string_view key, Errors& errors) {
+  const toml::node* n = parent.node(key);
+  if (n == nullptr) return nullptr;
+  if (!n->is_array_of_tables() && !(n->is_array() && n->as_array()->empty())) {
+    errors.at(n->source(), parent.key_path(key),
+              "expected an array of tables ([[" + parent.key_path(key) + "]]), found " + describe(*n));
+    return nullptr;
+  }
+  return n->as_array();
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "nightshift";
+  return buf;
+}
+
+bool valid_listen(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  const std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit)) return false;
+  if (std::stoi(port) > 65535) return false;
+  if (host.empty()) return true;
+  auto literal = Resolver::parse_literal(host);
+  // civetweb as packaged in Debian has no IPv6: accept IPv4 literals only.
+  return literal.has_value() && literal->family() == AF_INET;
+}
+
+void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
+  cfg.agent.name = host_name();
+  const toml::table* t = root.table("agent");
+  if (t == nullptr) return;
+  TableReader r(*t, "agent", errors);
+  if (auto v = r.string("name", false)) {
+    if (v->empty()) {
+      r.error("name", "expected a non-empty string");
+    } else {
+      cfg.agent.name = *v;
+    }
+  }
+  if (auto v = r.string("site", false)) cfg.agent.site = *v;
+  if (auto v = r.string("listen", false)) {
+    if (!valid_listen(*v)) {
+      r.error("listen", "expected \"ADDRESS:PORT\" with an IPv4 address, e.g. \"127.0.0.1:9650\" or \":9650\", found \"" +
+                            *v + "\"");
+    } else {
+      cfg.agent.listen = *v;
+    }
+  }
+  if (auto v = r.string("state_dir", false)) {
+    if (v->empty()) {
+      r.error("state_dir", "expected a directory path, found \"\"");
+    } else {
+      cfg.agent.state_dir = *v;
+    }
+  }
+  if (auto v = r.number("max_probes_per_second", 1, false)) cfg.agent.max_probes_per_second = *v;
+  if (auto v = r.string("log_level", false)) {
+    static const std::map<std::string, LogLevel> kLevels = {
+        {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warn", LogLevel::kWarn}, {"error", LogLevel::kError}};
+    auto it = kLevels.find(*v);
+    if (it == kLevels.end()) {
+      r.error("log_level", "expected one of \"debug\", \"info\", \"warn\", \"error\", found \"" + *v + "\"");
+    } else {
+      cfg.agent.log_level = it->second;
+    }
+  }
+  r.report_unknown_keys();
+}
+
+void parse_defaults(TableReader& root, Config& cfg, Errors& errors) {
+  const toml::table* t = root.table("defaults");
+  if (t == nullptr) return;
+  TableReader r(*t, "defaults", errors);
+  auto interval = r.duration("interval", false);
+  auto timeout = r.duration("timeout", false);
+  if (interval) cfg.default_interval = *interval;
+  if (timeout) cfg.default_timeout = *timeout;
+  if (interval && timeout && *timeout >= *interval) {
+    r.error("timeout", "must be shorter than defaults.interval (" + format_duration(*interval) + "), found " +
+                           format_duration(*timeout));
+  }
+  r.report_unknown_keys();
+}
+
+void parse_probe(const toml::table& t, const std::string& path, const Config& cfg, Duration target_interval,
+                 Duration target_timeout, Target& target, std::map<std::string, const toml::table*>& names,
+                 Errors& errors) {
+  TableReader r(t, path, errors);
+  auto kind_name = r.string("kind", true);
+  auto name = r.string("name", false);
+  auto interval = r.duration("interval", false);
+  auto timeout = r.duration("timeout", false);
+  if (!kind_name) return;  // without a kind, no key list to check against
+  const ProbeKind* kind = find_probe_kind(*kind_name);
+  if (kind == nullptr) {
+    std::string known;
+    for (const auto& k : probe_kinds()) known += (known.empty() ? "\"" : ", \"") + std::string(k.name) + "\"";
+    r.error("kind", "expected one of " + known + ", found \"" + *kind_name + "\"");
+    return;
+  }
+  ProbeSpec spec;
+  spec.kind = std::string(kind->name);
+  std::string default_name(kind->name);
+  const std::size_t errors_before = errors.list().size();
+  spec.options = kind->parse_options(r, default_name);
+  r.report_unknown_keys();
+  spec.interval = interval.value_or(target_interval);
+  spec.timeout = timeout.value_or(target_timeout);
+  if (spec.timeout >= spec.interval) {
+    r.error(timeout ? "timeout" : "interval",
+            "timeout (" + format_duration(spec.timeout) + ") must be shorter than interval (" +
+                format_duration(spec.interval) + ") so that a probe never overlaps itself");
+  }
+  if (spec.interval < std::chrono::milliseconds(100)) {
+    r.error("interval", "must be at least 100ms, found " + format_duration(spec.interval));
+  }
+  spec.name = name.value_or(default_name);
+  if (name && name->empty()) r.error("name", "expected a non-empty string");
+  if (auto [it, inserted] = names.emplace(spec.name, &t); !inserted) {
+    r.error(name ? "name" : "kind",
+            "duplicate probe name \"" + spec.name + "\" in this target (first at line " +
+                std::to_string(it->second->source().begin.line) + "); give one of them a distinct `name`");
+  }
+  (void)cfg;
+  if (spec.options != nullptr && errors.list().size() == errors_before) target.probes.push_back(std::move(spec));
+}
+
+void parse_targets(TableReader& root, Config& cfg, Errors& errors) {
+  const toml::array* targets = table_array(root, "target", errors);
+  if (targets == nullptr) return;
+  std::map<std::string, std::uint32_t> seen;  // name -> line
+  static const std::set<std::string> kReservedLabels = {"target", "probe", "group", "site", "agent", "kind",
+                                                        "job", "instance", "reason"};
+  for (std::size_t i = 0; i < targets->size(); ++i) {
+    const toml::table& t = *targets->get(i)->as_table();
+    const std::string path = "target[" + std::to_string(i) + "]";
+    TableReader r(t, path, errors);
+    auto target = std::make_shared<Target>();
+    auto name = r.string("name", true);
+    auto address = r.string("address", true);
+    if (name) {
+      if (name->empty()) {
+        r.error("name", "expected a non-empty string");
+      } else if (auto [it, inserted] = seen.emplace(*name, t.get("name")->source().begin.line); !inserted) {
+        r.error("name", "duplicate target name \"" + *name + "\" (first defined at line " +
+                            std::to_string(it->second) + ")");
+      }
+      target->name = *name;
+    }
+    if (address) {
+      if (!Resolver::parse_literal(*address) && !valid_hostname(*address)) {
+        r.error("address", "expected an IP address or a hostname, found \"" + *address + "\"");
+      }
+      target->address = *address;
+    }
+    target->group = r.string("group", false).value_or("");
+    target->site = r.string("site", false).value_or(cfg.agent.site);
+    if (const toml::table* labels = r.table("labels")) {
+      for (auto&& [k, v] : *labels) {
+        const std::string key(k.str());
+        const std::string key_path = path + ".labels." + key;
+        if (!valid_label_name(key)) {
+          errors.at(k.source(), key_path, "expected a label name matching [a-zA-Z_][a-zA-Z0-9_]*");
+        } else if (kReservedLabels.count(key)) {
+          errors.at(k.source(), key_path,
+                    "\"" + key + "\" is reserved" +
+                        (key == "group" || key == "site" ? "; set it as the target's own `" + key + "` key" : ""));
+        } else if (!v.is_string()) {
+          errors.at(v.source(), key_path, "expected a string, found " + describe(v));
+        } else {
+          target->labels[key] = *v.value<std::string>();
+        }
+      }
+    }
+    auto interval = r.duration("interval", false);
+    auto timeout = r.duration("timeout", false);
+    const Duration target_interval = interval.value_or(cfg.default_interval);
+    const Duration target_timeout = timeout.value_or(cfg.default_timeout);
+    const toml::array* probes = table_array(r, "probe", errors);
+    if (probes == nullptr || probes->empty()) {
+      if (probes != nullptr || !t.contains("probe")) {
+        r.error("probe", "a target needs at least one [[target.probe]] (e.g. kind = \"tcp\", port = 22)");
+      }
+    } else {
+      std::map<std::string, const toml::table*> probe_names;
+      for (std::size_t j = 0; j < probes->size(); ++j) {
+        parse_probe(*probes->get(j)->as_table(), path + ".probe[" + std::to_string(j) + "]", cfg, target_interval,
+                    target_timeout, *target, probe_names, errors);
+      }
+    }
+    r.report_unknown_keys();
+    cfg.targets.push_back(std::move(target));
+  }
+}
+
+}  // namespace
+
+ConfigResult parse_config(std::string_view text, const std::string& file_name) {
+  ConfigResult result;
+  Errors errors(file_name);
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(file_name));
+  } catch (const toml::parse_error& e) {
+    errors.at(e.source(), "", "syntax error: " + std::string(e.description()));
+    result.errors = std::move(errors.list());
+    return result;
+  }
+  Config cfg;
+  TableReader r(root, "", errors);
+  parse_agent(r, cfg, errors);
+  parse_defaults(r, cfg, errors);
+  parse_targets(r, cfg, errors);
+  r.report_unknown_keys();
+  if (!errors.list().empty()) {
+    result.errors = std::move(errors.list());
+    std::stable_sort(result.errors.begin(), result.errors.end(), [](const ConfigError& a, const ConfigError& b) {
+      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
+    return result;
+  }
+  result.config = std::move(cfg);
+  return result;
+}
+
+ConfigResult load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ConfigResult r;
+    r.errors.push_back({path, 0, 0, "", std::string("cannot read config file: ") + std::strerror(errno)});
+    return r;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return parse_config(buf.str(), path);
+}
+
+}  // namespace nightshift

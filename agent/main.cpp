@@ -1,0 +1,134 @@
+// nightshift: network outage detection agent. Command-line entry point.
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "agent/agent.h"
+#include "agent/config.h"
+#include "agent/log.h"
+#include "nightshift/version.h"
+
+namespace {
+
+const char kUsage[] = R"(nightshift - network outage detection agent
+
+Usage:
+  nightshift run -c FILE          run the agent on a config file
+  nightshift check-config FILE    validate a config file; exit 1 on any error
+  nightshift --version            print the version
+  nightshift --help               print this help
+
+Options for run:
+  -c, --config FILE               config file (TOML)
+  --log-level LEVEL               debug, info, warn or error (overrides agent.log_level)
+
+Signals: SIGHUP reloads the config (a bad one is rejected and the running one
+stays); SIGTERM and SIGINT stop the agent.
+Docs: README.md, docs/configuration.md
+)";
+
+int usage_error(const std::string& message) {
+  std::cerr << "nightshift: " << message << "\n\nRun 'nightshift --help' for usage.\n";
+  return 2;
+}
+
+void print_errors(const std::vector<nightshift::ConfigError>& errors) {
+  for (const auto& e : errors) std::cerr << e.to_string() << "\n";
+  std::cerr << errors.size() << (errors.size() == 1 ? " error" : " errors") << "\n";
+}
+
+int check_config(const std::string& path) {
+  auto result = nightshift::load_config(path);
+  if (!result.ok()) {
+    print_errors(result.errors);
+    return 1;
+  }
+  std::size_t probes = 0;
+  for (const auto& t : result.config->targets) probes += t->probes.size();
+  std::cout << path << ": ok (" << result.config->targets.size() << " targets, " << probes << " probes)\n";
+  return 0;
+}
+
+// Thousands of probes in flight need thousands of sockets: take the hard limit.
+void raise_fd_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+int run(const std::vector<std::string>& args) {
+  std::string config_path;
+  std::string log_level;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-c" || a == "--config") {
+      if (i + 1 >= args.size()) return usage_error(a + " needs a file");
+      config_path = args[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--log-level") {
+      if (i + 1 >= args.size()) return usage_error("--log-level needs a level");
+      log_level = args[++i];
+    } else {
+      return usage_error("unknown argument for run: " + a);
+    }
+  }
+  if (config_path.empty()) return usage_error("run needs -c FILE");
+  auto result = nightshift::load_config(config_path);
+  if (!result.ok()) {
+    print_errors(result.errors);
+    nightshift::log::error("config rejected; not starting", {{"config", config_path}});
+    return 1;
+  }
+  nightshift::Config config = std::move(*result.config);
+  if (!log_level.empty()) {
+    if (log_level == "debug") {
+      config.agent.log_level = nightshift::LogLevel::kDebug;
+    } else if (log_level == "info") {
+      config.agent.log_level = nightshift::LogLevel::kInfo;
+    } else if (log_level == "warn") {
+      config.agent.log_level = nightshift::LogLevel::kWarn;
+    } else if (log_level == "error") {
+      config.agent.log_level = nightshift::LogLevel::kError;
+    } else {
+      return usage_error("--log-level: expected debug, info, warn or error, found " + log_level);
+    }
+  }
+  raise_fd_limit();
+  nightshift::block_agent_signals();
+  nightshift::SystemClock clock;
+  nightshift::Agent agent(config_path, std::move(config), clock);
+  return agent.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::string cmd = args.front();
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "--version" || cmd == "version") {
+    std::cout << "nightshift " << nightshift::kVersion << " (" << nightshift::kRevision << ")\n";
+    return 0;
+  }
+  if (cmd == "check-config") {
+    if (rest.size() != 1) return usage_error("check-config needs exactly one FILE");
+    return check_config(rest.front());
+  }
+  if (cmd == "run") return run(rest);
+  return usage_error("unknown command: " + cmd);
+}

@@ -1,0 +1,219 @@
+#include "agent/metrics.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <prometheus/text_serializer.h>
+
+#include "nightshift/version.h"
+
+namespace nightshift {
+
+namespace {
+const char kHelpSuccess[] = "Whether the probe's last run succeeded (1) or failed (0).";
+const char kHelpDuration[] = "How long the probe's last run took, in seconds.";
+const char kHelpFailureReason[] =
+    "Present (value 1) while the probe's last run failed; the reason label says why "
+    "(timeout, refused, unreachable, dns_failure, banner_mismatch, connection_closed, resource_limit, error).";
+const char kHelpResults[] = "Probe runs completed, by result (ok or the failure reason).";
+const char kHelpTargetInfo[] = "Configured targets with their address and extra labels (value 1).";
+}  // namespace
+
+AgentMetrics::AgentMetrics(std::string agent_name)
+    : agent_(std::move(agent_name)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      success_(prometheus::BuildGauge().Name("probe_success").Help(kHelpSuccess).Register(*registry_)),
+      duration_(prometheus::BuildGauge().Name("probe_duration_seconds").Help(kHelpDuration).Register(*registry_)),
+      failure_reason_(prometheus::BuildGauge()
+                          .Name("nightshift_probe_failure_reason")
+                          .Help(kHelpFailureReason)
+                          .Register(*registry_)),
+      results_(prometheus::BuildCounter()
+                   .Name("nightshift_probe_results_total")
+                   .Help(kHelpResults)
+                   .Register(*registry_)),
+      target_info_(prometheus::BuildGauge().Name("nightshift_target_info").Help(kHelpTargetInfo).Register(*registry_)),
+      probes_sent_(prometheus::BuildCounter()
+                       .Name("nightshift_probes_sent_total")
+                       .Help("Probe runs started, by probe kind.")
+                       .Register(*registry_)),
+      in_flight_(prometheus::BuildGauge()
+                     .Name("nightshift_probes_in_flight")
+                     .Help("Probe runs started and not yet completed, by probe kind.")
+                     .Register(*registry_)),
+      reloads_(prometheus::BuildCounter()
+                   .Name("nightshift_config_reloads_total")
+                   .Help("Configuration reloads (SIGHUP), by result.")
+                   .Register(*registry_)) {
+  const prometheus::Labels agent_label{{"agent", agent_}};
+  scheduler_lag_ = &prometheus::BuildHistogram()
+                        .Name("nightshift_scheduler_lag_seconds")
+                        .Help("How late probes started against their scheduled time.")
+                        .Register(*registry_)
+                        .Add(agent_label, prometheus::Histogram::BucketBoundaries{
+                                              0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                              0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  auto& reload_ok = prometheus::BuildGauge()
+                        .Name("nightshift_config_last_reload_successful")
+                        .Help("Whether the last configuration load succeeded (1) or was rejected (0).")
+                        .Register(*registry_);
+  reload_ok_ = &reload_ok.Add(agent_label);
+  reload_ok_->Set(1);
+  reload_time_ = &prometheus::BuildGauge()
+                      .Name("nightshift_config_last_reload_success_timestamp_seconds")
+                      .Help("When the configuration was last loaded successfully, as a Unix time.")
+                      .Register(*registry_)
+                      .Add(agent_label);
+  targets_count_ = &prometheus::BuildGauge()
+                        .Name("nightshift_targets")
+                        .Help("Configured targets.")
+                        .Register(*registry_)
+                        .Add(agent_label);
+  probes_count_ = &prometheus::BuildGauge()
+                       .Name("nightshift_probes_configured")
+                       .Help("Configured probes across all targets.")
+                       .Register(*registry_)
+                       .Add(agent_label);
+  prometheus::BuildGauge()
+      .Name("nightshift_build_info")
+      .Help("Build information (value 1).")
+      .Register(*registry_)
+      .Add({{"agent", agent_}, {"version", kVersion}, {"revision", kRevision}, {"compiler", kCompiler}})
+      .Set(1);
+}
+
+std::string AgentMetrics::render() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+void AgentMetrics::remove_series(Series& s) {
+  success_.Remove(s.success);
+  duration_.Remove(s.duration);
+  if (s.failure_reason) failure_reason_.Remove(s.failure_reason);
+  for (auto& [reason, c] : s.results) results_.Remove(c);
+  for (auto& [name, g] : s.values) value_family(s.labels.at("kind"), name).Remove(g);
+}
+
+void AgentMetrics::sync_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
+  std::map<std::pair<std::string, std::string>, prometheus::Labels> wanted;
+  std::map<std::string, prometheus::Labels> wanted_info;
+  std::size_t probe_count = 0;
+  for (const auto& t : targets) {
+    prometheus::Labels info{{"target", t->name}, {"address", t->address}, {"group", t->group},
+                            {"site", t->site}, {"agent", agent_}};
+    for (const auto& [k, v] : t->labels) info[k] = v;
+    wanted_info[t->name] = std::move(info);
+    for (const auto& p : t->probes) {
+      ++probe_count;
+      wanted[{t->name, p.name}] = {{"target", t->name}, {"probe", p.name}, {"kind", p.kind},
+                                   {"group", t->group}, {"site", t->site}, {"agent", agent_}};
+    }
+  }
+  // Remove what is gone or changed; a surviving probe keeps its series (and
+  // counters). Series are created at a probe's first result, so a fresh start
+  // shows no made-up value before anything was measured.
+  for (auto it = series_.begin(); it != series_.end();) {
+    auto w = wanted.find(it->first);
+    if (w == wanted.end() || w->second != it->second.labels) {
+      remove_series(it->second);
+      it = series_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  configured_ = std::move(wanted);
+  for (auto it = target_info_series_.begin(); it != target_info_series_.end();) {
+    auto w = wanted_info.find(it->first);
+    if (w == wanted_info.end() || w->second != target_info_labels_[it->first]) {
+      target_info_.Remove(it->second);
+      target_info_labels_.erase(it->first);
+      it = target_info_series_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [name, labels] : wanted_info) {
+    if (target_info_series_.count(name)) continue;
+    auto& g = target_info_.Add(labels);
+    g.Set(1);
+    target_info_series_[name] = &g;
+    target_info_labels_[name] = labels;
+  }
+  targets_count_->Set(static_cast<double>(targets.size()));
+  probes_count_->Set(static_cast<double>(probe_count));
+}
+
+prometheus::Family<prometheus::Gauge>& AgentMetrics::value_family(const std::string& kind, const std::string& value) {
+  const std::string name = "probe_" + kind + "_" + value;
+  auto it = value_families_.find(name);
+  if (it != value_families_.end()) return *it->second;
+  auto& fam = prometheus::BuildGauge()
+                  .Name(name)
+                  .Help("Last measured " + value + " of the " + kind + " probe (see docs/metrics.md).")
+                  .Register(*registry_);
+  value_families_[name] = &fam;
+  return fam;
+}
+
+void AgentMetrics::record(const Sample& sample) {
+  const std::pair<std::string, std::string> key{sample.target, sample.probe};
+  auto it = series_.find(key);
+  if (it == series_.end()) {
+    auto c = configured_.find(key);
+    if (c == configured_.end()) return;  // removed by a reload while in flight
+    Series fresh;
+    fresh.labels = c->second;
+    fresh.success = &success_.Add(fresh.labels);
+    fresh.duration = &duration_.Add(fresh.labels);
+    it = series_.emplace(key, std::move(fresh)).first;
+  }
+  Series& s = it->second;
+  s.success->Set(sample.ok ? 1 : 0);
+  s.duration->Set(std::chrono::duration<double>(sample.duration).count());
+  const std::string reason(to_string(sample.reason));
+  auto& counter = s.results[reason];
+  if (counter == nullptr) {
+    prometheus::Labels labels = s.labels;
+    labels["result"] = reason;
+    counter = &results_.Add(labels);
+  }
+  counter->Increment();
+  if (s.failure_reason != nullptr && (sample.ok || s.failure_reason_value != reason)) {
+    failure_reason_.Remove(s.failure_reason);
+    s.failure_reason = nullptr;
+  }
+  if (!sample.ok && s.failure_reason == nullptr) {
+    prometheus::Labels labels = s.labels;
+    labels["reason"] = reason;
+    s.failure_reason = &failure_reason_.Add(labels);
+    s.failure_reason->Set(1);
+    s.failure_reason_value = reason;
+  }
+  for (const auto& [name, value] : sample.values) {
+    auto& g = s.values[name];
+    if (g == nullptr) g = &value_family(sample.kind, name).Add(s.labels);
+    g->Set(value);
+  }
+}
+
+void AgentMetrics::probe_sent(const std::string& kind) {
+  auto& c = sent_by_kind_[kind];
+  if (c == nullptr) c = &probes_sent_.Add({{"kind", kind}, {"agent", agent_}});
+  c->Increment();
+}
+
+void AgentMetrics::set_in_flight(const std::string& kind, double n) {
+  auto& g = in_flight_by_kind_[kind];
+  if (g == nullptr) g = &in_flight_.Add({{"kind", kind}, {"agent", agent_}});
+  g->Set(n);
+}
+
+void AgentMetrics::config_reload(bool success, double unix_time) {
+  reloads_.Add({{"result", success ? "success" : "failure"}, {"agent", agent_}}).Increment();
+  reload_ok_->Set(success ? 1 : 0);
+  if (success) reload_time_->Set(unix_time);
+}
+
+}  // namespace nightshift

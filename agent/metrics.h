@@ -1,0 +1,86 @@
+// Metrics: every Prometheus family nightshift exports, declared in one place.
+//
+// Per probe: probe_success and probe_duration_seconds (the blackbox_exporter
+// names), a failure-reason series while failing, result counters by reason, and
+// kind-specific gauges from Sample::values (probe_<kind>_<value>). Labels: target,
+// probe, kind, group, site, agent. Self-metrics: probes sent, in flight,
+// scheduler lag, config reloads, build info, process CPU/memory/fds.
+//
+// Thread safety: record()/sync_targets() from the reactor thread; the registry
+// may be collected from any thread (prometheus-cpp locks per family).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "nightshift/sample.h"
+#include "nightshift/target.h"
+
+namespace nightshift {
+
+class AgentMetrics {
+ public:
+  explicit AgentMetrics(std::string agent_name);
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  // The /metrics body: the text exposition format.
+  std::string render() const;
+
+  // Creates the series of every configured probe and removes those of probes
+  // that are gone or whose labels changed.
+  void sync_targets(const std::vector<std::shared_ptr<const Target>>& targets);
+  void record(const Sample& sample);
+
+  void probe_sent(const std::string& kind);
+  void set_in_flight(const std::string& kind, double n);
+  void scheduler_lag(double seconds) { scheduler_lag_->Observe(seconds); }
+  void config_reload(bool success, double unix_time);
+
+ private:
+  struct Series {
+    prometheus::Labels labels;  // target, probe, kind, group, site, agent
+    prometheus::Gauge* success = nullptr;
+    prometheus::Gauge* duration = nullptr;
+    prometheus::Gauge* failure_reason = nullptr;  // set while the last run failed
+    std::string failure_reason_value;
+    std::map<std::string, prometheus::Counter*> results;  // by reason, created on first use
+    std::map<std::string, prometheus::Gauge*> values;     // kind-specific values
+  };
+  void remove_series(Series& s);
+  prometheus::Family<prometheus::Gauge>& value_family(const std::string& kind, const std::string& value);
+
+  std::string agent_;
+  std::shared_ptr<prometheus::Registry> registry_;
+
+  prometheus::Family<prometheus::Gauge>& success_;
+  prometheus::Family<prometheus::Gauge>& duration_;
+  prometheus::Family<prometheus::Gauge>& failure_reason_;
+  prometheus::Family<prometheus::Counter>& results_;
+  prometheus::Family<prometheus::Gauge>& target_info_;
+  prometheus::Family<prometheus::Counter>& probes_sent_;
+  prometheus::Family<prometheus::Gauge>& in_flight_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Histogram* scheduler_lag_;
+  prometheus::Gauge* reload_ok_;
+  prometheus::Gauge* reload_time_;
+  prometheus::Gauge* targets_count_;
+  prometheus::Gauge* probes_count_;
+
+  std::map<std::pair<std::string, std::string>, prometheus::Labels> configured_;  // (target, probe)
+  std::map<std::pair<std::string, std::string>, Series> series_;  // created at the first result
+  std::map<std::string, prometheus::Gauge*> target_info_series_;
+  std::map<std::string, prometheus::Labels> target_info_labels_;
+  std::map<std::string, prometheus::Counter*> sent_by_kind_;
+  std::map<std::string, prometheus::Gauge*> in_flight_by_kind_;
+  std::map<std::string, prometheus::Family<prometheus::Gauge>*> value_families_;
+};
+
+}  // namespace nightshift

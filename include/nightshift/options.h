@@ -1,0 +1,30 @@
+// OptionReader: how a probe kind reads its own keys from a probe's config table
+// without knowing TOML. The config module implements it; every error it reports
+// carries file:line:col and the key path, so a probe kind only says *what* is
+// wrong. Keys a kind never asks for are reported as unknown by the config module.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "nightshift/clock.h"
+
+namespace nightshift {
+
+class OptionReader {
+ public:
+  virtual ~OptionReader() = default;
+  // Each getter returns nullopt when the key is absent (reporting an error if
+  // `required`) or has the wrong type or range (always reporting an error).
+  virtual std::optional<std::int64_t> integer(std::string_view key, std::int64_t min,
+                                              std::int64_t max, bool required) = 0;
+  virtual std::optional<std::string> string(std::string_view key, bool required) = 0;
+  virtual std::optional<bool> boolean(std::string_view key, bool required) = 0;
+  virtual std::optional<Duration> duration(std::string_view key, bool required) = 0;
+  // A semantic error about `key` (located at its value, or at the table if absent).
+  virtual void error(std::string_view key, std::string message) = 0;
+};
+
+}  // namespace nightshift

@@ -1,0 +1,70 @@
+// Error and Result<T>: errors are values with a kind (C++20 has no std::expected).
+// Exceptions from libraries (toml++) are caught at the module edge and turned
+// into these.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace nightshift {
+
+enum class ErrorCode {
+  kInvalidArgument,  // the caller's input is wrong; retrying will not help
+  kNotFound,
+  kIo,               // the operating system refused (file, socket)
+  kUnavailable,      // try again later
+  kInternal,
+};
+
+struct Error {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+
+  static Error invalid(std::string m) { return {ErrorCode::kInvalidArgument, std::move(m)}; }
+  static Error not_found(std::string m) { return {ErrorCode::kNotFound, std::move(m)}; }
+  static Error io(std::string m) { return {ErrorCode::kIo, std::move(m)}; }
+  static Error unavailable(std::string m) { return {ErrorCode::kUnavailable, std::move(m)}; }
+  static Error internal(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
+};
+
+template <typename T>
+class Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT
+
+  bool ok() const { return std::holds_alternative<T>(v_); }
+  explicit operator bool() const { return ok(); }
+  T& value() & { return std::get<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  const Error& error() const { return std::get<Error>(v_); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+// Result<void>: success, or an Error.
+template <>
+class Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : error_(std::move(error)), failed_(true) {}  // NOLINT
+
+  bool ok() const { return !failed_; }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const { return error_; }
+
+ private:
+  Error error_;
+  bool failed_ = false;
+};
+
+using Status = Result<void>;
+
+}  // namespace nightshift

@@ -1,0 +1,42 @@
+// Sample: what one probe run observed. Probes measure, rules judge: a Sample
+// carries the outcome and *why* it failed, never a verdict about an outage.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "nightshift/clock.h"
+
+namespace nightshift {
+
+// Why a probe failed. The string forms are label values and are stable.
+enum class FailureReason {
+  kNone,            // success
+  kTimeout,         // no answer within the probe's timeout
+  kRefused,         // the peer actively refused (TCP RST)
+  kUnreachable,     // no route / host or network unreachable
+  kDnsFailure,      // the target's hostname did not resolve
+  kBannerMismatch,  // connected, but the expected banner did not arrive
+  kConnectionClosed,// the peer closed before the probe finished
+  kResourceLimit,   // this host ran out of sockets or descriptors
+  kError,           // any other local error; see Sample::detail
+};
+
+std::string_view to_string(FailureReason reason);
+
+struct Sample {
+  std::string target;  // Target::name
+  std::string probe;   // ProbeSpec::name, unique within the target
+  std::string kind;    // "tcp", "icmp", ...
+  SteadyTime started{};
+  Duration duration{};  // how long the probe took, success or not
+  bool ok = false;
+  FailureReason reason = FailureReason::kNone;
+  std::string detail;  // human-readable context for the reason (never a secret)
+  // Kind-specific measurements, e.g. {"connect_seconds", 0.0003}.
+  std::vector<std::pair<std::string, double>> values;
+};
+
+}  // namespace nightshift

@@ -1,0 +1,59 @@
+// The one small interface every probe kind implements, and the registry table
+// that names the kinds. Nothing outside probes/ branches on a kind's name.
+//
+// Thread safety: engines are reactor-thread only.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "nightshift/options.h"
+#include "nightshift/reactor.h"
+#include "nightshift/resolver.h"
+#include "nightshift/sample.h"
+#include "nightshift/target.h"
+
+namespace nightshift {
+
+struct ProbeRequest {
+  std::shared_ptr<const Target> target;  // keeps the target alive across a reload
+  const ProbeSpec* spec = nullptr;       // points into *target
+  // Called exactly once with the result, on the reactor thread, never from
+  // inside submit().
+  std::function<void(Sample)> done;
+};
+
+class ProbeEngine {
+ public:
+  virtual ~ProbeEngine() = default;
+  // Starts one probe run. Never blocks; the result arrives through req.done.
+  virtual void submit(ProbeRequest req) = 0;
+  // Probe runs started and not yet completed.
+  virtual std::size_t in_flight() const = 0;
+};
+
+// What an engine may use. Outlives every engine.
+struct EngineContext {
+  Reactor& reactor;
+  Resolver& resolver;
+};
+
+struct ProbeKind {
+  std::string_view name;  // the `kind` value in config
+  // Reads the kind's own keys; returns nullptr after reporting errors.
+  // `default_name` receives the probe's name when the config gives none.
+  std::shared_ptr<const ProbeOptions> (*parse_options)(OptionReader& reader, std::string& default_name);
+  std::unique_ptr<ProbeEngine> (*make_engine)(EngineContext& context);
+};
+
+// The registry: every probe kind nightshift knows.
+std::span<const ProbeKind> probe_kinds();
+const ProbeKind* find_probe_kind(std::string_view name);
+
+// Fills the fields every sample has from the request. Shared by all engines.
+Sample make_sample(const ProbeRequest& req, SteadyTime started);
+
+}  // namespace nightshift

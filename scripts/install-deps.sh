@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package that nightshift's build, tests and demo need.
+# Idempotent: safe to run any number of times. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config
+  # libraries
+  libpcap-dev libsnmp-dev prometheus-cpp-dev libcivetweb-dev libtomlplusplus-dev
+  libgtest-dev libgmock-dev libsqlite3-dev libcurl4-openssl-dev nlohmann-json3-dev
+  libbenchmark-dev
+  # test peers and tools: network namespaces, firewall rules, HTTP client
+  iproute2 nftables iptables curl procps libcap2-bin snmpd snmp
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

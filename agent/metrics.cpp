@@ -94,6 +94,7 @@ void AgentMetrics::remove_series(Series& s) {
   if (s.failure_reason) failure_reason_.Remove(s.failure_reason);
   for (auto& [reason, c] : s.results) results_.Remove(c);
   for (auto& [name, g] : s.values) value_family(s.labels.at("kind"), name).Remove(g);
+  for (auto& [name, h] : s.observations) histogram_family(s.labels.at("kind"), name).Remove(h);
 }
 
 void AgentMetrics::sync_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
@@ -157,6 +158,19 @@ prometheus::Family<prometheus::Gauge>& AgentMetrics::value_family(const std::str
   return fam;
 }
 
+prometheus::Family<prometheus::Histogram>& AgentMetrics::histogram_family(const std::string& kind,
+                                                                        const std::string& name) {
+  const std::string full = "probe_" + kind + "_" + name;
+  auto it = histogram_families_.find(full);
+  if (it != histogram_families_.end()) return *it->second;
+  auto& fam = prometheus::BuildHistogram()
+                  .Name(full)
+                  .Help("Distribution of the " + kind + " probe's " + name + " (see docs/metrics.md).")
+                  .Register(*registry_);
+  histogram_families_[full] = &fam;
+  return fam;
+}
+
 void AgentMetrics::record(const Sample& sample) {
   const std::pair<std::string, std::string> key{sample.target, sample.probe};
   auto it = series_.find(key);
@@ -195,6 +209,14 @@ void AgentMetrics::record(const Sample& sample) {
     auto& g = s.values[name];
     if (g == nullptr) g = &value_family(sample.kind, name).Add(s.labels);
     g->Set(value);
+  }
+  // 100us to 5s, roughly x2.5 per step: loopback to satellite round trips.
+  static const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+  for (const auto& [name, value] : sample.observations) {
+    auto& h = s.observations[name];
+    if (h == nullptr) h = &histogram_family(sample.kind, name).Add(s.labels, kLatencyBuckets);
+    h->Observe(value);
   }
 }
 

@@ -53,9 +53,11 @@ class AgentMetrics {
     std::string failure_reason_value;
     std::map<std::string, prometheus::Counter*> results;  // by reason, created on first use
     std::map<std::string, prometheus::Gauge*> values;     // kind-specific values
+    std::map<std::string, prometheus::Histogram*> observations;
   };
   void remove_series(Series& s);
   prometheus::Family<prometheus::Gauge>& value_family(const std::string& kind, const std::string& value);
+  prometheus::Family<prometheus::Histogram>& histogram_family(const std::string& kind, const std::string& name);
 
   std::string agent_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -81,6 +83,7 @@ class AgentMetrics {
   std::map<std::string, prometheus::Counter*> sent_by_kind_;
   std::map<std::string, prometheus::Gauge*> in_flight_by_kind_;
   std::map<std::string, prometheus::Family<prometheus::Gauge>*> value_families_;
+  std::map<std::string, prometheus::Family<prometheus::Histogram>*> histogram_families_;
 };
 
 }  // namespace nightshift

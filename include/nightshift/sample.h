@@ -36,7 +36,11 @@ struct Sample {
   FailureReason reason = FailureReason::kNone;
   std::string detail;  // human-readable context for the reason (never a secret)
   // Kind-specific measurements, e.g. {"connect_seconds", 0.0003}.
+  // Exported as gauges named probe_<kind>_<name>.
   std::vector<std::pair<std::string, double>> values;
+  // Kind-specific observations, e.g. one {"rtt_seconds", 0.00012} per echo reply.
+  // Exported as histograms named probe_<kind>_<name> (buckets 100us to 5s).
+  std::vector<std::pair<std::string, double>> observations;
 };
 
 }  // namespace nightshift

@@ -84,7 +84,10 @@ AgentMetrics::AgentMetrics(std::string agent_name)
 
 std::string AgentMetrics::render() const {
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  auto families = registry_->Collect();
+  auto process = process_.Collect();
+  families.insert(families.end(), std::make_move_iterator(process.begin()), std::make_move_iterator(process.end()));
+  prometheus::TextSerializer().Serialize(out, families);
   return out.str();
 }
 

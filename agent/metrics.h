@@ -21,6 +21,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "agent/process_metrics.h"
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
 
@@ -61,6 +62,7 @@ class AgentMetrics {
 
   std::string agent_;
   std::shared_ptr<prometheus::Registry> registry_;
+  ProcessMetrics process_;
 
   prometheus::Family<prometheus::Gauge>& success_;
   prometheus::Family<prometheus::Gauge>& duration_;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what nightshift needs, builds it and runs the agent on the default
+# local config (deploy/examples/local.toml), which probes only this machine.
+# Stop it with Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNIGHTSHIFT_TESTS=OFF
+cmake --build build --target nightshift
+
+config=${1:-deploy/examples/local.toml}
+listen=$(sed -n 's/^listen *= *"\([^"]*\)".*/\1/p' "$config" | head -n 1)
+echo "nightshift: metrics at http://${listen:-127.0.0.1:9650}/metrics  (health: /healthz; Ctrl-C stops)"
+exec build/nightshift run -c "$config"

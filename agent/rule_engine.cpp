@@ -1,0 +1,229 @@
+#include "agent/rule_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+namespace nightshift::rules {
+
+const std::vector<Variable>& variables() {
+  static const std::vector<Variable> kVariables = {
+      {"success", ValueType::kNumber, "1 if the last run succeeded, else 0"},
+      {"consecutive_failures", ValueType::kNumber, "failed runs in a row"},
+      {"failure_ratio", ValueType::kNumber, "failed runs / runs over the window"},
+      {"loss", ValueType::kNumber, "packet loss ratio over the window"},
+      {"rtt_avg", ValueType::kNumber, "mean round-trip time over the window, seconds"},
+      {"rtt_p50", ValueType::kNumber, "median round-trip time over the window, seconds"},
+      {"rtt_p95", ValueType::kNumber, "95th percentile round-trip time, seconds"},
+      {"rtt_p99", ValueType::kNumber, "99th percentile round-trip time, seconds"},
+      {"duration", ValueType::kNumber, "seconds the last run took"},
+      {"samples", ValueType::kNumber, "runs in the window"},
+      {"reason", ValueType::kString, "last failure reason, \"ok\" if none"},
+      {"kind", ValueType::kString, "probe kind"},
+      {"jitter_seconds", ValueType::kNumber, "last jitter (ICMP)"},
+      {"reply_ttl", ValueType::kNumber, "last reply TTL (ICMP)"},
+      {"loss_ratio", ValueType::kNumber, "last round's loss ratio (ICMP)"},
+      {"connect_seconds", ValueType::kNumber, "last connect time (TCP)"},
+  };
+  return kVariables;
+}
+
+// The variables over one window, as seen from one rule (its own window length).
+class RuleEngine::WindowEnv final : public Environment {
+ public:
+  WindowEnv(const Window& w, SteadyTime since) : w_(w) {
+    for (const auto& e : w.entries) {
+      if (e.at < since) continue;
+      ++runs_;
+      if (!e.ok) ++failures_;
+      loss_sum_ += e.loss;
+      rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.end());
+    }
+    std::sort(rtts_.begin(), rtts_.end());
+  }
+
+  std::optional<Value> get(std::string_view name) const override {
+    const Sample& last = w_.last;
+    if (name == "success") return Value(last.ok ? 1.0 : 0.0);
+    if (name == "consecutive_failures") return Value(static_cast<double>(w_.consecutive_failures));
+    if (name == "samples") return Value(static_cast<double>(runs_));
+    if (name == "reason") return Value(std::string(to_string(last.reason)));
+    if (name == "kind") return Value(last.kind);
+    if (name == "duration") return Value(std::chrono::duration<double>(last.duration).count());
+    if (name == "failure_ratio" || name == "loss") {
+      if (runs_ == 0) return std::nullopt;
+      return Value((name == "loss" ? loss_sum_ : static_cast<double>(failures_)) / static_cast<double>(runs_));
+    }
+    if (name.substr(0, 4) == "rtt_") {
+      if (rtts_.empty()) return std::nullopt;
+      if (name == "rtt_avg") {
+        double sum = 0;
+        for (double r : rtts_) sum += r;
+        return Value(sum / static_cast<double>(rtts_.size()));
+      }
+      double q = 0;
+      if (name == "rtt_p50") q = 0.50;
+      else if (name == "rtt_p95") q = 0.95;
+      else if (name == "rtt_p99") q = 0.99;
+      else return std::nullopt;
+      // Nearest rank: the smallest value with at least q of the values at or below it.
+      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtts_.size())));
+      return Value(rtts_[rank == 0 ? 0 : rank - 1]);
+    }
+    for (const auto& [k, v] : last.values) {
+      if (k == name) return Value(v);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  const Window& w_;
+  std::size_t runs_ = 0;
+  std::size_t failures_ = 0;
+  double loss_sum_ = 0;
+  std::vector<double> rtts_;
+};
+
+std::string describe_values(const Condition& condition, const Environment& env) {
+  std::ostringstream out;
+  bool first = true;
+  for (const auto& name : condition.variables()) {
+    out << (first ? "" : " ") << name << "=";
+    first = false;
+    auto v = env.get(name);
+    if (!v) {
+      out << "none";
+    } else if (const double* d = std::get_if<double>(&*v)) {
+      out << *d;
+    } else if (const std::string* s = std::get_if<std::string>(&*v)) {
+      out << '"' << *s << '"';
+    } else {
+      out << (std::get<bool>(*v) ? "true" : "false");
+    }
+  }
+  return out.str();
+}
+
+RuleEngine::RuleEngine(const Clock& clock, std::vector<RuleSpec> rules) : clock_(clock), rules_(std::move(rules)) {
+  for (const auto& r : rules_) max_window_ = std::max(max_window_, r.window);
+}
+
+bool RuleEngine::selects(const RuleSpec& rule, const Target& target, const Sample& sample) {
+  for (const auto& [label, want] : rule.selector) {
+    std::string have;
+    if (label == "target") have = target.name;
+    else if (label == "probe") have = sample.probe;
+    else if (label == "kind") have = sample.kind;
+    else if (label == "group") have = target.group;
+    else if (label == "site") have = target.site;
+    else if (auto it = target.labels.find(label); it != target.labels.end()) have = it->second;
+    else return false;
+    if (want != "*" && want != have) return false;
+  }
+  return true;
+}
+
+AlertEvent RuleEngine::event(std::size_t rule, const Key& key, const AlertChange& change,
+                             const std::string& summary) const {
+  AlertEvent e;
+  e.rule = rules_[rule].name;
+  e.severity = rules_[rule].severity;
+  e.target = key.target;
+  e.probe = key.probe;
+  e.change = change;
+  e.summary = summary;
+  return e;
+}
+
+std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample& sample) {
+  const SteadyTime now = clock_.now();
+  const Key key{target.name, sample.probe};
+  Window& w = windows_[key];
+  Window::Entry entry{now, sample.ok, sample.ok ? 0.0 : 1.0, {}};
+  for (const auto& [name, value] : sample.values) {
+    if (name == "loss_ratio") entry.loss = value;
+    if (name == "connect_seconds" && sample.ok) entry.rtts.push_back(value);
+  }
+  for (const auto& [name, value] : sample.observations) {
+    if (name == "rtt_seconds") entry.rtts.push_back(value);
+  }
+  w.entries.push_back(std::move(entry));
+  while (!w.entries.empty() && now - w.entries.front().at > max_window_) w.entries.pop_front();
+  w.consecutive_failures = sample.ok ? 0 : w.consecutive_failures + 1;
+  w.last = sample;
+
+  std::vector<AlertEvent> events;
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    const RuleSpec& rule = rules_[i];
+    if (!selects(rule, target, sample)) continue;
+    const WindowEnv env(w, now - rule.window);
+    const bool active = rule.condition.fires(env);
+    auto [it, inserted] = alerts_.try_emplace({i, key}, Tracked{AlertState(rule.timing), ""});
+    Tracked& t = it->second;
+    if (active) {
+      t.summary = rule.condition.text() + " (" + describe_values(rule.condition, env) + ")";
+      if (!sample.ok) t.summary += "; last failure " + std::string(to_string(sample.reason)) +
+                                   (sample.detail.empty() ? "" : ": " + sample.detail);
+    }
+    if (auto change = t.state.observe(active, now)) events.push_back(event(i, key, *change, t.summary));
+  }
+  return events;
+}
+
+std::vector<AlertEvent> RuleEngine::tick() {
+  const SteadyTime now = clock_.now();
+  std::vector<AlertEvent> events;
+  for (auto& [k, t] : alerts_) {
+    auto due = t.state.next_deadline();
+    if (!due || *due > now) continue;
+    if (auto change = t.state.advance(now)) events.push_back(event(k.first, k.second, *change, t.summary));
+  }
+  return events;
+}
+
+std::optional<SteadyTime> RuleEngine::next_deadline() const {
+  std::optional<SteadyTime> d;
+  for (const auto& [k, t] : alerts_) {
+    auto due = t.state.next_deadline();
+    if (due && (!d || *due < *d)) d = due;
+  }
+  return d;
+}
+
+std::vector<AlertEvent> RuleEngine::retain(const std::vector<std::shared_ptr<const Target>>& targets) {
+  std::set<Key> keep;
+  for (const auto& t : targets) {
+    for (const auto& p : t->probes) keep.insert({t->name, p.name});
+  }
+  std::vector<AlertEvent> events;
+  const SteadyTime now = clock_.now();
+  for (auto it = alerts_.begin(); it != alerts_.end();) {
+    if (keep.count(it->first.second)) {
+      ++it;
+      continue;
+    }
+    if (it->second.state.phase() == AlertPhase::kFiring) {
+      AlertChange c{AlertPhase::kFiring, AlertPhase::kInactive, now};
+      events.push_back(event(it->first.first, it->first.second, c, "target removed from the config"));
+    }
+    it = alerts_.erase(it);
+  }
+  for (auto it = windows_.begin(); it != windows_.end();) {
+    it = keep.count(it->first) ? std::next(it) : windows_.erase(it);
+  }
+  return events;
+}
+
+std::vector<AlertEvent> RuleEngine::firing() const {
+  std::vector<AlertEvent> out;
+  for (const auto& [k, t] : alerts_) {
+    if (t.state.phase() != AlertPhase::kFiring) continue;
+    AlertChange c{AlertPhase::kFiring, AlertPhase::kFiring, t.state.firing_since()};
+    c.flapping = t.state.flapping();
+    out.push_back(event(k.first, k.second, c, t.summary));
+  }
+  return out;
+}
+
+}  // namespace nightshift::rules

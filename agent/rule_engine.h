@@ -1,0 +1,123 @@
+// RuleEngine: turns Samples into alert changes. Probes measure; rules judge.
+//
+// For each (rule, target, probe) the rule selects, the engine keeps a window of
+// recent samples, computes the variables a condition can read, evaluates the
+// condition and feeds the result to an AlertState (sustain, hysteresis, flap
+// damping). Time comes from the Clock passed in, so tests run hours of
+// simulated time without sleeping.
+//
+// Variables (numbers unless noted):
+//   success               1 if the last run succeeded, else 0
+//   consecutive_failures  failed runs in a row, up to the last one
+//   failure_ratio         failed runs / runs, over the rule's window
+//   loss                  mean of the samples' loss_ratio values (ICMP) over the
+//                         window; for kinds without one, failure_ratio
+//   rtt_avg, rtt_p50, rtt_p95, rtt_p99
+//                         seconds, over the window's rtt_seconds observations
+//                         (TCP: connect_seconds)
+//   duration              seconds the last run took
+//   samples               runs in the window
+//   reason, kind          strings: the last failure reason ("ok" if none), the probe kind
+//   <value>               the last value of every Sample::values entry (e.g. jitter_seconds,
+//                         reply_ttl); missing until a sample carries it
+//
+// Thread safety: one thread (the reactor).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/alert_state.h"
+#include "agent/rule_expr.h"
+#include "nightshift/clock.h"
+#include "nightshift/sample.h"
+#include "nightshift/target.h"
+
+namespace nightshift::rules {
+
+// Which (target, probe) pairs a rule applies to: every given label must match
+// exactly ("*" matches any value). Labels: target, probe, kind, group, site and
+// the target's extra labels.
+using Selector = std::map<std::string, std::string>;
+
+struct RuleSpec {
+  std::string name;
+  Condition condition;
+  AlertTiming timing;
+  std::string severity = "critical";  // critical, warning, info
+  Selector selector;
+  Duration window = std::chrono::minutes(2);  // for ratios and percentiles
+};
+
+// The variables conditions may use (for Condition::parse).
+const std::vector<Variable>& variables();
+
+struct AlertEvent {
+  std::string rule;
+  std::string severity;
+  std::string target;
+  std::string probe;
+  AlertChange change;
+  std::string summary;  // e.g. "loss = 0.35 (loss > 20%); last reason timeout: ..."
+};
+
+class RuleEngine {
+ public:
+  RuleEngine(const Clock& clock, std::vector<RuleSpec> rules);
+
+  // Feeds one sample; returns the alert changes it caused (possibly none).
+  std::vector<AlertEvent> on_sample(const Target& target, const Sample& sample);
+  // Completes time-based changes (sustain, hysteresis, flap settle) due now.
+  std::vector<AlertEvent> tick();
+  // When tick() next has work, if ever.
+  std::optional<SteadyTime> next_deadline() const;
+
+  // Drops state of (target, probe) pairs not in `targets` (after a reload).
+  // Alerts of dropped pairs that were firing are resolved in the returned events.
+  std::vector<AlertEvent> retain(const std::vector<std::shared_ptr<const Target>>& targets);
+
+  // Firing alerts, for status and restart recovery.
+  std::vector<AlertEvent> firing() const;
+
+  const std::vector<RuleSpec>& rules() const { return rules_; }
+
+ private:
+  struct Window {
+    struct Entry {
+      SteadyTime at;
+      bool ok;
+      double loss;  // loss_ratio if the sample had one, else 0/1 by ok
+      std::vector<double> rtts;
+    };
+    std::deque<Entry> entries;
+    int consecutive_failures = 0;
+    Sample last;
+  };
+  struct Key {
+    std::string target, probe;
+    bool operator<(const Key& o) const { return std::tie(target, probe) < std::tie(o.target, o.probe); }
+  };
+  struct Tracked {
+    AlertState state;
+    std::string summary;
+  };
+  class WindowEnv;
+
+  static bool selects(const RuleSpec& rule, const Target& target, const Sample& sample);
+  AlertEvent event(std::size_t rule, const Key& key, const AlertChange& change, const std::string& summary) const;
+
+  const Clock& clock_;
+  std::vector<RuleSpec> rules_;
+  Duration max_window_{};
+  std::map<Key, Window> windows_;
+  std::map<std::pair<std::size_t, Key>, Tracked> alerts_;  // (rule index, key)
+};
+
+// Human-readable summary of the variables a condition read, e.g.
+// "loss=0.35 samples=12". Exposed for tests.
+std::string describe_values(const Condition& condition, const Environment& env);
+
+}  // namespace nightshift::rules

@@ -1,0 +1,197 @@
+// Rule engine on a simulated clock: timelines of samples in, alert changes out.
+#include "agent/rule_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace nightshift::rules {
+namespace {
+
+using namespace std::chrono_literals;
+
+RuleSpec rule(const std::string& name, const std::string& condition, Duration for_d, Duration clear_for,
+              Selector selector = {}, Duration window = 2min) {
+  auto c = Condition::parse(condition, variables());
+  EXPECT_TRUE(c.ok()) << condition << ": " << (c.ok() ? "" : c.error().message);
+  RuleSpec r{name, c.value(), {}, "critical", std::move(selector), window};
+  r.timing.for_duration = for_d;
+  r.timing.clear_for = clear_for;
+  r.timing.max_flips = 0;
+  return r;
+}
+
+Target target(const std::string& name, const std::string& group = "core") {
+  Target t;
+  t.name = name;
+  t.address = "127.0.0.1";
+  t.group = group;
+  ProbeSpec p;
+  p.kind = "icmp";
+  p.name = "icmp";
+  t.probes.push_back(p);
+  return t;
+}
+
+Sample sample(const Target& t, bool ok, double loss = -1, std::vector<double> rtts = {}) {
+  Sample s;
+  s.target = t.name;
+  s.probe = "icmp";
+  s.kind = "icmp";
+  s.ok = ok;
+  s.reason = ok ? FailureReason::kNone : FailureReason::kTimeout;
+  if (loss >= 0) s.values.emplace_back("loss_ratio", loss);
+  for (double r : rtts) s.observations.emplace_back("rtt_seconds", r);
+  return s;
+}
+
+// Push-at / expect: feeds samples at the given offsets and records the notified
+// changes with their time offsets.
+struct Timeline {
+  ManualClock clock;
+  SteadyTime start = clock.now();
+  std::unique_ptr<RuleEngine> engine;
+  std::vector<std::pair<Duration, AlertEvent>> seen;
+
+  explicit Timeline(std::vector<RuleSpec> rules) : engine(std::make_unique<RuleEngine>(clock, std::move(rules))) {}
+
+  void at(Duration offset, const Target& t, const Sample& s) {
+    run_until(offset);
+    for (auto& e : engine->on_sample(t, s)) seen.emplace_back(offset, e);
+  }
+  // Moves time on, running tick() at every deadline on the way.
+  void run_until(Duration offset) {
+    for (int guard = 0; guard < 100000; ++guard) {
+      auto d = engine->next_deadline();
+      if (!d || *d > start + offset) break;
+      clock.set(std::max(*d, clock.now()));
+      for (auto& e : engine->tick()) seen.emplace_back(clock.now() - start, e);
+    }
+    clock.set(start + offset);
+  }
+  std::vector<std::pair<Duration, AlertPhase>> notified() const {
+    std::vector<std::pair<Duration, AlertPhase>> out;
+    for (const auto& [t, e] : seen) {
+      if (e.change.notify) out.emplace_back(t, e.change.to);
+    }
+    return out;
+  }
+};
+
+TEST(RuleEngineTest, DownFiresAfterForAndResolvesAfterClearFor) {
+  Timeline tl({rule("down", "success == 0", 30s, 20s)});
+  const Target t = target("r1");
+  for (int i = 0; i <= 20; ++i) {
+    const bool ok = i < 5 || i > 12;  // down from 50 s to 120 s
+    tl.at(i * 10s, t, sample(t, ok));
+  }
+  const std::vector<std::pair<Duration, AlertPhase>> want = {{80s, AlertPhase::kFiring}, {150s, AlertPhase::kInactive}};
+  EXPECT_EQ(tl.notified(), want);
+  ASSERT_FALSE(tl.seen.empty());
+  EXPECT_NE(tl.seen[1].second.summary.find("success == 0 (success=0)"), std::string::npos) << tl.seen[1].second.summary;
+  EXPECT_NE(tl.seen[1].second.summary.find("last failure timeout"), std::string::npos);
+}
+
+TEST(RuleEngineTest, SustainCompletesOnTheClockBetweenSparseSamples) {
+  Timeline tl({rule("down", "success == 0", 15s, 0s)});
+  const Target t = target("r1");
+  tl.at(0s, t, sample(t, false));
+  tl.at(10s, t, sample(t, false));
+  tl.run_until(60s);
+  const std::vector<std::pair<Duration, AlertPhase>> want = {{15s, AlertPhase::kFiring}};
+  EXPECT_EQ(tl.notified(), want);
+}
+
+TEST(RuleEngineTest, LossOverTheWindowUsesTheSamplesLossRatio) {
+  Timeline tl({rule("loss", "loss > 20%", 1min, 1min)});
+  const Target t = target("r1");
+  // 10 s rounds with 40 % loss for 3 minutes, then clean.
+  for (int i = 0; i < 36; ++i) tl.at(i * 10s, t, sample(t, true, i < 18 ? 0.4 : 0.0));
+  auto n = tl.notified();
+  ASSERT_EQ(n.size(), 2u);
+  EXPECT_EQ(n[0], std::make_pair(Duration(60s), AlertPhase::kFiring));
+  // The 2-minute window keeps loss above 20 % until 40 % rounds are under half of it.
+  EXPECT_EQ(n[1].second, AlertPhase::kInactive);
+  EXPECT_GE(n[1].first, 180s + 60s);
+}
+
+TEST(RuleEngineTest, RandomLossBelowThresholdNeverFires) {
+  // 5 % random loss for an hour never crosses a 20 % two-minute window mean
+  // sustained for two minutes (36 packets a window: 20 % is 4 sigma away).
+  // At 15 % it would: small windows are noisy, which is why "down" needs
+  // confirmation evidence rather than a loss threshold.
+  Timeline tl({rule("loss", "loss > 20%", 2min, 1min)});
+  const Target t = target("r1");
+  std::mt19937 rng(42);
+  std::binomial_distribution<int> lost(3, 0.05);  // 3 packets a round
+  for (int i = 0; i < 360; ++i) tl.at(i * 10s, t, sample(t, true, lost(rng) / 3.0));
+  EXPECT_TRUE(tl.notified().empty());
+}
+
+TEST(RuleEngineTest, LatencyPercentileFromRttObservations) {
+  Timeline tl({rule("slow", "rtt_p95 > 150ms", 0s, 0s, {}, 1min)});
+  const Target t = target("r1");
+  std::vector<double> fast(20, 0.010);
+  tl.at(0s, t, sample(t, true, 0, fast));
+  EXPECT_TRUE(tl.notified().empty());
+  std::vector<double> slow(20, 0.400);
+  tl.at(10s, t, sample(t, true, 0, slow));  // 20 of 40 values slow: p95 = 400 ms
+  ASSERT_EQ(tl.notified().size(), 1u);
+}
+
+TEST(RuleEngineTest, SelectorLimitsARuleToMatchingTargets) {
+  Timeline tl({rule("core-down", "success == 0", 0s, 0s, {{"group", "core"}})});
+  const Target core = target("c1", "core");
+  const Target edge = target("e1", "edge");
+  tl.at(0s, edge, sample(edge, false));
+  EXPECT_TRUE(tl.notified().empty());
+  tl.at(1s, core, sample(core, false));
+  ASSERT_EQ(tl.notified().size(), 1u);
+  EXPECT_EQ(tl.seen.back().second.target, "c1");
+}
+
+TEST(RuleEngineTest, SelectorOnAnUnknownLabelSelectsNothing) {
+  Timeline tl({rule("r", "success == 0", 0s, 0s, {{"role", "bastion"}})});
+  const Target t = target("c1");
+  tl.at(0s, t, sample(t, false));
+  EXPECT_TRUE(tl.notified().empty());
+}
+
+TEST(RuleEngineTest, EachTargetHasItsOwnAlert) {
+  Timeline tl({rule("down", "success == 0", 0s, 0s)});
+  std::vector<Target> ts;
+  for (int i = 0; i < 40; ++i) ts.push_back(target("t" + std::to_string(i)));
+  for (const auto& t : ts) tl.at(1s, t, sample(t, false));
+  EXPECT_EQ(tl.notified().size(), 40u);
+  EXPECT_EQ(tl.engine->firing().size(), 40u);
+}
+
+TEST(RuleEngineTest, RemovingAFiringTargetResolvesItsAlert) {
+  Timeline tl({rule("down", "success == 0", 0s, 0s)});
+  const Target a = target("a");
+  const Target b = target("b");
+  tl.at(0s, a, sample(a, false));
+  tl.at(0s, b, sample(b, false));
+  auto events = tl.engine->retain({std::make_shared<Target>(b)});
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].target, "a");
+  EXPECT_EQ(events[0].change.to, AlertPhase::kInactive);
+  EXPECT_EQ(tl.engine->firing().size(), 1u);
+}
+
+TEST(RuleEngineTest, ConsecutiveFailuresCountsRunsInARow) {
+  Timeline tl({rule("down", "consecutive_failures >= 3", 0s, 0s)});
+  const Target t = target("r1");
+  tl.at(0s, t, sample(t, false));
+  tl.at(1s, t, sample(t, false));
+  tl.at(2s, t, sample(t, true));  // breaks the run
+  tl.at(3s, t, sample(t, false));
+  tl.at(4s, t, sample(t, false));
+  EXPECT_TRUE(tl.notified().empty());
+  tl.at(5s, t, sample(t, false));
+  ASSERT_EQ(tl.notified().size(), 1u);
+  EXPECT_EQ(tl.notified()[0].first, 5s);
+}
+
+}  // namespace
+}  // namespace nightshift::rules

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <set>
 
+#include "agent/default_rules.h"
 #include "agent/log.h"
 
 namespace nightshift {
@@ -142,6 +143,11 @@ void Agent::apply(Config config) {
     }
   }
   metrics_.sync_targets(config_.targets);
+  if (!rules_) {
+    rules_ = std::make_unique<rules::RuleEngine>(clock_, rules::default_rules());
+  } else {
+    on_alerts(rules_->retain(config_.targets));
+  }
   scheduler_.set_rate(config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second));
   scheduler_.set_targets(config_.targets);
   schedule_tick(clock_.now());
@@ -167,14 +173,15 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
   ProbeRequest req;
   req.target = probe.target;
   req.spec = probe.spec;
-  req.done = [this](Sample s) { on_sample(s); };
+  req.done = [this, target = probe.target](Sample s) { on_sample(*target, s); };
   engine->submit(std::move(req));
   metrics_.probe_sent(probe.spec->kind);
   metrics_.set_in_flight(probe.spec->kind, static_cast<double>(engine->in_flight()));
 }
 
-void Agent::on_sample(const Sample& sample) {
+void Agent::on_sample(const Target& target, const Sample& sample) {
   metrics_.record(sample);
+  on_alerts(rules_->on_sample(target, sample));
   if (auto it = engines_.find(sample.kind); it != engines_.end()) {
     metrics_.set_in_flight(sample.kind, static_cast<double>(it->second->in_flight()));
   }
@@ -184,6 +191,43 @@ void Agent::on_sample(const Sample& sample) {
                                 {"reason", to_string(sample.reason)},
                                 {"detail", sample.detail}});
   }
+}
+
+void Agent::on_alerts(const std::vector<rules::AlertEvent>& events) {
+  for (const auto& e : events) {
+    metrics_.alert(e);
+    const std::string state(rules::to_string(e.change.to));
+    std::string msg = e.change.flapping_changed ? (e.change.flapping ? "alert flapping" : "alert settled")
+                                                : "alert " + std::string(e.change.to == rules::AlertPhase::kInactive
+                                                                             ? "resolved"
+                                                                             : state);
+    const LogLevel level = !e.change.notify ? LogLevel::kDebug
+                           : e.change.to == rules::AlertPhase::kFiring ? LogLevel::kWarn
+                                                                      : LogLevel::kInfo;
+    log::write(level, msg, {{"rule", e.rule},
+                            {"severity", e.severity},
+                            {"target", e.target},
+                            {"probe", e.probe},
+                            {"state", state},
+                            {"summary", e.summary}});
+  }
+  schedule_rule_tick();
+}
+
+// Sustain and hysteresis can complete between samples: wake at the rule
+// engine's next deadline.
+void Agent::schedule_rule_tick() {
+  auto due = rules_->next_deadline();
+  if (!due) return;
+  if (rule_timer_ != 0) {
+    if (rule_timer_at_ <= *due) return;
+    reactor_.cancel(rule_timer_);
+  }
+  rule_timer_at_ = *due;
+  rule_timer_ = reactor_.call_at(*due, [this] {
+    rule_timer_ = 0;
+    on_alerts(rules_->tick());
+  });
 }
 
 void Agent::reload() {

@@ -16,6 +16,7 @@
 #include "agent/config.h"
 #include "agent/http.h"
 #include "agent/metrics.h"
+#include "agent/rule_engine.h"
 #include "agent/scheduler.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
@@ -38,7 +39,9 @@ class Agent {
   void reload();
   void schedule_tick(SteadyTime when);
   void dispatch(const ScheduledProbe& probe, Duration lag);
-  void on_sample(const Sample& sample);
+  void on_sample(const Target& target, const Sample& sample);
+  void on_alerts(const std::vector<rules::AlertEvent>& events);
+  void schedule_rule_tick();
   void on_signal();
   HttpResponse healthz() const;
 
@@ -52,6 +55,9 @@ class Agent {
   Scheduler scheduler_;
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind
+  std::unique_ptr<rules::RuleEngine> rules_;
+  Reactor::TimerId rule_timer_ = 0;
+  SteadyTime rule_timer_at_{};
   Reactor::TimerId tick_timer_ = 0;
   SteadyTime tick_at_{};
   int signal_fd_ = -1;

@@ -82,7 +82,8 @@ std::optional<SteadyTime> AlertState::next_deadline() const {
   };
   if (phase_ == AlertPhase::kPending && last_active_) earliest(active_since_ + timing_.for_duration);
   if (phase_ == AlertPhase::kFiring && clear_since_) earliest(*clear_since_ + timing_.clear_for);
-  if (flapping_) earliest(last_flip_ + timing_.flap_window);
+  // Settling is checked outside pending (see observe()), so only then is it a deadline.
+  if (flapping_ && phase_ != AlertPhase::kPending) earliest(last_flip_ + timing_.flap_window);
   return d;
 }
 

@@ -44,7 +44,15 @@ AgentMetrics::AgentMetrics(std::string agent_name)
       reloads_(prometheus::BuildCounter()
                    .Name("nightshift_config_reloads_total")
                    .Help("Configuration reloads (SIGHUP), by result.")
-                   .Register(*registry_)) {
+                   .Register(*registry_)),
+      alerts_(prometheus::BuildGauge()
+                  .Name("nightshift_alerts")
+                  .Help("Alerts now pending or firing (value 1), by rule, target, probe and state.")
+                  .Register(*registry_)),
+      alert_changes_(prometheus::BuildCounter()
+                         .Name("nightshift_alert_changes_total")
+                         .Help("Alert state changes, by rule and the state entered.")
+                         .Register(*registry_)) {
   const prometheus::Labels agent_label{{"agent", agent_}};
   scheduler_lag_ = &prometheus::BuildHistogram()
                         .Name("nightshift_scheduler_lag_seconds")
@@ -233,6 +241,28 @@ void AgentMetrics::set_in_flight(const std::string& kind, double n) {
   auto& g = in_flight_by_kind_[kind];
   if (g == nullptr) g = &in_flight_.Add({{"kind", kind}, {"agent", agent_}});
   g->Set(n);
+}
+
+void AgentMetrics::alert(const rules::AlertEvent& event) {
+  const auto key = std::make_tuple(event.rule, event.target, event.probe);
+  if (auto it = alert_series_.find(key); it != alert_series_.end()) {
+    alerts_.Remove(it->second);
+    alert_series_.erase(it);
+  }
+  const std::string state(rules::to_string(event.change.to));
+  if (event.change.to != rules::AlertPhase::kInactive) {
+    auto& g = alerts_.Add({{"rule", event.rule},
+                           {"severity", event.severity},
+                           {"target", event.target},
+                           {"probe", event.probe},
+                           {"state", state},
+                           {"agent", agent_}});
+    g.Set(1);
+    alert_series_[key] = &g;
+  }
+  if (event.change.from != event.change.to) {
+    alert_changes_.Add({{"rule", event.rule}, {"to", state}, {"agent", agent_}}).Increment();
+  }
 }
 
 void AgentMetrics::config_reload(bool success, double unix_time) {

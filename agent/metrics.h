@@ -22,6 +22,7 @@
 #include <prometheus/registry.h>
 
 #include "agent/process_metrics.h"
+#include "agent/rule_engine.h"
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
 
@@ -44,6 +45,8 @@ class AgentMetrics {
   void set_in_flight(const std::string& kind, double n);
   void scheduler_lag(double seconds) { scheduler_lag_->Observe(seconds); }
   void config_reload(bool success, double unix_time);
+  // Alert states as series like Prometheus' own ALERTS: present while pending or firing.
+  void alert(const rules::AlertEvent& event);
 
  private:
   struct Series {
@@ -86,6 +89,9 @@ class AgentMetrics {
   std::map<std::string, prometheus::Gauge*> in_flight_by_kind_;
   std::map<std::string, prometheus::Family<prometheus::Gauge>*> value_families_;
   std::map<std::string, prometheus::Family<prometheus::Histogram>*> histogram_families_;
+  prometheus::Family<prometheus::Gauge>& alerts_;
+  prometheus::Family<prometheus::Counter>& alert_changes_;
+  std::map<std::tuple<std::string, std::string, std::string>, prometheus::Gauge*> alert_series_;  // rule, target, probe
 };
 
 }  // namespace nightshift

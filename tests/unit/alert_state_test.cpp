@@ -122,6 +122,21 @@ TEST(AlertStateTest, FlappingIsNotifiedOnceThenDampedThenSettles) {
   EXPECT_EQ(settled->to, AlertPhase::kInactive);
 }
 
+TEST(AlertStateTest, PendingWhileFlappingHasNoDeadlineInThePast) {
+  // A deadline in the past would make the agent's timer spin.
+  AlertState a(timing(30s, 0s, /*max_flips=*/1, /*window=*/1min));
+  SteadyTime t = T0;
+  a.observe(true, t);
+  a.observe(true, t += 30s);  // firing
+  a.observe(false, t += 1s);  // resolved: 2 flips > 1, flapping
+  ASSERT_TRUE(a.flapping());
+  a.observe(true, t += 1s);   // pending again
+  ASSERT_EQ(a.phase(), AlertPhase::kPending);
+  auto due = a.next_deadline();
+  ASSERT_TRUE(due);
+  EXPECT_EQ(*due, t + 30s) << "only the sustain deadline, not the flap window's end";
+}
+
 TEST(AlertStateTest, FlipsOutsideTheWindowDoNotCount) {
   AlertState a(timing(0s, 0s, /*max_flips=*/2, /*window=*/1min));
   SteadyTime t = T0;

@@ -1,0 +1,31 @@
+#include "agent/default_rules.h"
+
+#include <stdexcept>
+
+namespace nightshift::rules {
+
+namespace {
+RuleSpec make(const char* name, const char* condition, Duration for_d, Duration clear_for, const char* severity,
+              Selector selector, Duration window) {
+  auto c = Condition::parse(condition, variables());
+  if (!c.ok()) throw std::logic_error(std::string("built-in rule ") + name + ": " + c.error().message);
+  RuleSpec r{name, c.value(), {}, severity, std::move(selector), window};
+  r.timing.for_duration = for_d;
+  r.timing.clear_for = clear_for;
+  return r;
+}
+}  // namespace
+
+std::vector<RuleSpec> default_rules() {
+  using namespace std::chrono_literals;
+  return {
+      // Three failed runs in a row: with ICMP rounds of 3 packets, 30 % random
+      // loss fails a round with p = 0.3^3 = 0.027 and three rounds in a row with
+      // p = 2e-5, so this is a cut, not noise. Clearing needs 30 s of success.
+      make("target_down", "consecutive_failures >= 3", 0s, 30s, "critical", {}, 2min),
+      // Sustained loss: a warning, never a "down" page.
+      make("packet_loss", "loss > 20%", 2min, 2min, "warning", {{"kind", "icmp"}}, 2min),
+  };
+}
+
+}  // namespace nightshift::rules

@@ -32,6 +32,8 @@ struct Target {
   std::string group;
   std::string site;
   std::map<std::string, std::string> labels;  // extra labels, for selection and info
+  std::string depends_on;  // parent target: when it is down, this one is its impact
+  bool canary = false;     // an independent reference: all canaries down = the agent is cut off
   std::vector<ProbeSpec> probes;
 };
 

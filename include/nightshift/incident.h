@@ -1,0 +1,55 @@
+// Incident: a declared outage, the unit people are paged and told about.
+// Plain data; the IncidentManager owns the lifecycle.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nightshift/clock.h"
+
+namespace nightshift {
+
+enum class IncidentStatus { kDeclared, kAcknowledged, kResolved };
+std::string_view to_string(IncidentStatus status);
+
+struct ImpactedTarget {
+  std::string target;
+  std::string probe;
+  std::string rule;
+  std::string severity;
+  std::string summary;       // why the alert fired
+  std::string via_parent;    // set when it is impact of a parent's outage (depends_on)
+  SystemTime since{};
+  bool active = true;        // false once its alert resolved
+};
+
+struct TimelineEntry {
+  SystemTime at{};
+  std::string kind;  // declared, joined, cleared, acknowledged, note, resolved, reopened
+  std::string text;
+  bool is_public = false;  // shown to customers on the status page
+  std::string author;      // empty for the agent itself
+};
+
+struct Incident {
+  std::string id;  // stable: "NS-20261124-0001"
+  std::string title;
+  std::string severity;  // the worst of its alerts: critical, warning, info
+  std::map<std::string, std::string> scope;  // the group_by labels it covers
+  IncidentStatus status = IncidentStatus::kDeclared;
+  std::vector<ImpactedTarget> impacted;
+  std::vector<TimelineEntry> timeline;
+  SystemTime started_at{};      // first anomaly
+  SystemTime declared_at{};
+  SystemTime acknowledged_at{};
+  SystemTime resolved_at{};
+  SystemTime next_update_due{};  // the promise of when people hear again
+  std::string acknowledged_by;
+  bool vantage = false;  // "this agent is isolated", not an outage of the targets
+
+  bool open() const { return status != IncidentStatus::kResolved; }
+  std::size_t active_impact() const;
+};
+
+}  // namespace nightshift

@@ -1,0 +1,289 @@
+// Incident manager on a simulated clock: declare at once, group, topology,
+// vantage isolation, lifecycle, reopen, promised updates.
+#include "agent/incidents.h"
+
+#include <gtest/gtest.h>
+
+namespace nightshift {
+namespace {
+
+using namespace std::chrono_literals;
+using Kind = IncidentEvent::Kind;
+
+std::shared_ptr<const Target> target(const std::string& name, const std::string& group = "core",
+                                     const std::string& site = "fra", const std::string& parent = "",
+                                     bool canary = false) {
+  auto t = std::make_shared<Target>();
+  t->name = name;
+  t->group = group;
+  t->site = site;
+  t->depends_on = parent;
+  t->canary = canary;
+  return t;
+}
+
+struct Fixture {
+  ManualClock clock;
+  IncidentPolicy policy;
+  std::unique_ptr<IncidentManager> m;
+  std::vector<IncidentEvent> events;
+
+  explicit Fixture(const std::vector<std::shared_ptr<const Target>>& targets, IncidentPolicy p = {}) : policy(p) {
+    m = std::make_unique<IncidentManager>(clock, policy);
+    m->set_targets(targets);
+  }
+  rules::AlertEvent alert(const std::string& target, bool firing, const std::string& severity = "critical",
+                          const std::string& rule = "target_down") {
+    rules::AlertEvent e;
+    e.rule = rule;
+    e.severity = severity;
+    e.target = target;
+    e.probe = "icmp";
+    e.change.from = firing ? rules::AlertPhase::kPending : rules::AlertPhase::kFiring;
+    e.change.to = firing ? rules::AlertPhase::kFiring : rules::AlertPhase::kInactive;
+    e.change.at = clock.now();
+    e.change.notify = true;
+    e.summary = "consecutive_failures >= 3";
+    return e;
+  }
+  std::vector<IncidentEvent> fire(const std::string& t, const std::string& severity = "critical") {
+    auto out = m->on_alert(alert(t, true, severity));
+    events.insert(events.end(), out.begin(), out.end());
+    return out;
+  }
+  std::vector<IncidentEvent> clear(const std::string& t) {
+    auto out = m->on_alert(alert(t, false));
+    events.insert(events.end(), out.begin(), out.end());
+    return out;
+  }
+  // Moves the clock on, running tick() at every deadline on the way.
+  void run_for(Duration d) {
+    const SteadyTime end = clock.now() + d;
+    for (int guard = 0; guard < 10000; ++guard) {
+      auto due = m->next_deadline();
+      if (!due || *due > end) break;
+      clock.set(std::max(*due, clock.now()));
+      auto out = m->tick();
+      events.insert(events.end(), out.begin(), out.end());
+    }
+    clock.set(end);
+  }
+  int count(Kind k) const {
+    return static_cast<int>(std::count_if(events.begin(), events.end(), [&](const IncidentEvent& e) { return e.kind == k; }));
+  }
+  int pages() const {
+    return static_cast<int>(std::count_if(events.begin(), events.end(), [](const IncidentEvent& e) { return e.page; }));
+  }
+};
+
+TEST(IncidentsTest, FirstAlertDeclaresAtOnce) {
+  Fixture f({target("r1")});
+  const SystemTime t0 = f.clock.wall_now();
+  auto out = f.fire("r1");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, Kind::kDeclared);
+  EXPECT_TRUE(out[0].page);
+  const Incident& inc = out[0].incident;
+  EXPECT_EQ(inc.title, "r1: target_down");
+  EXPECT_EQ(inc.severity, "critical");
+  EXPECT_EQ(inc.declared_at, t0);
+  EXPECT_EQ(inc.started_at, t0);
+  EXPECT_EQ(inc.next_update_due, t0 + 30min);
+  EXPECT_EQ(inc.scope, (std::map<std::string, std::string>{{"group", "core"}, {"site", "fra"}}));
+  EXPECT_EQ(inc.id.substr(0, 3), "NS-");
+  ASSERT_EQ(inc.timeline.size(), 1u);
+  EXPECT_EQ(inc.timeline[0].kind, "declared");
+}
+
+TEST(IncidentsTest, FortyTargetsOfOneSiteAreOneIncidentWithOneBatchedUpdate) {
+  std::vector<std::shared_ptr<const Target>> ts;
+  for (int i = 0; i < 40; ++i) ts.push_back(target("t" + std::to_string(i)));
+  ts.push_back(target("elsewhere", "core", "ams"));
+  Fixture f(ts);
+  for (int i = 0; i < 40; ++i) {
+    f.fire("t" + std::to_string(i));
+    f.clock.advance(50ms);
+  }
+  f.run_for(10s);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1);
+  EXPECT_EQ(f.count(Kind::kUpdated), 1) << "joins within the batch window are one update";
+  EXPECT_EQ(f.pages(), 1);
+  auto all = f.m->incidents();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].active_impact(), 40u);
+  EXPECT_EQ(all[0].title, "group=core site=fra: 40 targets affected");
+}
+
+TEST(IncidentsTest, OneDarkSiteIsAnOutageNotIsolation) {
+  std::vector<std::shared_ptr<const Target>> ts;
+  for (int i = 0; i < 20; ++i) ts.push_back(target("t" + std::to_string(i)));
+  ts.push_back(target("ams1", "core", "ams"));
+  Fixture f(ts);
+  for (int i = 0; i < 20; ++i) f.fire("t" + std::to_string(i));
+  for (const auto& inc : f.m->incidents()) EXPECT_FALSE(inc.vantage);
+}
+
+TEST(IncidentsTest, DifferentScopesAreDifferentIncidents) {
+  Fixture f({target("a", "core", "fra"), target("b", "core", "ams")});
+  f.fire("a");
+  f.fire("b");
+  EXPECT_EQ(f.count(Kind::kDeclared), 2);
+}
+
+TEST(IncidentsTest, ChildOfADownParentIsImpactAndDoesNotPage) {
+  Fixture f({target("router"), target("switch", "access", "fra", "router")});
+  f.fire("router");
+  auto out = f.fire("switch");
+  EXPECT_TRUE(out.empty());
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 1);
+  auto all = f.m->incidents();
+  ASSERT_EQ(all.size(), 1u);
+  ASSERT_EQ(all[0].impacted.size(), 2u);
+  EXPECT_EQ(all[0].impacted[1].via_parent, "router");
+}
+
+TEST(IncidentsTest, ChildrenDownBeforeTheirParentMergeIntoItsIncident) {
+  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router"), target("sw2", "access", "fra", "router")});
+  f.fire("sw1");
+  f.fire("sw2");
+  ASSERT_EQ(f.count(Kind::kDeclared), 1);
+  auto out = f.fire("router");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].kind, Kind::kDeclared);
+  EXPECT_EQ(out[1].kind, Kind::kMerged);
+  EXPECT_FALSE(out[1].page);
+  const Incident* parent = f.m->find(out[0].incident.id);
+  ASSERT_NE(parent, nullptr);
+  EXPECT_EQ(parent->active_impact(), 3u);
+}
+
+TEST(IncidentsTest, ResolvesWhenEveryAlertHasCleared) {
+  Fixture f({target("a"), target("b")});
+  f.fire("a");
+  f.fire("b");
+  auto partial = f.clear("a");
+  EXPECT_TRUE(partial.empty());
+  auto done = f.clear("b");
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].kind, Kind::kResolved);
+  EXPECT_TRUE(done[0].page);
+  EXPECT_EQ(done[0].incident.status, IncidentStatus::kResolved);
+}
+
+TEST(IncidentsTest, SameScopeFiringWithinTheReopenWindowReopens) {
+  Fixture f({target("a")});
+  const std::string id = f.fire("a")[0].incident.id;
+  f.clear("a");
+  f.clock.advance(29min);
+  auto again = f.fire("a");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].kind, Kind::kReopened);
+  EXPECT_EQ(again[0].incident.id, id);
+  EXPECT_TRUE(again[0].incident.open());
+  f.clear("a");
+  f.clock.advance(31min);
+  auto fresh = f.fire("a");
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].kind, Kind::kDeclared);
+  EXPECT_NE(fresh[0].incident.id, id);
+}
+
+TEST(IncidentsTest, AgentIsolationIsOneIncidentWhenCanariesFailFirst) {
+  std::vector<std::shared_ptr<const Target>> ts = {target("canary1", "ref", "x", "", true),
+                                                   target("canary2", "ref", "y", "", true)};
+  for (int i = 0; i < 8; ++i) ts.push_back(target("t" + std::to_string(i), "g" + std::to_string(i % 3)));
+  Fixture f(ts);
+  f.fire("canary1");
+  f.clock.advance(100ms);
+  f.fire("canary2");
+  for (int i = 0; i < 8; ++i) {
+    f.clock.advance(100ms);
+    f.fire("t" + std::to_string(i));
+  }
+  f.run_for(10s);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1);
+  EXPECT_EQ(f.pages(), 1);
+  auto all = f.m->incidents();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_TRUE(all[0].vantage);
+  EXPECT_EQ(all[0].active_impact(), 10u);
+  EXPECT_NE(all[0].title.find("cannot reach 10 of 10 targets"), std::string::npos) << all[0].title;
+}
+
+TEST(IncidentsTest, ACanaryDownAloneIsDeclaredAfterTheShortHold) {
+  Fixture f({target("canary1", "ref", "x", "", true), target("a"), target("b"), target("c"), target("d")});
+  auto out = f.fire("canary1");
+  EXPECT_TRUE(out.empty()) << "held while isolation is plausible";
+  f.run_for(1900ms);
+  EXPECT_EQ(f.count(Kind::kDeclared), 0);
+  f.run_for(200ms);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1);
+  EXPECT_FALSE(f.m->incidents()[0].vantage);
+}
+
+TEST(IncidentsTest, WithoutCanariesIsolationIsDeclaredByRatioAndAbsorbsTheRest) {
+  std::vector<std::shared_ptr<const Target>> ts;
+  for (int i = 0; i < 10; ++i) ts.push_back(target("t" + std::to_string(i), "g" + std::to_string(i)));
+  Fixture f(ts);
+  for (int i = 0; i < 10; ++i) f.fire("t" + std::to_string(i));
+  EXPECT_EQ(f.count(Kind::kDeclared), 10) << "9 ordinary declarations, then isolation when every scope is down";
+  EXPECT_EQ(f.count(Kind::kMerged), 9);
+  int open = 0;
+  for (const auto& inc : f.m->incidents()) open += inc.open() ? 1 : 0;
+  EXPECT_EQ(open, 1);
+  EXPECT_TRUE(f.m->incidents()[0].vantage);
+}
+
+TEST(IncidentsTest, AcknowledgeNoteAndResolveByHand) {
+  Fixture f({target("a")});
+  const std::string id = f.fire("a")[0].incident.id;
+  auto ack = f.m->acknowledge(id, "alice");
+  ASSERT_TRUE(ack.ok());
+  EXPECT_EQ(ack->incident.status, IncidentStatus::kAcknowledged);
+  EXPECT_EQ(ack->incident.acknowledged_by, "alice");
+  EXPECT_FALSE(f.m->acknowledge(id, "bob").ok()) << "already acknowledged";
+  auto note = f.m->add_note(id, "fibre cut near the exchange; crew on site, fix expected 14:00", true, "alice");
+  ASSERT_TRUE(note.ok());
+  EXPECT_TRUE(note->incident.timeline.back().is_public);
+  EXPECT_FALSE(f.m->add_note(id, "", false, "alice").ok());
+  auto resolved = f.m->resolve(id, "alice");
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_EQ(resolved->incident.status, IncidentStatus::kResolved);
+  EXPECT_FALSE(f.m->resolve(id, "alice").ok());
+  auto missing = f.m->acknowledge("NS-nope", "x");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+}
+
+TEST(IncidentsTest, OverduePromiseRemindsOnceAndAPublicNoteRenewsIt) {
+  Fixture f({target("a")});
+  const std::string id = f.fire("a")[0].incident.id;
+  f.run_for(30min - 1s);
+  EXPECT_EQ(f.count(Kind::kUpdateOverdue), 0);
+  f.run_for(2s);
+  EXPECT_EQ(f.count(Kind::kUpdateOverdue), 1);
+  f.run_for(1h);
+  EXPECT_EQ(f.count(Kind::kUpdateOverdue), 1) << "reminded once, not every tick";
+  ASSERT_TRUE(f.m->add_note(id, "still working on it", true, "alice").ok());
+  f.run_for(30min + 1s);
+  EXPECT_EQ(f.count(Kind::kUpdateOverdue), 2);
+}
+
+TEST(IncidentsTest, RestoredIncidentsStayOpenAndKeepTheirIds) {
+  Fixture f({target("a")});
+  const Incident before = f.fire("a")[0].incident;
+  Fixture g({target("a")});
+  g.m->restore({before}, f.m->next_sequence());
+  ASSERT_NE(g.m->find(before.id), nullptr);
+  EXPECT_TRUE(g.m->find(before.id)->open());
+  // The same alert firing again after a restart joins, it does not page again.
+  auto out = g.fire("a");
+  EXPECT_TRUE(out.empty());
+  auto next = g.fire("other");
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_NE(next[0].incident.id, before.id);
+}
+
+}  // namespace
+}  // namespace nightshift

@@ -1,0 +1,134 @@
+// Store on a real SQLite file in a temporary directory.
+#include "agent/store.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "agent/incident_json.h"
+
+namespace nightshift {
+namespace {
+
+using namespace std::chrono_literals;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nightshift-store-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static Incident sample_incident(const std::string& id, bool open) {
+    const SystemTime t = parse_time("2026-11-24T03:12:45.120Z").value();
+    Incident inc;
+    inc.id = id;
+    inc.title = "group=core site=fra: 2 targets affected";
+    inc.severity = "critical";
+    inc.scope = {{"site", "fra"}, {"group", "core"}};
+    inc.status = open ? IncidentStatus::kAcknowledged : IncidentStatus::kResolved;
+    inc.impacted = {{"r1", "icmp", "target_down", "critical", "consecutive_failures >= 3", "", t, true},
+                    {"sw1", "icmp", "target_down", "critical", "x \"quoted\"\n", "r1", t + 2s, false}};
+    inc.timeline = {{t, "declared", "declared: r1", false, ""}, {t + 5min, "note", "crew on site", true, "alice"}};
+    inc.started_at = t - 30s;
+    inc.declared_at = t;
+    inc.acknowledged_at = t + 1min;
+    inc.acknowledged_by = "alice";
+    inc.next_update_due = t + 30min;
+    if (!open) inc.resolved_at = std::chrono::system_clock::now();
+    return inc;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(StoreTest, IncidentsSurviveCloseAndReopen) {
+  const Incident open_inc = sample_incident("NS-20261124-0001", true);
+  const Incident resolved = sample_incident("NS-20261124-0002", false);
+  {
+    auto s = Store::open(dir_);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_TRUE(s->moved_aside.empty());
+    ASSERT_TRUE(s->store->save(open_inc).ok());
+    ASSERT_TRUE(s->store->save(resolved).ok());
+    ASSERT_TRUE(s->store->set_meta("next_sequence", "3").ok());
+  }
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok());
+  auto loaded = s->store->load(3600);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  ASSERT_EQ(loaded->size(), 2u);
+  const Incident& got = loaded->front().id == open_inc.id ? loaded->front() : loaded->back();
+  EXPECT_EQ(to_json(got), to_json(open_inc)) << "every field round-trips";
+  EXPECT_EQ(s->store->get_meta("next_sequence").value(), "3");
+  EXPECT_EQ(s->store->get_meta("missing").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(StoreTest, LongResolvedIncidentsAreNotLoaded) {
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok());
+  Incident old = sample_incident("NS-1", false);
+  old.resolved_at = std::chrono::system_clock::now() - 48h;
+  ASSERT_TRUE(s->store->save(old).ok());
+  ASSERT_TRUE(s->store->save(sample_incident("NS-2", true)).ok());
+  auto loaded = s->store->load(24 * 3600);
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ(loaded->front().id, "NS-2");
+}
+
+TEST_F(StoreTest, SavingAgainReplaces) {
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok());
+  Incident inc = sample_incident("NS-1", true);
+  ASSERT_TRUE(s->store->save(inc).ok());
+  inc.status = IncidentStatus::kResolved;
+  inc.resolved_at = std::chrono::system_clock::now();
+  ASSERT_TRUE(s->store->save(inc).ok());
+  auto loaded = s->store->load(3600);
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ(loaded->front().status, IncidentStatus::kResolved);
+}
+
+TEST_F(StoreTest, ACorruptFileIsKeptAsideAndAFreshOneStarted) {
+  {
+    std::ofstream f(dir_ + "/nightshift.db", std::ios::binary);
+    f << std::string("SQLite format 3") + std::string(1, '\0') + std::string(4000, 'x');
+  }
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  ASSERT_FALSE(s->moved_aside.empty());
+  EXPECT_TRUE(std::filesystem::exists(s->moved_aside));
+  EXPECT_EQ(std::filesystem::file_size(s->moved_aside), 4016u) << "the damaged file is kept as it was";
+  EXPECT_TRUE(s->store->save(sample_incident("NS-1", true)).ok());
+  EXPECT_EQ(s->store->load(60)->size(), 1u);
+}
+
+TEST_F(StoreTest, AnUnwritableDirectoryIsAnError) {
+  auto s = Store::open(dir_ + "/does/not/exist");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("nightshift.db"), std::string::npos) << s.error().message;
+}
+
+TEST(IncidentJsonTest, TimesAreRfc3339WithMilliseconds) {
+  const auto t = parse_time("2026-11-24T03:12:45.120Z");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(format_time(*t), "2026-11-24T03:12:45.120Z");
+  EXPECT_FALSE(parse_time("2026-11-24 03:12:45").ok());
+  EXPECT_FALSE(parse_time("").ok());
+}
+
+TEST(IncidentJsonTest, MalformedJsonIsAnErrorNotACrash) {
+  for (const char* text : {"{}", "{\"id\": 3}", "[]", "{\"id\":\"x\",\"title\":\"t\",\"severity\":\"c\",\"scope\":{},"
+                                                      "\"status\":\"weird\",\"impacted\":[],\"timeline\":[]}"}) {
+    SCOPED_TRACE(text);
+    EXPECT_FALSE(incident_from_json(nlohmann::json::parse(text)).ok());
+  }
+}
+
+}  // namespace
+}  // namespace nightshift

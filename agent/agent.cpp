@@ -77,6 +77,8 @@ int Agent::run() {
     return 1;
   }
 
+  if (!open_store()) return 1;
+
   http_.route("/metrics", [this] {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -124,6 +126,15 @@ int Agent::run() {
                                    {"config", config_path_},
                                    {"targets", config_.targets.size()},
                                    {"probes", scheduler_.size()}});
+  // After a restart, incidents whose alerts never fire again (the outage ended
+  // while the agent was down) are resolved once every probe has had time to
+  // run a few times and every sustain to pass.
+  Duration max_interval = std::chrono::seconds(10);
+  for (const auto& t : config_.targets) {
+    for (const auto& p : t->probes) max_interval = std::max(max_interval, p.interval);
+  }
+  reactor_.call_after(std::max<Duration>(std::chrono::minutes(3), 5 * max_interval),
+                      [this] { reconcile_restored_incidents(); });
   reactor_.run();
   log::info("shutting down");
   http_.stop();
@@ -131,9 +142,111 @@ int Agent::run() {
   return exit_code_;
 }
 
+bool Agent::open_store() {
+  auto opened = Store::open(config_.agent.state_dir);
+  if (!opened.ok()) {
+    log::error("cannot open the state store", {{"state_dir", config_.agent.state_dir}, {"error", opened.error().message}});
+    return false;
+  }
+  if (!opened->moved_aside.empty()) {
+    log::error("state database was damaged: kept it aside and started a fresh one",
+               {{"kept_as", opened->moved_aside}, {"path", opened->store->path()}});
+  }
+  store_ = std::move(opened->store);
+  IncidentPolicy policy;
+  policy.agent_name = config_.agent.name;
+  incidents_ = std::make_unique<IncidentManager>(clock_, policy);
+  auto restored = store_->load(24 * 3600);
+  if (!restored.ok()) {
+    log::error("cannot read incidents from the state store; starting without them",
+               {{"path", store_->path()}, {"error", restored.error().message}});
+    return true;
+  }
+  std::uint64_t next_sequence = 1;
+  if (auto seq = store_->get_meta("next_sequence"); seq.ok()) next_sequence = std::stoull(*seq);
+  std::size_t open = 0;
+  for (const auto& inc : *restored) open += inc.open() ? 1 : 0;
+  incidents_->restore(std::move(restored.value()), next_sequence);
+  update_open_incidents();
+  if (open > 0) log::info("open incidents restored", {{"open", open}, {"path", store_->path()}});
+  return true;
+}
+
+void Agent::reconcile_restored_incidents() {
+  std::set<std::tuple<std::string, std::string, std::string>> firing;
+  for (const auto& e : rules_->firing()) firing.insert({e.rule, e.target, e.probe});
+  std::vector<IncidentEvent> events;
+  for (const auto& inc : incidents_->incidents()) {
+    if (!inc.open()) continue;
+    for (const auto& t : inc.impacted) {
+      if (!t.active || firing.count({t.rule, t.target, t.probe})) continue;
+      rules::AlertEvent cleared;
+      cleared.rule = t.rule;
+      cleared.severity = t.severity;
+      cleared.target = t.target;
+      cleared.probe = t.probe;
+      cleared.change = {rules::AlertPhase::kFiring, rules::AlertPhase::kInactive, clock_.now()};
+      cleared.summary = "not firing since the agent restarted";
+      auto out = incidents_->on_alert(cleared);
+      events.insert(events.end(), out.begin(), out.end());
+    }
+  }
+  on_incidents(events);
+}
+
+void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
+  for (const auto& e : events) {
+    const Incident& inc = e.incident;
+    const std::string kind(to_string(e.kind));
+    const LogLevel level = e.page ? LogLevel::kWarn : LogLevel::kInfo;
+    log::write(level, "incident " + kind, {{"id", inc.id},
+                                          {"title", inc.title},
+                                          {"severity", inc.severity},
+                                          {"status", std::string(to_string(inc.status))},
+                                          {"impacted", inc.active_impact()},
+                                          {"page", e.page ? "yes" : "no"}});
+    metrics_.incident(e);
+    if (Status s = store_->save(inc); !s.ok()) {
+      metrics_.store_error();
+      log::error("cannot save incident; it stays in memory", {{"id", inc.id}, {"error", s.error().message}});
+    }
+  }
+  if (!events.empty()) {
+    if (Status s = store_->set_meta("next_sequence", std::to_string(incidents_->next_sequence())); !s.ok()) {
+      metrics_.store_error();
+      log::error("cannot save incident sequence", {{"error", s.error().message}});
+    }
+    update_open_incidents();
+  }
+  schedule_incident_tick();
+}
+
+void Agent::update_open_incidents() {
+  std::map<std::string, int> open;
+  for (const auto& inc : incidents_->incidents()) {
+    if (inc.open()) open[inc.severity]++;
+  }
+  metrics_.set_open_incidents(open);
+}
+
+void Agent::schedule_incident_tick() {
+  auto due = incidents_->next_deadline();
+  if (!due) return;
+  if (incident_timer_ != 0) {
+    if (incident_timer_at_ <= *due) return;
+    reactor_.cancel(incident_timer_);
+  }
+  incident_timer_at_ = *due;
+  incident_timer_ = reactor_.call_at(*due, [this] {
+    incident_timer_ = 0;
+    on_incidents(incidents_->tick());
+  });
+}
+
 void Agent::apply(Config config) {
   config_ = std::move(config);
   log::set_level(config_.agent.log_level);
+  incidents_->set_targets(config_.targets);
   for (const auto& t : config_.targets) {
     for (const auto& p : t->probes) {
       if (engines_.count(p.kind)) continue;
@@ -210,6 +323,7 @@ void Agent::on_alerts(const std::vector<rules::AlertEvent>& events) {
                             {"probe", e.probe},
                             {"state", state},
                             {"summary", e.summary}});
+    on_incidents(incidents_->on_alert(e));
   }
   schedule_rule_tick();
 }

@@ -15,6 +15,8 @@
 
 #include "agent/config.h"
 #include "agent/http.h"
+#include "agent/incidents.h"
+#include "agent/store.h"
 #include "agent/metrics.h"
 #include "agent/rule_engine.h"
 #include "agent/scheduler.h"
@@ -42,6 +44,11 @@ class Agent {
   void on_sample(const Target& target, const Sample& sample);
   void on_alerts(const std::vector<rules::AlertEvent>& events);
   void schedule_rule_tick();
+  void on_incidents(const std::vector<IncidentEvent>& events);
+  void schedule_incident_tick();
+  void update_open_incidents();
+  bool open_store();
+  void reconcile_restored_incidents();
   void on_signal();
   HttpResponse healthz() const;
 
@@ -56,6 +63,10 @@ class Agent {
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind
   std::unique_ptr<rules::RuleEngine> rules_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<IncidentManager> incidents_;
+  Reactor::TimerId incident_timer_ = 0;
+  SteadyTime incident_timer_at_{};
   Reactor::TimerId rule_timer_ = 0;
   SteadyTime rule_timer_at_{};
   Reactor::TimerId tick_timer_ = 0;

@@ -130,7 +130,7 @@ ImpactedTarget IncidentManager::impact_of(const rules::AlertEvent& alert, const 
   t.severity = alert.severity;
   t.summary = alert.summary;
   t.via_parent = via_parent;
-  t.since = wall(alert.change.at);
+  t.since = wall(alert.since == SteadyTime{} ? alert.change.at : alert.since);
   return t;
 }
 

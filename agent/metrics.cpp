@@ -14,7 +14,7 @@ const char kHelpSuccess[] = "Whether the probe's last run succeeded (1) or faile
 const char kHelpDuration[] = "How long the probe's last run took, in seconds.";
 const char kHelpFailureReason[] =
     "Present (value 1) while the probe's last run failed; the reason label says why "
-    "(timeout, refused, unreachable, dns_failure, banner_mismatch, connection_closed, resource_limit, error).";
+    "(timeout, refused, unreachable, ttl_exceeded, dns_failure, banner_mismatch, connection_closed, resource_limit, error).";
 const char kHelpResults[] = "Probe runs completed, by result (ok or the failure reason).";
 const char kHelpTargetInfo[] = "Configured targets with their address and extra labels (value 1).";
 }  // namespace
@@ -52,7 +52,15 @@ AgentMetrics::AgentMetrics(std::string agent_name)
       alert_changes_(prometheus::BuildCounter()
                          .Name("nightshift_alert_changes_total")
                          .Help("Alert state changes, by rule and the state entered.")
-                         .Register(*registry_)) {
+                         .Register(*registry_)),
+      incident_events_(prometheus::BuildCounter()
+                           .Name("nightshift_incident_events_total")
+                           .Help("Incident lifecycle events (declared, updated, resolved, reopened, ...), by severity.")
+                           .Register(*registry_)),
+      open_incidents_(prometheus::BuildGauge()
+                          .Name("nightshift_incidents_open")
+                          .Help("Open incidents, by severity.")
+                          .Register(*registry_)) {
   const prometheus::Labels agent_label{{"agent", agent_}};
   scheduler_lag_ = &prometheus::BuildHistogram()
                         .Name("nightshift_scheduler_lag_seconds")
@@ -82,6 +90,20 @@ AgentMetrics::AgentMetrics(std::string agent_name)
                        .Help("Configured probes across all targets.")
                        .Register(*registry_)
                        .Add(agent_label);
+  time_to_declare_ = &prometheus::BuildHistogram()
+                          .Name("nightshift_incident_time_to_declare_seconds")
+                          .Help("From an incident's first anomaly to its declaration.")
+                          .Register(*registry_)
+                          .Add(agent_label, prometheus::Histogram::BucketBoundaries{
+                                                0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800});
+  store_errors_ = &prometheus::BuildCounter()
+                       .Name("nightshift_store_errors_total")
+                       .Help("Failed writes to the state store (disk full, I/O errors); probing and alerting go on.")
+                       .Register(*registry_)
+                       .Add(agent_label);
+  for (const char* severity : {"critical", "warning", "info"}) {
+    open_incidents_.Add({{"severity", severity}, {"agent", agent_}}).Set(0);
+  }
   prometheus::BuildGauge()
       .Name("nightshift_build_info")
       .Help("Build information (value 1).")
@@ -262,6 +284,22 @@ void AgentMetrics::alert(const rules::AlertEvent& event) {
   }
   if (event.change.from != event.change.to) {
     alert_changes_.Add({{"rule", event.rule}, {"to", state}, {"agent", agent_}}).Increment();
+  }
+}
+
+void AgentMetrics::incident(const IncidentEvent& event) {
+  incident_events_.Add({{"event", std::string(to_string(event.kind))}, {"severity", event.incident.severity}, {"agent", agent_}})
+      .Increment();
+  if (event.kind == IncidentEvent::Kind::kDeclared) {
+    time_to_declare_->Observe(
+        std::chrono::duration<double>(event.incident.declared_at - event.incident.started_at).count());
+  }
+}
+
+void AgentMetrics::set_open_incidents(const std::map<std::string, int>& by_severity) {
+  for (const char* severity : {"critical", "warning", "info"}) {
+    auto it = by_severity.find(severity);
+    open_incidents_.Add({{"severity", severity}, {"agent", agent_}}).Set(it == by_severity.end() ? 0 : it->second);
   }
 }
 

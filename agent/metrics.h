@@ -22,6 +22,7 @@
 #include <prometheus/registry.h>
 
 #include "agent/process_metrics.h"
+#include "agent/incidents.h"
 #include "agent/rule_engine.h"
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
@@ -47,6 +48,10 @@ class AgentMetrics {
   void config_reload(bool success, double unix_time);
   // Alert states as series like Prometheus' own ALERTS: present while pending or firing.
   void alert(const rules::AlertEvent& event);
+  // Incident counters and the time from first anomaly to declaration.
+  void incident(const IncidentEvent& event);
+  void set_open_incidents(const std::map<std::string, int>& by_severity);
+  void store_error() { store_errors_->Increment(); }
 
  private:
   struct Series {
@@ -91,6 +96,10 @@ class AgentMetrics {
   std::map<std::string, prometheus::Family<prometheus::Histogram>*> histogram_families_;
   prometheus::Family<prometheus::Gauge>& alerts_;
   prometheus::Family<prometheus::Counter>& alert_changes_;
+  prometheus::Family<prometheus::Counter>& incident_events_;
+  prometheus::Family<prometheus::Gauge>& open_incidents_;
+  prometheus::Histogram* time_to_declare_ = nullptr;
+  prometheus::Counter* store_errors_ = nullptr;
   std::map<std::tuple<std::string, std::string, std::string>, prometheus::Gauge*> alert_series_;  // rule, target, probe
 };
 

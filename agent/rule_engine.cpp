@@ -133,6 +133,16 @@ AlertEvent RuleEngine::event(std::size_t rule, const Key& key, const AlertChange
   e.probe = key.probe;
   e.change = change;
   e.summary = summary;
+  // The anomaly began at the first true evaluation, or earlier, at the first
+  // failure of the run that led to it (a "3 failures in a row" rule is true
+  // only at the third).
+  e.since = change.at;
+  if (auto it = alerts_.find({rule, key}); it != alerts_.end() && change.to != AlertPhase::kInactive) {
+    e.since = it->second.state.active_since();
+    if (auto w = windows_.find(key); w != windows_.end() && w->second.consecutive_failures > 0) {
+      e.since = std::min(e.since, w->second.failing_since);
+    }
+  }
   return e;
 }
 
@@ -151,6 +161,7 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   w.entries.push_back(std::move(entry));
   while (!w.entries.empty() && now - w.entries.front().at > max_window_) w.entries.pop_front();
   w.consecutive_failures = sample.ok ? 0 : w.consecutive_failures + 1;
+  if (w.consecutive_failures == 1) w.failing_since = now;
   w.last = sample;
 
   std::vector<AlertEvent> events;

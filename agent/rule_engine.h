@@ -61,6 +61,7 @@ struct AlertEvent {
   std::string target;
   std::string probe;
   AlertChange change;
+  SteadyTime since{};   // start of the anomaly (first true evaluation)
   std::string summary;  // e.g. "loss = 0.35 (loss > 20%); last reason timeout: ..."
 };
 
@@ -94,6 +95,7 @@ class RuleEngine {
     };
     std::deque<Entry> entries;
     int consecutive_failures = 0;
+    SteadyTime failing_since{};  // first failure of the current run of failures
     Sample last;
   };
   struct Key {

@@ -129,12 +129,7 @@ int Agent::run() {
   // After a restart, incidents whose alerts never fire again (the outage ended
   // while the agent was down) are resolved once every probe has had time to
   // run a few times and every sustain to pass.
-  Duration max_interval = std::chrono::seconds(10);
-  for (const auto& t : config_.targets) {
-    for (const auto& p : t->probes) max_interval = std::max(max_interval, p.interval);
-  }
-  reactor_.call_after(std::max<Duration>(std::chrono::minutes(3), 5 * max_interval),
-                      [this] { reconcile_restored_incidents(); });
+  reactor_.call_after(reconcile_grace(), [this] { reconcile_restored_incidents(); });
   reactor_.run();
   log::info("shutting down");
   http_.stop();
@@ -153,9 +148,7 @@ bool Agent::open_store() {
                {{"kept_as", opened->moved_aside}, {"path", opened->store->path()}});
   }
   store_ = std::move(opened->store);
-  IncidentPolicy policy;
-  policy.agent_name = config_.agent.name;
-  incidents_ = std::make_unique<IncidentManager>(clock_, policy);
+  incidents_ = std::make_unique<IncidentManager>(clock_, config_.incidents);
   auto restored = store_->load(24 * 3600);
   if (!restored.ok()) {
     log::error("cannot read incidents from the state store; starting without them",
@@ -170,6 +163,16 @@ bool Agent::open_store() {
   update_open_incidents();
   if (open > 0) log::info("open incidents restored", {{"open", open}, {"path", store_->path()}});
   return true;
+}
+
+Duration Agent::reconcile_grace() const {
+  Duration max_interval = std::chrono::seconds(10);
+  for (const auto& t : config_.targets) {
+    for (const auto& p : t->probes) max_interval = std::max(max_interval, p.interval);
+  }
+  Duration max_for{};
+  for (const auto& r : config_.rules) max_for = std::max(max_for, r.timing.for_duration);
+  return std::max<Duration>(std::chrono::minutes(3), 5 * max_interval + max_for);
 }
 
 void Agent::reconcile_restored_incidents() {
@@ -246,6 +249,7 @@ void Agent::schedule_incident_tick() {
 void Agent::apply(Config config) {
   config_ = std::move(config);
   log::set_level(config_.agent.log_level);
+  incidents_->set_policy(config_.incidents);
   incidents_->set_targets(config_.targets);
   for (const auto& t : config_.targets) {
     for (const auto& p : t->probes) {
@@ -256,8 +260,15 @@ void Agent::apply(Config config) {
     }
   }
   metrics_.sync_targets(config_.targets);
-  if (!rules_) {
-    rules_ = std::make_unique<rules::RuleEngine>(clock_, rules::default_rules());
+  if (!rules_ || rules::fingerprint(rules_->rules()) != rules::fingerprint(config_.rules)) {
+    const bool replaced = rules_ != nullptr;
+    rules_ = std::make_unique<rules::RuleEngine>(clock_, config_.rules);
+    if (replaced) {
+      // New rules start from scratch: incidents whose alerts the new rules do
+      // not raise again are resolved after the usual grace.
+      log::info("rules changed: alert states start afresh", {{"rules", config_.rules.size()}});
+      reactor_.call_after(reconcile_grace(), [this] { reconcile_restored_incidents(); });
+    }
   } else {
     on_alerts(rules_->retain(config_.targets));
   }

@@ -49,6 +49,7 @@ class Agent {
   void update_open_incidents();
   bool open_store();
   void reconcile_restored_incidents();
+  Duration reconcile_grace() const;
   void on_signal();
   HttpResponse healthz() const;
 

@@ -11,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "agent/default_rules.h"
 #include "nightshift/options.h"
 #include "nightshift/resolver.h"
 #include "probes/probe.h"
@@ -471,6 +472,7 @@ void parse_targets(TableReader& root, Config& cfg, Errors& errors) {
   const toml::array* targets = table_array(root, "target", errors);
   if (targets == nullptr) return;
   std::map<std::string, std::uint32_t> seen;  // name -> line
+  std::vector<std::pair<std::size_t, toml::source_region>> parents;  // target index, depends_on position
   static const std::set<std::string> kReservedLabels = {"target", "probe", "group", "site", "agent", "kind",
                                                         "job", "instance", "reason"};
   for (std::size_t i = 0; i < targets->size(); ++i) {
@@ -530,9 +532,154 @@ void parse_targets(TableReader& root, Config& cfg, Errors& errors) {
                     target_timeout, *target, probe_names, errors);
       }
     }
+    if (auto parent = r.string("depends_on", false)) {
+      target->depends_on = *parent;
+      parents.push_back({i, t.get("depends_on")->source()});
+    }
+    target->canary = r.boolean("canary", false).value_or(false);
     r.report_unknown_keys();
     cfg.targets.push_back(std::move(target));
   }
+  // Topology: a parent must exist, and following parents must never loop.
+  std::map<std::string, std::string> parent_of;
+  for (const auto& t : cfg.targets) {
+    if (!t->depends_on.empty()) parent_of[t->name] = t->depends_on;
+  }
+  for (const auto& [index, where] : parents) {
+    const Target& t = *cfg.targets[index];
+    const std::string key = "target[" + std::to_string(index) + "].depends_on";
+    if (t.depends_on == t.name) {
+      errors.at(where, key, "a target cannot depend on itself");
+    } else if (!seen.count(t.depends_on)) {
+      errors.at(where, key, "no target is named \"" + t.depends_on + "\"");
+    } else {
+      std::string at = t.depends_on;
+      for (std::size_t hops = 0; hops <= parent_of.size(); ++hops) {
+        auto p = parent_of.find(at);
+        if (p == parent_of.end()) break;
+        if (p->second == t.name) {
+          errors.at(where, key, "depends_on forms a loop through \"" + t.depends_on + "\"");
+          break;
+        }
+        at = p->second;
+      }
+    }
+  }
+}
+
+void parse_incidents(TableReader& root, Config& cfg, Errors& errors) {
+  cfg.incidents.agent_name = cfg.agent.name;
+  const toml::table* t = root.table("incidents");
+  if (t == nullptr) return;
+  TableReader r(*t, "incidents", errors);
+  if (const toml::node* n = r.node("group_by")) {
+    const toml::array* a = n->as_array();
+    std::vector<std::string> labels;
+    bool ok = a != nullptr;
+    if (a != nullptr) {
+      for (const auto& v : *a) {
+        if (!v.is_string() || !valid_label_name(*v.value<std::string>())) {
+          errors.at(v.source(), "incidents.group_by", "expected a label name, found " + describe(v));
+          ok = false;
+        } else {
+          labels.push_back(*v.value<std::string>());
+        }
+      }
+    } else {
+      r.wrong("group_by", *n, "an array of label names, e.g. [\"site\", \"group\"]");
+    }
+    if (ok) cfg.incidents.group_by = labels;
+  }
+  if (auto d = r.duration("reopen_window", false)) cfg.incidents.reopen_window = *d;
+  if (auto d = r.duration("update_every", false)) cfg.incidents.update_every = *d;
+  if (auto d = r.duration("batch", false)) cfg.incidents.batch = *d;
+  if (auto d = r.duration("vantage_hold", false)) cfg.incidents.vantage_hold = *d;
+  if (auto v = r.number("vantage_ratio", 0, false)) {
+    if (*v > 1) {
+      r.wrong("vantage_ratio", *t->get("vantage_ratio"), "a ratio from 0 to 1");
+    } else {
+      cfg.incidents.vantage_ratio = *v;
+    }
+  }
+  if (auto v = r.integer("vantage_min_targets", 1, 1'000'000, false)) {
+    cfg.incidents.vantage_min_targets = static_cast<std::size_t>(*v);
+  }
+  r.report_unknown_keys();
+}
+
+void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
+  bool builtin = true;
+  if (const toml::table* t = root.table("rules")) {
+    TableReader r(*t, "rules", errors);
+    builtin = r.boolean("builtin", false).value_or(true);
+    r.report_unknown_keys();
+  }
+  std::vector<rules::RuleSpec> own;
+  std::map<std::string, std::uint32_t> names;
+  if (const toml::array* list = table_array(root, "rule", errors)) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const toml::table& t = *list->get(i)->as_table();
+      const std::string path = "rule[" + std::to_string(i) + "]";
+      TableReader r(t, path, errors);
+      auto name = r.string("name", true);
+      auto condition = r.string("condition", true);
+      rules::RuleSpec spec{"", {}, {}, "critical", {}, std::chrono::minutes(2)};
+      if (auto d = r.duration("for", false)) spec.timing.for_duration = *d;
+      if (auto d = r.duration("clear_for", false)) spec.timing.clear_for = *d;
+      if (auto d = r.duration("window", false)) spec.window = *d;
+      if (auto d = r.duration("flap_window", false)) spec.timing.flap_window = *d;
+      if (auto v = r.integer("max_flips", 0, 1000, false)) spec.timing.max_flips = static_cast<int>(*v);
+      if (auto v = r.string("severity", false)) {
+        if (*v != "critical" && *v != "warning" && *v != "info") {
+          r.error("severity", "expected one of \"critical\", \"warning\", \"info\", found \"" + *v + "\"");
+        }
+        spec.severity = *v;
+      }
+      if (const toml::table* select = r.table("select")) {
+        for (auto&& [k, v] : *select) {
+          if (!v.is_string()) {
+            errors.at(v.source(), path + ".select." + std::string(k.str()), "expected a string, found " + describe(v));
+          } else {
+            spec.selector[std::string(k.str())] = *v.value<std::string>();
+          }
+        }
+      }
+      r.report_unknown_keys();
+      bool ok = name.has_value() && condition.has_value();
+      if (name) {
+        spec.name = *name;
+        if (!valid_label_name(*name)) {
+          r.error("name", "expected a name matching [a-zA-Z_][a-zA-Z0-9_]*, found \"" + *name + "\"");
+          ok = false;
+        } else if (auto [it, inserted] = names.emplace(*name, t.get("name")->source().begin.line); !inserted) {
+          r.error("name", "duplicate rule name \"" + *name + "\" (first defined at line " + std::to_string(it->second) + ")");
+          ok = false;
+        }
+      }
+      if (condition) {
+        auto parsed = rules::Condition::parse(*condition, rules::variables());
+        if (!parsed.ok()) {
+          // Point into the string: its value starts one column after the opening quote.
+          toml::source_region where = t.get("condition")->source();
+          const std::string& m = parsed.error().message;
+          std::uint32_t col = 1;
+          if (m.rfind("column ", 0) == 0) col = static_cast<std::uint32_t>(std::stoul(m.substr(7)));
+          where.begin.column += col;
+          errors.at(where, path + ".condition", m.substr(m.find(':') + 2));
+          ok = false;
+        } else {
+          spec.condition = parsed.value();
+        }
+      }
+      if (ok) own.push_back(std::move(spec));
+    }
+  }
+  if (builtin) {
+    for (auto& r : rules::default_rules()) {
+      if (!names.count(r.name)) cfg.rules.push_back(std::move(r));
+    }
+  }
+  for (auto& r : own) cfg.rules.push_back(std::move(r));
 }
 
 }  // namespace
@@ -553,6 +700,8 @@ ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   parse_agent(r, cfg, errors);
   parse_defaults(r, cfg, errors);
   parse_targets(r, cfg, errors);
+  parse_rules(r, cfg, errors);
+  parse_incidents(r, cfg, errors);
   r.report_unknown_keys();
   if (!errors.list().empty()) {
     result.errors = std::move(errors.list());

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/incidents.h"
+#include "agent/rule_engine.h"
 #include "nightshift/clock.h"
 #include "nightshift/result.h"
 #include "nightshift/target.h"
@@ -37,6 +39,10 @@ struct Config {
   Duration default_interval = std::chrono::seconds(10);
   Duration default_timeout = std::chrono::seconds(3);
   std::vector<std::shared_ptr<const Target>> targets;
+  // Rules: the built-in ones (unless [rules] builtin = false; a [[rule]] of the
+  // same name replaces one) and those from [[rule]].
+  std::vector<rules::RuleSpec> rules;
+  IncidentPolicy incidents;  // from [incidents]; agent_name is filled in from [agent]
 };
 
 struct ConfigError {

@@ -64,6 +64,7 @@ class IncidentManager {
 
   // Targets' labels, topology and canaries. Call at start and every reload.
   void set_targets(const std::vector<std::shared_ptr<const Target>>& targets);
+  void set_policy(IncidentPolicy policy) { policy_ = std::move(policy); }
 
   // Only notified changes matter (AlertChange::notify); the rest are ignored.
   std::vector<IncidentEvent> on_alert(const rules::AlertEvent& alert);

@@ -85,6 +85,18 @@ class RuleEngine::WindowEnv final : public Environment {
   std::vector<double> rtts_;
 };
 
+std::string fingerprint(const std::vector<RuleSpec>& rules) {
+  std::ostringstream out;
+  for (const auto& r : rules) {
+    out << r.name << '\x1f' << r.condition.text() << '\x1f' << r.timing.for_duration.count() << '\x1f'
+        << r.timing.clear_for.count() << '\x1f' << r.timing.max_flips << '\x1f' << r.timing.flap_window.count()
+        << '\x1f' << r.severity << '\x1f' << r.window.count();
+    for (const auto& [k, v] : r.selector) out << '\x1f' << k << '=' << v;
+    out << '\x1e';
+  }
+  return out.str();
+}
+
 std::string describe_values(const Condition& condition, const Environment& env) {
   std::ostringstream out;
   bool first = true;

@@ -118,6 +118,9 @@ class RuleEngine {
   std::map<std::pair<std::size_t, Key>, Tracked> alerts_;  // (rule index, key)
 };
 
+// A stable text form of a rule set: equal fingerprints, equal behaviour.
+std::string fingerprint(const std::vector<RuleSpec>& rules);
+
 // Human-readable summary of the variables a condition read, e.g.
 // "loss=0.35 samples=12". Exposed for tests.
 std::string describe_values(const Condition& condition, const Environment& env);

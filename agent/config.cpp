@@ -31,6 +31,7 @@ std::string ConfigError::to_string() const {
 
 Result<Duration> parse_duration(std::string_view text) {
   if (text.empty()) return Error::invalid("empty duration");
+  if (text.front() == '-') return Error::invalid("durations cannot be negative");
   static const std::pair<std::string_view, std::int64_t> kUnits[] = {
       {"ns", 1}, {"us", 1'000}, {"µs", 1'000}, {"ms", 1'000'000},
       {"s", 1'000'000'000}, {"m", 60'000'000'000}, {"h", 3'600'000'000'000},

@@ -249,6 +249,10 @@ void Agent::schedule_incident_tick() {
 void Agent::apply(Config config) {
   config_ = std::move(config);
   log::set_level(config_.agent.log_level);
+  configured_probes_.clear();
+  for (const auto& t : config_.targets) {
+    for (const auto& p : t->probes) configured_probes_.insert({t->name, p.name});
+  }
   incidents_->set_policy(config_.incidents);
   incidents_->set_targets(config_.targets);
   for (const auto& t : config_.targets) {
@@ -305,7 +309,8 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
 
 void Agent::on_sample(const Target& target, const Sample& sample) {
   metrics_.record(sample);
-  on_alerts(rules_->on_sample(target, sample));
+  // A probe still in flight when a reload removed it must not bring back rule state.
+  if (configured_probes_.count({sample.target, sample.probe})) on_alerts(rules_->on_sample(target, sample));
   if (auto it = engines_.find(sample.kind); it != engines_.end()) {
     metrics_.set_in_flight(sample.kind, static_cast<double>(it->second->in_flight()));
   }

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -64,6 +65,7 @@ class Agent {
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind
   std::unique_ptr<rules::RuleEngine> rules_;
+  std::set<std::pair<std::string, std::string>> configured_probes_;  // (target, probe) now in the config
   std::unique_ptr<Store> store_;
   std::unique_ptr<IncidentManager> incidents_;
   Reactor::TimerId incident_timer_ = 0;

@@ -226,8 +226,11 @@ std::vector<AlertEvent> RuleEngine::retain(const std::vector<std::shared_ptr<con
       ++it;
       continue;
     }
-    if (it->second.state.phase() == AlertPhase::kFiring) {
-      AlertChange c{AlertPhase::kFiring, AlertPhase::kInactive, now};
+    const AlertPhase phase = it->second.state.phase();
+    if (phase != AlertPhase::kInactive) {
+      // A pending alert goes too, recorded only (it never paged).
+      AlertChange c{phase, AlertPhase::kInactive, now};
+      c.notify = phase == AlertPhase::kFiring;
       events.push_back(event(it->first.first, it->first.second, c, "target removed from the config"));
     }
     it = alerts_.erase(it);

@@ -19,15 +19,15 @@ namespace nightshift {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::PeerHost;
+using test::PeerHost;
 
 // Network namespaces are per thread: enter ours before gtest starts any.
-const std::string kNetnsError = testing::enter_private_netns();
+const std::string kNetnsError = test::enter_private_netns();
 
 #define REQUIRE_NETNS()                                                                    \
   do {                                                                                     \
     if (!kNetnsError.empty()) {                                                            \
-      if (testing::netns_skip_allowed()) GTEST_SKIP() << kNetnsError;                      \
+      if (test::netns_skip_allowed()) GTEST_SKIP() << kNetnsError;                      \
       FAIL() << "cannot make a private network namespace: " << kNetnsError                \
              << " (run as root, or set NIGHTSHIFT_SKIP_NETNS=1 to skip these tests)";      \
     }                                                                                      \

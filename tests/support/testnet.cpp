@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace nightshift::testing {
+namespace nightshift::test {
 
 namespace {
 std::atomic<bool> g_private{false};
@@ -119,4 +119,4 @@ int PeerHost::exec_in_peer(const std::vector<std::string>& argv, std::string* ou
   return run_command(full, output);
 }
 
-}  // namespace nightshift::testing
+}  // namespace nightshift::test

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace nightshift::testing {
+namespace nightshift::test {
 
 // Moves this process into a new network namespace with `lo` up. Returns "" on
 // success, else why not. Idempotent.
@@ -57,4 +57,4 @@ class PeerHost {
   std::string error_;
 };
 
-}  // namespace nightshift::testing
+}  // namespace nightshift::test

@@ -20,10 +20,7 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-std::string source_dir() {
-  const char* d = std::getenv("NIGHTSHIFT_SOURCE_DIR");
-  return d ? d : ".";
-}
+std::string source_dir() { return NIGHTSHIFT_TEST_SOURCE_DIR; }
 
 std::string fixture(const std::string& name) { return source_dir() + "/tests/unit/testdata/config/" + name; }
 
@@ -299,13 +296,13 @@ TEST(CheckConfigTest, ExitsOneWithErrorsAndZeroWhenValid) {
   ASSERT_NE(bin, nullptr) << "NIGHTSHIFT_BINARY is set by ctest";
   std::string out;
   const std::string bad = fixture("invalid-types.toml");
-  EXPECT_EQ(testing::run_command({bin, "check-config", bad}, &out), 1);
+  EXPECT_EQ(test::run_command({bin, "check-config", bad}, &out), 1);
   EXPECT_THAT(out, HasSubstr(bad + ":12:10: target[0].probe[0].port: expected an integer from 1 to 65535"));
   EXPECT_THAT(out, HasSubstr("3 errors"));
   const std::string good = source_dir() + "/deploy/examples/local.toml";
-  EXPECT_EQ(testing::run_command({bin, "check-config", good}, &out), 0);
+  EXPECT_EQ(test::run_command({bin, "check-config", good}, &out), 0);
   EXPECT_THAT(out, HasSubstr(": ok ("));
-  EXPECT_EQ(testing::run_command({bin, "check-config"}, &out), 2) << "usage error";
+  EXPECT_EQ(test::run_command({bin, "check-config"}, &out), 2) << "usage error";
 }
 
 }  // namespace

@@ -179,6 +179,18 @@ TEST(RuleEngineTest, RemovingAFiringTargetResolvesItsAlert) {
   EXPECT_EQ(tl.engine->firing().size(), 1u);
 }
 
+TEST(RuleEngineTest, RemovingAPendingTargetClearsItQuietly) {
+  Timeline tl({rule("down", "success == 0", 1min, 0s)});
+  const Target a = target("a");
+  tl.at(0s, a, sample(a, false));
+  auto events = tl.engine->retain({});
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].change.from, AlertPhase::kPending);
+  EXPECT_EQ(events[0].change.to, AlertPhase::kInactive);
+  EXPECT_FALSE(events[0].change.notify);
+  EXPECT_EQ(tl.engine->next_deadline(), std::nullopt);
+}
+
 TEST(RuleEngineTest, ConsecutiveFailuresCountsRunsInARow) {
   Timeline tl({rule("down", "consecutive_failures >= 3", 0s, 0s)});
   const Target t = target("r1");

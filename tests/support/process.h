@@ -28,7 +28,7 @@ struct ExitStatus {
 class Process {
  public:
   struct Options {
-    std::vector<std::string> argv;       // argv[0] is the program path
+    std::vector<std::string> argv;       // argv[0]: a path, or a name looked up in PATH
     std::vector<std::string> extra_env;  // "KEY=VALUE", added to the parent's environment
     std::string capture_dir;             // where stdout/stderr files go; empty: a fresh temp dir
   };

@@ -25,6 +25,9 @@ std::vector<RuleSpec> default_rules() {
       make("target_down", "consecutive_failures >= 3", 0s, 30s, "critical", {}, 2min),
       // Sustained loss: a warning, never a "down" page.
       make("packet_loss", "loss > 20%", 2min, 2min, "warning", {{"kind", "icmp"}}, 2min),
+      // Far slower than the target's own learned normal for 5 minutes; the
+      // absolute floor keeps microsecond-scale jitter on a LAN from counting.
+      make("latency_anomaly", "rtt_ratio > 3 and rtt_p95 > 20ms", 5min, 5min, "warning", {{"kind", "icmp"}}, 5min),
   };
 }
 

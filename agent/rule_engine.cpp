@@ -17,6 +17,8 @@ const std::vector<Variable>& variables() {
       {"rtt_p50", ValueType::kNumber, "median round-trip time over the window, seconds"},
       {"rtt_p95", ValueType::kNumber, "95th percentile round-trip time, seconds"},
       {"rtt_p99", ValueType::kNumber, "99th percentile round-trip time, seconds"},
+      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT, seconds"},
+      {"rtt_ratio", ValueType::kNumber, "rtt_p95 over the learned baseline"},
       {"duration", ValueType::kNumber, "seconds the last run took"},
       {"samples", ValueType::kNumber, "runs in the window"},
       {"reason", ValueType::kString, "last failure reason, \"ok\" if none"},
@@ -54,6 +56,13 @@ class RuleEngine::WindowEnv final : public Environment {
     if (name == "failure_ratio" || name == "loss") {
       if (runs_ == 0) return std::nullopt;
       return Value((name == "loss" ? loss_sum_ : static_cast<double>(failures_)) / static_cast<double>(runs_));
+    }
+    if (name == "rtt_baseline" || name == "rtt_ratio") {
+      if (w_.baseline_samples < kBaselineWarmup || w_.rtt_baseline <= 0) return std::nullopt;
+      if (name == "rtt_baseline") return Value(w_.rtt_baseline);
+      auto p95 = get("rtt_p95");
+      if (!p95) return std::nullopt;
+      return Value(std::get<double>(*p95) / w_.rtt_baseline);
     }
     if (name.substr(0, 4) == "rtt_") {
       if (rtts_.empty()) return std::nullopt;
@@ -169,6 +178,17 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   }
   for (const auto& [name, value] : sample.observations) {
     if (name == "rtt_seconds") entry.rtts.push_back(value);
+  }
+  if (!entry.rtts.empty()) {
+    // Learn from this sample's median; a slow average, so an outage of minutes
+    // moves it little, while a permanent change of path is learned in hours.
+    std::vector<double> sorted = entry.rtts;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    w.rtt_baseline = w.baseline_samples == 0
+                         ? median
+                         : w.rtt_baseline + (median - w.rtt_baseline) / static_cast<double>(kBaselineSamples);
+    ++w.baseline_samples;
   }
   w.entries.push_back(std::move(entry));
   while (!w.entries.empty() && now - w.entries.front().at > max_window_) w.entries.pop_front();

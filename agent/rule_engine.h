@@ -15,6 +15,8 @@
 //   rtt_avg, rtt_p50, rtt_p95, rtt_p99
 //                         seconds, over the window's rtt_seconds observations
 //                         (TCP: connect_seconds)
+//   rtt_baseline          seconds: the target's learned normal median RTT
+//   rtt_ratio             rtt_p95 / rtt_baseline (e.g. 3 = three times slower than usual)
 //   duration              seconds the last run took
 //   samples               runs in the window
 //   reason, kind          strings: the last failure reason ("ok" if none), the probe kind
@@ -65,6 +67,10 @@ struct AlertEvent {
   std::string summary;  // e.g. "loss = 0.35 (loss > 20%); last reason timeout: ..."
 };
 
+// Samples for the RTT baseline's moving average, and before it is trusted.
+inline constexpr int kBaselineSamples = 360;  // an hour at one sample per 10 s
+inline constexpr int kBaselineWarmup = 30;
+
 class RuleEngine {
  public:
   RuleEngine(const Clock& clock, std::vector<RuleSpec> rules);
@@ -97,6 +103,10 @@ class RuleEngine {
     int consecutive_failures = 0;
     SteadyTime failing_since{};  // first failure of the current run of failures
     Sample last;
+    // The target's own normal latency: a slow moving average of each sample's
+    // median RTT (weight 1/kBaselineSamples), known after kBaselineWarmup samples.
+    double rtt_baseline = 0;
+    int baseline_samples = 0;
   };
   struct Key {
     std::string target, probe;

@@ -179,6 +179,30 @@ TEST(RuleEngineTest, RemovingAFiringTargetResolvesItsAlert) {
   EXPECT_EQ(tl.engine->firing().size(), 1u);
 }
 
+TEST(RuleEngineTest, LatencyFarAboveTheLearnedBaselineFires) {
+  Timeline tl({rule("latency", "rtt_ratio > 3 and rtt_p95 > 20ms", 5min, 5min, {}, 5min)});
+  const Target t = target("r1");
+  // An hour of normal 10 ms round trips teaches the baseline.
+  for (int i = 0; i < 360; ++i) tl.at(i * 10s, t, sample(t, true, 0, {0.010, 0.011, 0.009}));
+  EXPECT_TRUE(tl.notified().empty());
+  // Then 80 ms for ten minutes: fires after the 5 minutes of sustain, and the
+  // window must first be mostly slow (p95 over 5 min).
+  for (int i = 360; i < 420; ++i) tl.at(i * 10s, t, sample(t, true, 0, {0.080, 0.081, 0.079}));
+  auto n = tl.notified();
+  ASSERT_EQ(n.size(), 1u);
+  EXPECT_EQ(n[0].second, AlertPhase::kFiring);
+  EXPECT_GE(n[0].first, 3600s + 5min);
+  EXPECT_LE(n[0].first, 3600s + 6min);
+}
+
+TEST(RuleEngineTest, NoBaselineBeforeWarmupMeansNoLatencyAlert) {
+  Timeline tl({rule("latency", "rtt_ratio > 3", 0s, 0s)});
+  const Target t = target("r1");
+  for (int i = 0; i < 5; ++i) tl.at(i * 10s, t, sample(t, true, 0, {0.010}));
+  tl.at(60s, t, sample(t, true, 0, {1.0}));
+  EXPECT_TRUE(tl.notified().empty());
+}
+
 TEST(RuleEngineTest, RemovingAPendingTargetClearsItQuietly) {
   Timeline tl({rule("down", "success == 0", 1min, 0s)});
   const Target a = target("a");

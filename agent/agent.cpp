@@ -113,11 +113,7 @@ int Agent::run() {
   (void)reactor_.watch(signal_fd_, EPOLLIN, [this](std::uint32_t) { on_signal(); });
 
   // Liveness for /healthz: proves the reactor turns, not just that HTTP answers.
-  std::function<void()> beat = [this, &beat] {
-    heartbeat_ns_ = clock_.now().time_since_epoch().count();
-    reactor_.call_after(std::chrono::seconds(1), beat);
-  };
-  beat();
+  heartbeat();
 
   Config initial = config_;
   apply(std::move(initial));
@@ -244,6 +240,11 @@ void Agent::schedule_incident_tick() {
     incident_timer_ = 0;
     on_incidents(incidents_->tick());
   });
+}
+
+void Agent::heartbeat() {
+  heartbeat_ns_ = clock_.now().time_since_epoch().count();
+  reactor_.call_after(std::chrono::seconds(1), [this] { heartbeat(); });
 }
 
 void Agent::apply(Config config) {

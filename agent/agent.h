@@ -53,6 +53,7 @@ class Agent {
   Duration reconcile_grace() const;
   void on_signal();
   HttpResponse healthz() const;
+  void heartbeat();  // every second on the reactor: /healthz checks it is recent
 
   std::string config_path_;
   Config config_;

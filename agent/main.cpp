@@ -11,6 +11,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "nightshift/version.h"
+#include "probes/icmp.h"
 
 namespace {
 
@@ -19,6 +20,9 @@ const char kUsage[] = R"(nightshift - network outage detection agent
 Usage:
   nightshift run -c FILE          run the agent on a config file
   nightshift check-config FILE    validate a config file; exit 1 on any error
+  nightshift probe icmp [-c N] [-p MS] [-t MS] [-f FILE] ADDRESS...
+                                  one-shot ping, fping-style output; exit 1 if any
+                                  address did not answer (probe icmp --help)
   nightshift --version            print the version
   nightshift --help               print this help
 
@@ -130,5 +134,15 @@ int main(int argc, char** argv) {
     return check_config(rest.front());
   }
   if (cmd == "run") return run(rest);
+  if (cmd == "probe") {
+    if (rest.empty()) return usage_error("probe needs a kind: icmp");
+    const std::string kind = rest.front();
+    std::vector<std::string> probe_args(rest.begin() + 1, rest.end());
+    if (kind == "icmp") {
+      raise_fd_limit();
+      return nightshift::icmp::cli(probe_args, std::cout, std::cerr);
+    }
+    return usage_error("probe: unknown kind " + kind + " (known: icmp)");
+  }
   return usage_error("unknown command: " + cmd);
 }

@@ -2,13 +2,15 @@
 
 #include <array>
 
+#include "probes/icmp.h"
 #include "probes/tcp.h"
 
 namespace nightshift {
 
 namespace {
-const std::array<ProbeKind, 1> kKinds = {{
+const std::array<ProbeKind, 2> kKinds = {{
     {"tcp", &tcp::parse_options, &tcp::make_engine},
+    {"icmp", &icmp::parse_options, &icmp::make_engine},
 }};
 }  // namespace
 
@@ -36,6 +38,7 @@ std::string_view to_string(FailureReason reason) {
     case FailureReason::kTimeout: return "timeout";
     case FailureReason::kRefused: return "refused";
     case FailureReason::kUnreachable: return "unreachable";
+    case FailureReason::kTtlExceeded: return "ttl_exceeded";
     case FailureReason::kDnsFailure: return "dns_failure";
     case FailureReason::kBannerMismatch: return "banner_mismatch";
     case FailureReason::kConnectionClosed: return "connection_closed";

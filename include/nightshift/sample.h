@@ -16,7 +16,8 @@ enum class FailureReason {
   kNone,            // success
   kTimeout,         // no answer within the probe's timeout
   kRefused,         // the peer actively refused (TCP RST)
-  kUnreachable,     // no route / host or network unreachable
+  kUnreachable,     // no route / host or network unreachable (incl. ICMP destination unreachable)
+  kTtlExceeded,     // ICMP time exceeded: the TTL ran out on the way (a loop, or a path trace hop)
   kDnsFailure,      // the target's hostname did not resolve
   kBannerMismatch,  // connected, but the expected banner did not arrive
   kConnectionClosed,// the peer closed before the probe finished

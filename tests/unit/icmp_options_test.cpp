@@ -1,0 +1,70 @@
+// ICMP probe options as read from the config file: defaults, values, errors at
+// the value's position.
+#include <gtest/gtest.h>
+
+#include "agent/config.h"
+#include "probes/icmp.h"
+
+namespace nightshift::icmp {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string config(const std::string& probe) {
+  return "[agent]\nname = \"t\"\n\n[[target]]\nname = \"lo\"\naddress = \"127.0.0.1\"\n  [[target.probe]]\n"
+         "  kind = \"icmp\"\n" +
+         probe;
+}
+
+TEST(IcmpOptionsTest, DefaultsAndName) {
+  auto r = parse_config(config(""), "agent.toml");
+  ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front().to_string());
+  const ProbeSpec& p = r.config->targets.front()->probes.front();
+  EXPECT_EQ(p.kind, "icmp");
+  EXPECT_EQ(p.name, "icmp");
+  const auto* o = dynamic_cast<const IcmpOptions*>(p.options.get());
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->count, 3);
+  EXPECT_EQ(o->spacing, 100ms);
+  EXPECT_EQ(o->payload_size, 56u);
+  EXPECT_EQ(o->family, AddressFamily::kAny);
+}
+
+TEST(IcmpOptionsTest, Values) {
+  auto r = parse_config(config("  count = 5\n  spacing = \"250ms\"\n  payload_size = 100\n  ip_family = \"ipv6\"\n"),
+                        "agent.toml");
+  ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front().to_string());
+  const auto* o = dynamic_cast<const IcmpOptions*>(r.config->targets.front()->probes.front().options.get());
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->count, 5);
+  EXPECT_EQ(o->spacing, 250ms);
+  EXPECT_EQ(o->payload_size, 100u);
+  EXPECT_EQ(o->family, AddressFamily::kIPv6);
+}
+
+TEST(IcmpOptionsTest, ErrorsNameTheKeyAndPosition) {
+  struct Case {
+    const char* name;
+    std::string probe;
+    std::string expect;  // substring of the one error
+  };
+  const std::vector<Case> cases = {
+      {"count zero", "  count = 0\n", "agent.toml:9:"},
+      {"count too big", "  count = 1000\n", "count"},
+      {"spacing too short", "  spacing = \"100us\"\n", "spacing: expected a duration from 1ms to 10s"},
+      {"payload below the stamp", "  payload_size = 8\n", "payload_size"},
+      {"payload above one frame", "  payload_size = 9000\n", "payload_size"},
+      {"unknown family", "  ip_family = \"ipx\"\n", "expected one of \"any\", \"ipv4\", \"ipv6\", found \"ipx\""},
+      {"unknown key", "  port = 22\n", "port"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = parse_config(config(c.probe), "agent.toml");
+    ASSERT_FALSE(r.ok());
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_NE(r.errors.front().to_string().find(c.expect), std::string::npos) << r.errors.front().to_string();
+  }
+}
+
+}  // namespace
+}  // namespace nightshift::icmp

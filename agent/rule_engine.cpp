@@ -40,7 +40,7 @@ class RuleEngine::WindowEnv final : public Environment {
       ++runs_;
       if (!e.ok) ++failures_;
       loss_sum_ += e.loss;
-      rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.end());
+      rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
     }
     std::sort(rtts_.begin(), rtts_.end());
   }
@@ -145,53 +145,70 @@ bool RuleEngine::selects(const RuleSpec& rule, const Target& target, const Sampl
   return true;
 }
 
-AlertEvent RuleEngine::event(std::size_t rule, const Key& key, const AlertChange& change,
-                             const std::string& summary) const {
+AlertEvent RuleEngine::event(std::size_t rule, const Key& key, const Window& w, const Tracked& t,
+                             const AlertChange& change) const {
   AlertEvent e;
   e.rule = rules_[rule].name;
   e.severity = rules_[rule].severity;
   e.target = key.target;
   e.probe = key.probe;
   e.change = change;
-  e.summary = summary;
+  e.summary = t.summary;
   // The anomaly began at the first true evaluation, or earlier, at the first
   // failure of the run that led to it (a "3 failures in a row" rule is true
   // only at the third).
   e.since = change.at;
-  if (auto it = alerts_.find({rule, key}); it != alerts_.end() && change.to != AlertPhase::kInactive) {
-    e.since = it->second.state.active_since();
-    if (auto w = windows_.find(key); w != windows_.end() && w->second.consecutive_failures > 0) {
-      e.since = std::min(e.since, w->second.failing_since);
-    }
+  if (change.to != AlertPhase::kInactive) {
+    e.since = t.state.active_since();
+    if (w.consecutive_failures > 0) e.since = std::min(e.since, w.failing_since);
   }
   return e;
 }
 
+void RuleEngine::reindex(const Key& key, std::size_t rule, Tracked& t) {
+  const std::optional<SteadyTime> due = t.state.next_deadline();
+  if (due == t.indexed_deadline) return;
+  if (t.indexed_deadline) deadlines_.erase({*t.indexed_deadline, &key, rule});
+  if (due) deadlines_.insert({*due, &key, rule});
+  t.indexed_deadline = due;
+}
+
 std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample& sample) {
   const SteadyTime now = clock_.now();
-  const Key key{target.name, sample.probe};
-  Window& w = windows_[key];
-  Window::Entry entry{now, sample.ok, sample.ok ? 0.0 : 1.0, {}};
+  auto [wit, created] = windows_.try_emplace(Key{target.name, sample.probe});
+  const Key& key = wit->first;
+  Window& w = wit->second;
+  if (created) w.alerts.resize(rules_.size());
+  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, 0, {}};
+  std::vector<double> rtts;
   for (const auto& [name, value] : sample.values) {
-    if (name == "loss_ratio") entry.loss = value;
-    if (name == "connect_seconds" && sample.ok) entry.rtts.push_back(value);
+    if (name == "loss_ratio") entry.loss = static_cast<float>(value);
+    if (name == "connect_seconds" && sample.ok) rtts.push_back(value);
   }
   for (const auto& [name, value] : sample.observations) {
-    if (name == "rtt_seconds") entry.rtts.push_back(value);
+    if (name == "rtt_seconds") rtts.push_back(value);
   }
-  if (!entry.rtts.empty()) {
+  if (!rtts.empty()) {
+    std::sort(rtts.begin(), rtts.end());
+    // Keep all, or evenly spaced quantiles of a larger round (min and max included).
+    const std::size_t keep = std::min(rtts.size(), kRttsPerEntry);
+    for (std::size_t i = 0; i < keep; ++i) {
+      const std::size_t at = keep == 1 ? rtts.size() / 2 : i * (rtts.size() - 1) / (keep - 1);
+      entry.rtts[i] = static_cast<float>(rtts[at]);
+    }
+    entry.rtt_count = static_cast<std::uint8_t>(keep);
     // Learn from this sample's median; a slow average, so an outage of minutes
     // moves it little, while a permanent change of path is learned in hours.
-    std::vector<double> sorted = entry.rtts;
-    std::sort(sorted.begin(), sorted.end());
-    const double median = sorted[sorted.size() / 2];
+    const double median = rtts[rtts.size() / 2];
     w.rtt_baseline = w.baseline_samples == 0
                          ? median
                          : w.rtt_baseline + (median - w.rtt_baseline) / static_cast<double>(kBaselineSamples);
     ++w.baseline_samples;
   }
-  w.entries.push_back(std::move(entry));
-  while (!w.entries.empty() && now - w.entries.front().at > max_window_) w.entries.pop_front();
+  w.entries.push_back(entry);
+  while (!w.entries.empty() && (now - w.entries.front().at > max_window_ || w.entries.size() > kMaxWindowEntries)) {
+    w.entries.pop_front();
+  }
   w.consecutive_failures = sample.ok ? 0 : w.consecutive_failures + 1;
   if (w.consecutive_failures == 1) w.failing_since = now;
   w.last = sample;
@@ -202,14 +219,16 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
     if (!selects(rule, target, sample)) continue;
     const WindowEnv env(w, now - rule.window);
     const bool active = rule.condition.fires(env);
-    auto [it, inserted] = alerts_.try_emplace({i, key}, Tracked{AlertState(rule.timing), ""});
-    Tracked& t = it->second;
+    auto& slot = w.alerts[i];
+    if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", std::nullopt});
+    Tracked& t = *slot;
     if (active) {
       t.summary = rule.condition.text() + " (" + describe_values(rule.condition, env) + ")";
       if (!sample.ok) t.summary += "; last failure " + std::string(to_string(sample.reason)) +
                                    (sample.detail.empty() ? "" : ": " + sample.detail);
     }
-    if (auto change = t.state.observe(active, now)) events.push_back(event(i, key, *change, t.summary));
+    if (auto change = t.state.observe(active, now)) events.push_back(event(i, key, w, t, *change));
+    reindex(key, i, t);
   }
   return events;
 }
@@ -217,21 +236,22 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
 std::vector<AlertEvent> RuleEngine::tick() {
   const SteadyTime now = clock_.now();
   std::vector<AlertEvent> events;
-  for (auto& [k, t] : alerts_) {
-    auto due = t.state.next_deadline();
-    if (!due || *due > now) continue;
-    if (auto change = t.state.advance(now)) events.push_back(event(k.first, k.second, *change, t.summary));
+  // Take the due entries first: advancing may index a new deadline, which
+  // waits for the next tick even if it is already due.
+  std::vector<DeadlineEntry> due;
+  for (auto it = deadlines_.begin(); it != deadlines_.end() && std::get<0>(*it) <= now; ++it) due.push_back(*it);
+  for (const auto& [at, key, rule] : due) {
+    Window& w = windows_.at(*key);
+    Tracked& t = *w.alerts[rule];
+    if (auto change = t.state.advance(now)) events.push_back(event(rule, *key, w, t, *change));
+    reindex(*key, rule, t);
   }
   return events;
 }
 
 std::optional<SteadyTime> RuleEngine::next_deadline() const {
-  std::optional<SteadyTime> d;
-  for (const auto& [k, t] : alerts_) {
-    auto due = t.state.next_deadline();
-    if (due && (!d || *due < *d)) d = due;
-  }
-  return d;
+  if (deadlines_.empty()) return std::nullopt;
+  return std::get<0>(*deadlines_.begin());
 }
 
 std::vector<AlertEvent> RuleEngine::retain(const std::vector<std::shared_ptr<const Target>>& targets) {
@@ -241,33 +261,38 @@ std::vector<AlertEvent> RuleEngine::retain(const std::vector<std::shared_ptr<con
   }
   std::vector<AlertEvent> events;
   const SteadyTime now = clock_.now();
-  for (auto it = alerts_.begin(); it != alerts_.end();) {
-    if (keep.count(it->first.second)) {
+  for (auto it = windows_.begin(); it != windows_.end();) {
+    if (keep.count(it->first)) {
       ++it;
       continue;
     }
-    const AlertPhase phase = it->second.state.phase();
-    if (phase != AlertPhase::kInactive) {
+    for (std::size_t rule = 0; rule < it->second.alerts.size(); ++rule) {
+      Tracked* t = it->second.alerts[rule].get();
+      if (t == nullptr) continue;
+      if (t->indexed_deadline) deadlines_.erase({*t->indexed_deadline, &it->first, rule});
+      const AlertPhase phase = t->state.phase();
+      if (phase == AlertPhase::kInactive) continue;
       // A pending alert goes too, recorded only (it never paged).
       AlertChange c{phase, AlertPhase::kInactive, now};
       c.notify = phase == AlertPhase::kFiring;
-      events.push_back(event(it->first.first, it->first.second, c, "target removed from the config"));
+      t->summary = "target removed from the config";
+      events.push_back(event(rule, it->first, it->second, *t, c));
     }
-    it = alerts_.erase(it);
-  }
-  for (auto it = windows_.begin(); it != windows_.end();) {
-    it = keep.count(it->first) ? std::next(it) : windows_.erase(it);
+    it = windows_.erase(it);
   }
   return events;
 }
 
 std::vector<AlertEvent> RuleEngine::firing() const {
   std::vector<AlertEvent> out;
-  for (const auto& [k, t] : alerts_) {
-    if (t.state.phase() != AlertPhase::kFiring) continue;
-    AlertChange c{AlertPhase::kFiring, AlertPhase::kFiring, t.state.firing_since()};
-    c.flapping = t.state.flapping();
-    out.push_back(event(k.first, k.second, c, t.summary));
+  for (const auto& [key, w] : windows_) {
+    for (std::size_t rule = 0; rule < w.alerts.size(); ++rule) {
+      const Tracked* t = w.alerts[rule].get();
+      if (t == nullptr || t->state.phase() != AlertPhase::kFiring) continue;
+      AlertChange c{AlertPhase::kFiring, AlertPhase::kFiring, t->state.firing_since()};
+      c.flapping = t->state.flapping();
+      out.push_back(event(rule, key, w, *t, c));
+    }
   }
   return out;
 }

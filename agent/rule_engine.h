@@ -26,7 +26,12 @@
 // Thread safety: one thread (the reactor).
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <deque>
+#include <optional>
+#include <set>
+#include <tuple>
 #include <map>
 #include <memory>
 #include <string>
@@ -67,6 +72,11 @@ struct AlertEvent {
   std::string summary;  // e.g. "loss = 0.35 (loss > 20%); last reason timeout: ..."
 };
 
+// A window keeps the samples of its rules' longest `window`, but at most this
+// many (2 minutes of 1 s probes; 21 minutes of 10 s probes).
+inline constexpr std::size_t kMaxWindowEntries = 128;
+// RTTs kept per sample: all of a default 3-packet ICMP round; quantiles of more.
+inline constexpr std::size_t kRttsPerEntry = 4;
 // Samples for the RTT baseline's moving average, and before it is trusted.
 inline constexpr int kBaselineSamples = 360;  // an hour at one sample per 10 s
 inline constexpr int kBaselineWarmup = 30;
@@ -92,14 +102,22 @@ class RuleEngine {
   const std::vector<RuleSpec>& rules() const { return rules_; }
 
  private:
+  struct Tracked {
+    AlertState state;
+    std::string summary;
+    std::optional<SteadyTime> indexed_deadline;  // its entry in deadlines_, if any
+  };
   struct Window {
+    // Compact on purpose: 10 000 targets probed every second keep a window each.
     struct Entry {
       SteadyTime at;
+      float loss;  // loss_ratio if the sample had one, else 0/1 by ok
       bool ok;
-      double loss;  // loss_ratio if the sample had one, else 0/1 by ok
-      std::vector<double> rtts;
+      std::uint8_t rtt_count;
+      std::array<float, kRttsPerEntry> rtts;  // a sample's RTTs, or quantiles of them if it had more
     };
-    std::deque<Entry> entries;
+    std::deque<Entry> entries;  // at most kMaxWindowEntries, newest last
+    std::vector<std::unique_ptr<Tracked>> alerts;  // by rule index; null until the rule selects it
     int consecutive_failures = 0;
     SteadyTime failing_since{};  // first failure of the current run of failures
     Sample last;
@@ -112,20 +130,20 @@ class RuleEngine {
     std::string target, probe;
     bool operator<(const Key& o) const { return std::tie(target, probe) < std::tie(o.target, o.probe); }
   };
-  struct Tracked {
-    AlertState state;
-    std::string summary;
-  };
   class WindowEnv;
+  // (deadline, window key, rule index): the alerts that tick() must advance, soonest first.
+  using DeadlineEntry = std::tuple<SteadyTime, const Key*, std::size_t>;
 
   static bool selects(const RuleSpec& rule, const Target& target, const Sample& sample);
-  AlertEvent event(std::size_t rule, const Key& key, const AlertChange& change, const std::string& summary) const;
+  AlertEvent event(std::size_t rule, const Key& key, const Window& w, const Tracked& t,
+                   const AlertChange& change) const;
+  void reindex(const Key& key, std::size_t rule, Tracked& t);
 
   const Clock& clock_;
   std::vector<RuleSpec> rules_;
   Duration max_window_{};
-  std::map<Key, Window> windows_;
-  std::map<std::pair<std::size_t, Key>, Tracked> alerts_;  // (rule index, key)
+  std::map<Key, Window> windows_;  // node addresses are stable: deadlines_ points at keys
+  std::set<DeadlineEntry> deadlines_;
 };
 
 // A stable text form of a rule set: equal fingerprints, equal behaviour.

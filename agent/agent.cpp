@@ -254,6 +254,7 @@ void Agent::apply(Config config) {
   for (const auto& t : config_.targets) {
     for (const auto& p : t->probes) configured_probes_.insert({t->name, p.name});
   }
+  std::erase_if(failing_, [this](const auto& key) { return !configured_probes_.count(key); });
   incidents_->set_policy(config_.incidents);
   incidents_->set_targets(config_.targets);
   for (const auto& t : config_.targets) {
@@ -302,16 +303,31 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
   ProbeRequest req;
   req.target = probe.target;
   req.spec = probe.spec;
-  req.done = [this, target = probe.target](Sample s) { on_sample(*target, s); };
+  req.done = [this, target = probe.target, spec = probe.spec](Sample s) { on_sample(target, spec, s); };
   engine->submit(std::move(req));
   metrics_.probe_sent(probe.spec->kind);
   metrics_.set_in_flight(probe.spec->kind, static_cast<double>(engine->in_flight()));
 }
 
-void Agent::on_sample(const Target& target, const Sample& sample) {
+void Agent::on_sample(const std::shared_ptr<const Target>& target, const ProbeSpec* spec, const Sample& sample) {
   metrics_.record(sample);
+  const std::pair<std::string, std::string> key{sample.target, sample.probe};
   // A probe still in flight when a reload removed it must not bring back rule state.
-  if (configured_probes_.count({sample.target, sample.probe})) on_alerts(rules_->on_sample(target, sample));
+  if (!configured_probes_.count(key)) return;
+  on_alerts(rules_->on_sample(*target, sample));
+  // The first miss asks the engine for evidence at once (an ICMP burst) rather
+  // than waiting for two more intervals.
+  if (sample.ok) {
+    failing_.erase(key);
+  } else if (failing_.insert(key).second) {
+    if (auto it = engines_.find(sample.kind); it != engines_.end()) {
+      ProbeRequest req;
+      req.target = target;
+      req.spec = spec;
+      req.done = [this, target](Sample s) { on_confirmation(*target, s); };
+      if (it->second->confirm(std::move(req))) metrics_.confirmation_started(sample.kind);
+    }
+  }
   if (auto it = engines_.find(sample.kind); it != engines_.end()) {
     metrics_.set_in_flight(sample.kind, static_cast<double>(it->second->in_flight()));
   }
@@ -321,6 +337,13 @@ void Agent::on_sample(const Target& target, const Sample& sample) {
                                 {"reason", to_string(sample.reason)},
                                 {"detail", sample.detail}});
   }
+}
+
+void Agent::on_confirmation(const Target& target, const Sample& sample) {
+  metrics_.confirmation_done(sample.kind, sample.ok);
+  log::debug("confirmation", {{"target", sample.target}, {"probe", sample.probe}, {"detail", sample.detail}});
+  if (!configured_probes_.count({sample.target, sample.probe})) return;
+  on_alerts(rules_->on_sample(target, sample));
 }
 
 void Agent::on_alerts(const std::vector<rules::AlertEvent>& events) {

@@ -42,7 +42,8 @@ class Agent {
   void reload();
   void schedule_tick(SteadyTime when);
   void dispatch(const ScheduledProbe& probe, Duration lag);
-  void on_sample(const Target& target, const Sample& sample);
+  void on_sample(const std::shared_ptr<const Target>& target, const ProbeSpec* spec, const Sample& sample);
+  void on_confirmation(const Target& target, const Sample& sample);
   void on_alerts(const std::vector<rules::AlertEvent>& events);
   void schedule_rule_tick();
   void on_incidents(const std::vector<IncidentEvent>& events);
@@ -67,6 +68,7 @@ class Agent {
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind
   std::unique_ptr<rules::RuleEngine> rules_;
   std::set<std::pair<std::string, std::string>> configured_probes_;  // (target, probe) now in the config
+  std::set<std::pair<std::string, std::string>> failing_;  // (target, probe) whose last run failed
   std::unique_ptr<Store> store_;
   std::unique_ptr<IncidentManager> incidents_;
   Reactor::TimerId incident_timer_ = 0;

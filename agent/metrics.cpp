@@ -60,7 +60,11 @@ AgentMetrics::AgentMetrics(std::string agent_name)
       open_incidents_(prometheus::BuildGauge()
                           .Name("nightshift_incidents_open")
                           .Help("Open incidents, by severity.")
-                          .Register(*registry_)) {
+                          .Register(*registry_)),
+      confirmations_(prometheus::BuildCounter()
+                         .Name("nightshift_confirmations_total")
+                         .Help("Confirmation bursts after a miss, by kind and result (started, answered, unanswered).")
+                         .Register(*registry_)) {
   const prometheus::Labels agent_label{{"agent", agent_}};
   scheduler_lag_ = &prometheus::BuildHistogram()
                         .Name("nightshift_scheduler_lag_seconds")
@@ -301,6 +305,15 @@ void AgentMetrics::set_open_incidents(const std::map<std::string, int>& by_sever
     auto it = by_severity.find(severity);
     open_incidents_.Add({{"severity", severity}, {"agent", agent_}}).Set(it == by_severity.end() ? 0 : it->second);
   }
+}
+
+void AgentMetrics::confirmation_started(const std::string& kind) {
+  confirmations_.Add({{"kind", kind}, {"result", "started"}, {"agent", agent_}}).Increment();
+}
+
+void AgentMetrics::confirmation_done(const std::string& kind, bool answered) {
+  confirmations_.Add({{"kind", kind}, {"result", answered ? "answered" : "unanswered"}, {"agent", agent_}})
+      .Increment();
 }
 
 void AgentMetrics::config_reload(bool success, double unix_time) {

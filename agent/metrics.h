@@ -52,6 +52,9 @@ class AgentMetrics {
   void incident(const IncidentEvent& event);
   void set_open_incidents(const std::map<std::string, int>& by_severity);
   void store_error() { store_errors_->Increment(); }
+  // Confirmation bursts after a miss: started, and answered (any reply) or not.
+  void confirmation_started(const std::string& kind);
+  void confirmation_done(const std::string& kind, bool answered);
 
  private:
   struct Series {
@@ -98,6 +101,7 @@ class AgentMetrics {
   prometheus::Family<prometheus::Counter>& alert_changes_;
   prometheus::Family<prometheus::Counter>& incident_events_;
   prometheus::Family<prometheus::Gauge>& open_incidents_;
+  prometheus::Family<prometheus::Counter>& confirmations_;
   prometheus::Histogram* time_to_declare_ = nullptr;
   prometheus::Counter* store_errors_ = nullptr;
   std::map<std::tuple<std::string, std::string, std::string>, prometheus::Gauge*> alert_series_;  // rule, target, probe

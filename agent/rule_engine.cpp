@@ -21,6 +21,7 @@ const std::vector<Variable>& variables() {
       {"rtt_ratio", ValueType::kNumber, "rtt_p95 over the learned baseline"},
       {"duration", ValueType::kNumber, "seconds the last run took"},
       {"samples", ValueType::kNumber, "runs in the window"},
+      {"confirmed_down", ValueType::kBool, "the last sample was a confirmation burst that got no answer"},
       {"reason", ValueType::kString, "last failure reason, \"ok\" if none"},
       {"kind", ValueType::kString, "probe kind"},
       {"jitter_seconds", ValueType::kNumber, "last jitter (ICMP)"},
@@ -50,6 +51,11 @@ class RuleEngine::WindowEnv final : public Environment {
     if (name == "success") return Value(last.ok ? 1.0 : 0.0);
     if (name == "consecutive_failures") return Value(static_cast<double>(w_.consecutive_failures));
     if (name == "samples") return Value(static_cast<double>(runs_));
+    if (name == "confirmed_down") {
+      bool confirmation = false;
+      for (const auto& [k, v] : last.values) confirmation |= k == "confirmation" && v == 1.0;
+      return Value(confirmation && !last.ok);
+    }
     if (name == "reason") return Value(std::string(to_string(last.reason)));
     if (name == "kind") return Value(last.kind);
     if (name == "duration") return Value(std::chrono::duration<double>(last.duration).count());

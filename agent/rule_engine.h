@@ -19,6 +19,8 @@
 //   rtt_ratio             rtt_p95 / rtt_baseline (e.g. 3 = three times slower than usual)
 //   duration              seconds the last run took
 //   samples               runs in the window
+//   confirmed_down        bool: the last sample was a confirmation burst (after a
+//                         miss) in which no packet was answered
 //   reason, kind          strings: the last failure reason ("ok" if none), the probe kind
 //   <value>               the last value of every Sample::values entry (e.g. jitter_seconds,
 //                         reply_ttl); missing until a sample carries it

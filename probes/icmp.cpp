@@ -329,6 +329,40 @@ IcmpEngine::Socket* IcmpEngine::socket_for(Family family, std::string* why_not) 
 // ---------------------------------------------------------------------------
 // Starting probes
 
+bool IcmpEngine::confirm(ProbeRequest req) {
+  const auto* opts = static_cast<const IcmpOptions*>(req.spec->options.get());
+  const SteadyTime started = reactor_.clock().now();
+  auto shared = std::make_shared<ProbeRequest>(std::move(req));
+  resolver_.resolve(shared->target->address, opts->family,
+                    [this, shared, started, opts](Result<std::vector<SocketAddress>> addresses) {
+                      if (!addresses.ok()) return;  // the scheduled probe reports DNS failures
+                      BurstSpec spec;
+                      spec.timeout = std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1));
+                      spec.payload_size = opts->payload_size;
+                      Status s = confirm(addresses.value().front(), spec, [this, shared, started](BurstReport b) {
+                        const RoundResult& r = b.result;
+                        Sample sample = make_sample(*shared, started);
+                        sample.duration = reactor_.clock().now() - started;
+                        sample.ok = r.ok();
+                        sample.reason = r.reason;
+                        sample.detail = "confirmation burst: " + std::to_string(r.received) + " of " +
+                                        std::to_string(r.sent) + " answered" +
+                                        (r.detail.empty() ? "" : "; " + r.detail);
+                        sample.values.emplace_back("confirmation", 1.0);
+                        sample.values.emplace_back("loss_ratio", r.loss_ratio());
+                        for (const auto& p : r.packets) {
+                          if (p.outcome == PacketResult::Outcome::kReply) {
+                            sample.observations.emplace_back("rtt_seconds", p.rtt_seconds);
+                          }
+                        }
+                        shared->done(std::move(sample));
+                      });
+                      if (!s.ok()) log::debug("confirmation burst refused", {{"target", shared->target->name},
+                                                                           {"error", s.error().message}});
+                    });
+  return true;
+}
+
 void IcmpEngine::submit(ProbeRequest req) {
   const auto* opts = static_cast<const IcmpOptions*>(req.spec->options.get());
   const SteadyTime started = reactor_.clock().now();

@@ -159,6 +159,7 @@ class IcmpEngine final : public ProbeEngine {
   // ProbeEngine
   void submit(ProbeRequest req) override;
   std::size_t in_flight() const override { return probes_in_flight_; }
+  bool confirm(ProbeRequest req) override;
 
   // One round to an address, without a Target (the CLI, benchmarks). `done` runs
   // once on the reactor thread, never from inside ping().

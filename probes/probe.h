@@ -33,6 +33,14 @@ class ProbeEngine {
   virtual void submit(ProbeRequest req) = 0;
   // Probe runs started and not yet completed.
   virtual std::size_t in_flight() const = 0;
+  // Evidence on demand, after a miss: a quick, bounded extra measurement (ICMP:
+  // a burst of 10 echoes 100 ms apart) whose Sample carries the value
+  // `confirmation` = 1. False when the kind has none. When true, req.done runs
+  // at most once: not at all if a global budget for extra traffic refused it.
+  virtual bool confirm(ProbeRequest req) {
+    (void)req;
+    return false;
+  }
 };
 
 // What an engine may use. Outlives every engine.

@@ -79,6 +79,26 @@ group = "edge"
 
   std::string config_path() const { return dir_.path() + "/agent.toml"; }
 
+  // An agent pinging the test host with the built-in rules.
+  void write_icmp_config(const std::string& interval) {
+    write_file(config_path(), R"([agent]
+name = "scenario"
+listen = "127.0.0.1:0"
+state_dir = ")" + dir_.path() + R"(/state-icmp"
+
+[defaults]
+interval = ")" + interval + R"("
+timeout = "400ms"
+
+[[target]]
+name = "edge-host"
+address = "198.51.100.2"
+group = "edge"
+  [[target.probe]]
+  kind = "icmp"
+)");
+  }
+
   std::unique_ptr<Process> start_agent() {
     auto agent = std::make_unique<Process>(std::vector<std::string>{binary(), "run", "-c", config_path()});
     auto at = agent->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
@@ -136,6 +156,40 @@ TEST_F(IncidentScenarioTest, LinkDownDeclaredRestartKeepsItLinkUpResolves) {
   auto status = agent->wait_for(8s);
   ASSERT_TRUE(status);
   EXPECT_EQ(status->code, 0);
+}
+
+TEST_F(IncidentScenarioTest, IcmpConfirmationDeclaresACutWithinSecondsOfTheFirstMiss) {
+  // A 5 s interval: without confirmation, three failed rounds would take 10-15 s.
+  write_icmp_config("5s");
+  auto agent = start_agent();
+  ASSERT_TRUE(wait_until([&] { return metric("probe_success", {{"target", "edge-host"}}) == 1.0; }, 8s))
+      << agent->stderr_text();
+  ASSERT_TRUE(peer_->set_link(false)) << peer_->error();
+  const auto cut = std::chrono::steady_clock::now();
+  ASSERT_TRUE(agent->wait_for_stderr("msg=\"incident declared\"", 12s)) << agent->stderr_text();
+  const auto after = std::chrono::steady_clock::now() - cut;
+  // The first failed round starts within one interval (5 s); the burst and its
+  // timeout add about 1.5 s.
+  EXPECT_LT(after, 5s + 3s);
+  EXPECT_THAT(agent->stderr_text(), HasSubstr("confirmed_down"));
+  EXPECT_GE(metric("nightshift_confirmations_total", {{"result", "unanswered"}}).value_or(0), 1.0);
+}
+
+TEST_F(IncidentScenarioTest, ThirtyPercentRandomLossNeverDeclaresDown) {
+  // 30 % of packets into the test host dropped at random (nftables numgen in its
+  // namespace); 60 rounds of 3 echoes, 500 ms apart.
+  ASSERT_EQ(peer_->exec_in_peer({"nft", "add", "rule", "inet", "nightshift_test", "input", "ip", "daddr", "198.51.100.2",
+                                 "numgen", "random", "mod", "100", "<", "30", "drop"}),
+            0);
+  write_icmp_config("500ms");
+  auto agent = start_agent();
+  ASSERT_TRUE(wait_until([&] { return metric("nightshift_probes_sent_total", {{"kind", "icmp"}}).value_or(0) >= 60; },
+                         40s));
+  EXPECT_EQ(count(agent->stderr_text(), "msg=\"incident declared\""), 0u) << agent->stderr_text();
+  EXPECT_EQ(count(agent->stderr_text(), "rule=target_down"), 0u);
+  // The loss itself is seen: some rounds lost packets.
+  const auto results = metric("nightshift_probe_results_total", {{"target", "edge-host"}, {"result", "ok"}});
+  EXPECT_GE(results.value_or(0), 50.0);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -205,6 +206,9 @@ void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
                                           {"impacted", inc.active_impact()},
                                           {"page", e.page ? "yes" : "no"}});
     metrics_.incident(e);
+    if ((e.kind == IncidentEvent::Kind::kDeclared || e.kind == IncidentEvent::Kind::kReopened) && !inc.vantage) {
+      diagnose(inc);
+    }
     if (Status s = store_->save(inc); !s.ok()) {
       metrics_.store_error();
       log::error("cannot save incident; it stays in memory", {{"id", inc.id}, {"error", s.error().message}});
@@ -218,6 +222,32 @@ void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
     update_open_incidents();
   }
   schedule_incident_tick();
+}
+
+// Where does the path break? Asks the first impacted target's engines for a
+// finding (ICMP: a path trace) and adds it to the incident's timeline.
+void Agent::diagnose(const Incident& incident) {
+  for (const auto& impact : incident.impacted) {
+    if (!impact.active) continue;
+    auto t = std::find_if(config_.targets.begin(), config_.targets.end(),
+                          [&](const auto& target) { return target->name == impact.target; });
+    if (t == config_.targets.end()) continue;
+    for (const auto& spec : (*t)->probes) {
+      auto engine = engines_.find(spec.kind);
+      if (engine == engines_.end()) continue;
+      const std::string id = incident.id;
+      const bool started = engine->second->diagnose(*t, spec, [this, id](std::string finding) {
+        auto noted = incidents_->add_note(id, finding, /*is_public=*/false, "nightshift");
+        if (!noted.ok()) return;  // resolved and gone meanwhile
+        log::info("incident diagnosis", {{"id", id}, {"finding", finding}});
+        if (Status s = store_->save(noted->incident); !s.ok()) {
+          metrics_.store_error();
+          log::error("cannot save incident; it stays in memory", {{"id", id}, {"error", s.error().message}});
+        }
+      });
+      if (started) return;
+    }
+  }
 }
 
 void Agent::update_open_incidents() {

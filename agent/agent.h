@@ -47,6 +47,7 @@ class Agent {
   void on_alerts(const std::vector<rules::AlertEvent>& events);
   void schedule_rule_tick();
   void on_incidents(const std::vector<IncidentEvent>& events);
+  void diagnose(const Incident& incident);
   void schedule_incident_tick();
   void update_open_incidents();
   bool open_store();

@@ -329,6 +329,47 @@ IcmpEngine::Socket* IcmpEngine::socket_for(Family family, std::string* why_not) 
 // ---------------------------------------------------------------------------
 // Starting probes
 
+std::string describe_trace(const TraceReport& report) {
+  std::string out = "path to " + report.address + ":";
+  char rtt[32];
+  for (const auto& hop : report.hops) {
+    out += " " + std::to_string(hop.ttl) + " ";
+    if (hop.from) {
+      std::snprintf(rtt, sizeof rtt, " %.2fms", hop.rtt_seconds * 1e3);
+      out += hop.from->to_string() + rtt;
+    } else {
+      out += "*";
+    }
+    out += ",";
+  }
+  if (!report.hops.empty()) out.pop_back();
+  const Hop* last = report.last_hop();
+  if (report.reached) {
+    out += "; destination reached";
+  } else if (last != nullptr) {
+    out += "; last answering hop: TTL " + std::to_string(last->ttl) + " (" +
+           (last->from ? last->from->to_string() : std::string("?")) + "); destination not reached";
+  } else {
+    out += "; no hop answered: the break is at or next to this agent";
+  }
+  return out;
+}
+
+bool IcmpEngine::diagnose(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
+                          std::function<void(std::string finding)> done) {
+  const auto* opts = static_cast<const IcmpOptions*>(spec.options.get());
+  resolver_.resolve(target->address, opts->family,
+                    [this, target, done = std::move(done)](Result<std::vector<SocketAddress>> addresses) {
+                      if (!addresses.ok()) return;
+                      Status s = trace(addresses.value().front(), TraceSpec{},
+                                       [done](TraceReport report) { done(describe_trace(report)); });
+                      if (!s.ok()) {
+                        log::debug("path trace refused", {{"target", target->name}, {"error", s.error().message}});
+                      }
+                    });
+  return true;
+}
+
 bool IcmpEngine::confirm(ProbeRequest req) {
   const auto* opts = static_cast<const IcmpOptions*>(req.spec->options.get());
   const SteadyTime started = reactor_.clock().now();

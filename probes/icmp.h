@@ -130,6 +130,10 @@ struct Hop {
   std::string detail;
 };
 
+// "path to 198.51.100.2: 1 198.51.100.1 0.12ms, 2 *, 3 *; last answering hop: TTL 1 (198.51.100.1); destination not reached"
+struct TraceReport;
+std::string describe_trace(const TraceReport& report);
+
 struct TraceReport {
   std::string address;
   std::vector<Hop> hops;   // TTL 1 up to the destination's reply, or max_hops
@@ -160,6 +164,8 @@ class IcmpEngine final : public ProbeEngine {
   void submit(ProbeRequest req) override;
   std::size_t in_flight() const override { return probes_in_flight_; }
   bool confirm(ProbeRequest req) override;
+  bool diagnose(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
+                std::function<void(std::string finding)> done) override;
 
   // One round to an address, without a Target (the CLI, benchmarks). `done` runs
   // once on the reactor thread, never from inside ping().

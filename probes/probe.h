@@ -41,6 +41,17 @@ class ProbeEngine {
     (void)req;
     return false;
   }
+  // Where does the path break? A one-line, human-readable finding for an
+  // incident's timeline (ICMP: a TTL-limited path trace and the last hop that
+  // answers). False when the kind has none; when true, `done` runs at most once,
+  // on the reactor thread, never from inside diagnose().
+  virtual bool diagnose(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
+                        std::function<void(std::string finding)> done) {
+    (void)target;
+    (void)spec;
+    (void)done;
+    return false;
+  }
 };
 
 // What an engine may use. Outlives every engine.

@@ -173,6 +173,12 @@ TEST_F(IncidentScenarioTest, IcmpConfirmationDeclaresACutWithinSecondsOfTheFirst
   EXPECT_LT(after, 5s + 3s);
   EXPECT_THAT(agent->stderr_text(), HasSubstr("confirmed_down"));
   EXPECT_GE(metric("nightshift_confirmations_total", {{"result", "unanswered"}}).value_or(0), 1.0);
+  // The incident says where the path breaks: here the link next to the agent.
+  auto at = agent->wait_for_stderr("msg=\"incident diagnosis\"", 5s);
+  ASSERT_TRUE(at) << agent->stderr_text();
+  const std::string line = agent->stderr_text().substr(*at, 400);
+  EXPECT_THAT(line, HasSubstr("path to 198.51.100.2:"));
+  EXPECT_THAT(line, HasSubstr("no hop answered"));
 }
 
 TEST_F(IncidentScenarioTest, ThirtyPercentRandomLossNeverDeclaresDown) {

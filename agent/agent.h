@@ -11,10 +11,12 @@
 #include <atomic>
 #include <map>
 #include <set>
+#include <unordered_set>
 #include <memory>
 #include <string>
 
 #include "agent/config.h"
+#include "agent/hash.h"
 #include "agent/http.h"
 #include "agent/incidents.h"
 #include "agent/store.h"
@@ -68,8 +70,9 @@ class Agent {
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind
   std::unique_ptr<rules::RuleEngine> rules_;
-  std::set<std::pair<std::string, std::string>> configured_probes_;  // (target, probe) now in the config
-  std::set<std::pair<std::string, std::string>> failing_;  // (target, probe) whose last run failed
+  // (target, probe) now in the config, and those whose last run failed.
+  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> configured_probes_;
+  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> failing_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<IncidentManager> incidents_;
   Reactor::TimerId incident_timer_ = 0;

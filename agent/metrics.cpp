@@ -135,7 +135,7 @@ void AgentMetrics::remove_series(Series& s) {
 }
 
 void AgentMetrics::sync_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
-  std::map<std::pair<std::string, std::string>, prometheus::Labels> wanted;
+  std::unordered_map<std::pair<std::string, std::string>, prometheus::Labels, StringPairHash> wanted;
   std::map<std::string, prometheus::Labels> wanted_info;
   std::size_t probe_count = 0;
   for (const auto& t : targets) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include <prometheus/registry.h>
 
 #include "agent/process_metrics.h"
+#include "agent/hash.h"
 #include "agent/incidents.h"
 #include "agent/rule_engine.h"
 #include "nightshift/sample.h"
@@ -89,8 +91,8 @@ class AgentMetrics {
   prometheus::Gauge* targets_count_;
   prometheus::Gauge* probes_count_;
 
-  std::map<std::pair<std::string, std::string>, prometheus::Labels> configured_;  // (target, probe)
-  std::map<std::pair<std::string, std::string>, Series> series_;  // created at the first result
+  std::unordered_map<std::pair<std::string, std::string>, prometheus::Labels, StringPairHash> configured_;
+  std::unordered_map<std::pair<std::string, std::string>, Series, StringPairHash> series_;  // at the first result
   std::map<std::string, prometheus::Gauge*> target_info_series_;
   std::map<std::string, prometheus::Labels> target_info_labels_;
   std::map<std::string, prometheus::Counter*> sent_by_kind_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <unordered_set>
 #include <sstream>
 
 namespace nightshift::rules {
@@ -261,7 +262,7 @@ std::optional<SteadyTime> RuleEngine::next_deadline() const {
 }
 
 std::vector<AlertEvent> RuleEngine::retain(const std::vector<std::shared_ptr<const Target>>& targets) {
-  std::set<Key> keep;
+  std::unordered_set<Key, KeyHash> keep;
   for (const auto& t : targets) {
     for (const auto& p : t->probes) keep.insert({t->name, p.name});
   }

@@ -34,12 +34,14 @@
 #include <optional>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "agent/alert_state.h"
+#include "agent/hash.h"
 #include "agent/rule_expr.h"
 #include "nightshift/clock.h"
 #include "nightshift/sample.h"
@@ -130,7 +132,10 @@ class RuleEngine {
   };
   struct Key {
     std::string target, probe;
-    bool operator<(const Key& o) const { return std::tie(target, probe) < std::tie(o.target, o.probe); }
+    bool operator==(const Key& o) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept { return StringPairHash{}({k.target, k.probe}); }
   };
   class WindowEnv;
   // (deadline, window key, rule index): the alerts that tick() must advance, soonest first.
@@ -144,7 +149,8 @@ class RuleEngine {
   const Clock& clock_;
   std::vector<RuleSpec> rules_;
   Duration max_window_{};
-  std::map<Key, Window> windows_;  // node addresses are stable: deadlines_ points at keys
+  // Element addresses stay valid across rehashing: deadlines_ points at keys.
+  std::unordered_map<Key, Window, KeyHash> windows_;
   std::set<DeadlineEntry> deadlines_;
 };
 

@@ -39,4 +39,5 @@ rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$work
 sent=$(awk '/^nightshift_probes_sent_total/ {print $2}' "$work/metrics.txt")
 ok=$(grep -c '^probe_success.* 1$' "$work/metrics.txt" || true)
 printf '| targets | seconds | CPU s | CPU %% of one core | peak RSS MiB | probes sent | targets up at the end |\n|---:|---:|---:|---:|---:|---:|---:|\n'
-printf '| %d | %d | %s | %.1f | %s | %s | %s |\n' "$N" "$D" "$cpu" "$(echo "$cpu * 100 / $D" | bc -l)" "$rss" "$sent" "$ok"
+printf '| %d | %d | %s | %s | %s | %s | %s |\n' "$N" "$D" "$cpu" \
+  "$(awk -v c="$cpu" -v d="$D" 'BEGIN {printf "%.1f", c * 100 / d}')" "$rss" "$sent" "$ok"

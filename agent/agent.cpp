@@ -48,7 +48,14 @@ Agent::Agent(std::string config_path, Config config, Clock& clock)
       resolver_(reactor_),
       engine_context_{reactor_, resolver_},
       metrics_(config_.agent.name),
-      scheduler_(clock, config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second)) {}
+      scheduler_(clock, config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second)),
+      schedule_timer_(reactor_,
+                      [this] {
+                        schedule_timer_.arm(scheduler_.run_due(
+                            [this](const ScheduledProbe& p, Duration lag) { dispatch(p, lag); }));
+                      }),
+      rule_timer_(reactor_, [this] { on_alerts(rules_->tick()); }),
+      incident_timer_(reactor_, [this] { on_incidents(incidents_->tick()); }) {}
 
 Agent::~Agent() {
   http_.stop();
@@ -259,17 +266,7 @@ void Agent::update_open_incidents() {
 }
 
 void Agent::schedule_incident_tick() {
-  auto due = incidents_->next_deadline();
-  if (!due) return;
-  if (incident_timer_ != 0) {
-    if (incident_timer_at_ <= *due) return;
-    reactor_.cancel(incident_timer_);
-  }
-  incident_timer_at_ = *due;
-  incident_timer_ = reactor_.call_at(*due, [this] {
-    incident_timer_ = 0;
-    on_incidents(incidents_->tick());
-  });
+  if (auto due = incidents_->next_deadline()) incident_timer_.arm(*due);
 }
 
 void Agent::heartbeat() {
@@ -310,21 +307,7 @@ void Agent::apply(Config config) {
   }
   scheduler_.set_rate(config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second));
   scheduler_.set_targets(config_.targets);
-  schedule_tick(clock_.now());
-}
-
-void Agent::schedule_tick(SteadyTime when) {
-  if (tick_timer_ != 0) {
-    if (tick_at_ <= when) return;  // an earlier tick is already set
-    reactor_.cancel(tick_timer_);
-  }
-  tick_at_ = when;
-  tick_timer_ = reactor_.call_at(when, [this] {
-    tick_timer_ = 0;
-    const SteadyTime next =
-        scheduler_.run_due([this](const ScheduledProbe& p, Duration lag) { dispatch(p, lag); });
-    schedule_tick(next);
-  });
+  schedule_timer_.arm(clock_.now());
 }
 
 void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
@@ -401,17 +384,7 @@ void Agent::on_alerts(const std::vector<rules::AlertEvent>& events) {
 // Sustain and hysteresis can complete between samples: wake at the rule
 // engine's next deadline.
 void Agent::schedule_rule_tick() {
-  auto due = rules_->next_deadline();
-  if (!due) return;
-  if (rule_timer_ != 0) {
-    if (rule_timer_at_ <= *due) return;
-    reactor_.cancel(rule_timer_);
-  }
-  rule_timer_at_ = *due;
-  rule_timer_ = reactor_.call_at(*due, [this] {
-    rule_timer_ = 0;
-    on_alerts(rules_->tick());
-  });
+  if (auto due = rules_->next_deadline()) rule_timer_.arm(*due);
 }
 
 void Agent::reload() {

@@ -42,7 +42,6 @@ class Agent {
  private:
   void apply(Config config);
   void reload();
-  void schedule_tick(SteadyTime when);
   void dispatch(const ScheduledProbe& probe, Duration lag);
   void on_sample(const std::shared_ptr<const Target>& target, const ProbeSpec* spec, const Sample& sample);
   void on_confirmation(const Target& target, const Sample& sample);
@@ -75,12 +74,9 @@ class Agent {
   std::unordered_set<std::pair<std::string, std::string>, StringPairHash> failing_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<IncidentManager> incidents_;
-  Reactor::TimerId incident_timer_ = 0;
-  SteadyTime incident_timer_at_{};
-  Reactor::TimerId rule_timer_ = 0;
-  SteadyTime rule_timer_at_{};
-  Reactor::TimerId tick_timer_ = 0;
-  SteadyTime tick_at_{};
+  EarliestTimer schedule_timer_;  // the scheduler's next due probe
+  EarliestTimer rule_timer_;      // the rule engine's next sustain/hysteresis deadline
+  EarliestTimer incident_timer_;  // the incident manager's next batch/promise deadline
   int signal_fd_ = -1;
   int exit_code_ = 0;
   std::atomic<Duration::rep> heartbeat_ns_{0};  // reactor liveness, read by /healthz

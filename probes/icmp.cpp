@@ -119,18 +119,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
                                  static_cast<std::int64_t>(kMaxPayload), false)) {
     opts->payload_size = static_cast<std::size_t>(*size);
   }
-  if (auto family = reader.string("ip_family", false)) {
-    if (*family == "ipv4") {
-      opts->family = AddressFamily::kIPv4;
-    } else if (*family == "ipv6") {
-      opts->family = AddressFamily::kIPv6;
-    } else if (*family == "any") {
-      opts->family = AddressFamily::kAny;
-    } else {
-      reader.error("ip_family", "expected one of \"any\", \"ipv4\", \"ipv6\", found \"" + *family + "\"");
-      ok = false;
-    }
-  }
+  if (!read_ip_family(reader, opts->family)) ok = false;
   default_name = "icmp";
   if (!ok) return nullptr;
   return opts;

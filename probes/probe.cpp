@@ -23,6 +23,22 @@ const ProbeKind* find_probe_kind(std::string_view name) {
   return nullptr;
 }
 
+bool read_ip_family(OptionReader& reader, AddressFamily& family) {
+  auto value = reader.string("ip_family", false);
+  if (!value) return true;
+  if (*value == "ipv4") {
+    family = AddressFamily::kIPv4;
+  } else if (*value == "ipv6") {
+    family = AddressFamily::kIPv6;
+  } else if (*value == "any") {
+    family = AddressFamily::kAny;
+  } else {
+    reader.error("ip_family", "expected one of \"any\", \"ipv4\", \"ipv6\", found \"" + *value + "\"");
+    return false;
+  }
+  return true;
+}
+
 Sample make_sample(const ProbeRequest& req, SteadyTime started) {
   Sample s;
   s.target = req.target->name;

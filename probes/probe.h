@@ -72,6 +72,10 @@ struct ProbeKind {
 std::span<const ProbeKind> probe_kinds();
 const ProbeKind* find_probe_kind(std::string_view name);
 
+// Reads the optional `ip_family` key ("any", "ipv4", "ipv6") into `family`;
+// false after reporting an error. Shared by the kinds that resolve hostnames.
+bool read_ip_family(OptionReader& reader, AddressFamily& family);
+
 // Fills the fields every sample has from the request. Shared by all engines.
 Sample make_sample(const ProbeRequest& req, SteadyTime started);
 

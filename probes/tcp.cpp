@@ -31,18 +31,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
                                      std::to_string(opts->expect_banner.size()) + ")");
     ok = false;
   }
-  if (auto family = reader.string("ip_family", false)) {
-    if (*family == "ipv4") {
-      opts->family = AddressFamily::kIPv4;
-    } else if (*family == "ipv6") {
-      opts->family = AddressFamily::kIPv6;
-    } else if (*family == "any") {
-      opts->family = AddressFamily::kAny;
-    } else {
-      reader.error("ip_family", "expected one of \"any\", \"ipv4\", \"ipv6\", found \"" + *family + "\"");
-      ok = false;
-    }
-  }
+  if (!read_ip_family(reader, opts->family)) ok = false;
   default_name = "tcp_" + std::to_string(opts->port);
   if (!ok) return nullptr;
   return opts;

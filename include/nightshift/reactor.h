@@ -87,4 +87,35 @@ class Reactor {
   std::vector<Task> posted_;
 };
 
+// A wake-up that keeps only the earliest time asked for: arming it later than
+// it is armed is a no-op, earlier moves it. For "wake me at my next deadline"
+// loops (scheduler, rules, incidents). Reactor thread only.
+class EarliestTimer {
+ public:
+  EarliestTimer(Reactor& reactor, Reactor::Task on_fire) : reactor_(reactor), on_fire_(std::move(on_fire)) {}
+  ~EarliestTimer() {
+    if (id_ != 0) reactor_.cancel(id_);
+  }
+  EarliestTimer(const EarliestTimer&) = delete;
+  EarliestTimer& operator=(const EarliestTimer&) = delete;
+
+  void arm(SteadyTime when) {
+    if (id_ != 0) {
+      if (at_ <= when) return;
+      reactor_.cancel(id_);
+    }
+    at_ = when;
+    id_ = reactor_.call_at(when, [this] {
+      id_ = 0;
+      on_fire_();
+    });
+  }
+
+ private:
+  Reactor& reactor_;
+  Reactor::Task on_fire_;
+  Reactor::TimerId id_ = 0;
+  SteadyTime at_{};
+};
+
 }  // namespace nightshift

@@ -91,6 +91,25 @@ TEST(ReactorTest, PostFromAnotherThreadRunsOnTheLoopInOrder) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(seen[i], i);
 }
 
+TEST(ReactorTest, EarliestTimerKeepsTheEarliestWakeUp) {
+  ManualClock clock;
+  Reactor r(clock);
+  std::vector<SteadyTime> fired;
+  EarliestTimer t(r, [&] { fired.push_back(clock.now()); });
+  const SteadyTime t0 = clock.now();
+  t.arm(t0 + 5s);
+  t.arm(t0 + 9s);  // later: ignored
+  t.arm(t0 + 2s);  // earlier: moves it
+  clock.advance(10s);
+  r.run_once(0ms);
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(r.pending_timers(), 0u);
+  t.arm(clock.now() + 1s);  // re-armed after firing
+  clock.advance(1s);
+  r.run_once(0ms);
+  EXPECT_EQ(fired.size(), 2u);
+}
+
 TEST(ReactorTest, WatchingAnInvalidFdIsAnError) {
   SystemClock clock;
   Reactor r(clock);

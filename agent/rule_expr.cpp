@@ -178,6 +178,7 @@ class Parser {
     auto lhs = parse_and();
     if (!lhs) return std::nullopt;
     while (is_word("or")) {
+      if (!more_terms(tok_.column)) return std::nullopt;
       if (!advance()) return std::nullopt;
       const std::size_t rcol = tok_.column;
       auto rhs = parse_and();
@@ -193,6 +194,7 @@ class Parser {
     auto lhs = parse_not();
     if (!lhs) return std::nullopt;
     while (is_word("and")) {
+      if (!more_terms(tok_.column)) return std::nullopt;
       if (!advance()) return std::nullopt;
       const std::size_t rcol = tok_.column;
       auto rhs = parse_not();
@@ -203,8 +205,28 @@ class Parser {
     return lhs;
   }
 
+  // Recursion guard: parentheses and "not" nest; a hostile or broken condition
+  // must get an error, not a stack overflow (found by rule_expr_fuzz).
+  bool enter(std::size_t column) {
+    if (++depth_ <= kMaxDepth) return true;
+    fail(column, "expected at most " + std::to_string(kMaxDepth) + " nested parentheses or \"not\"", "deeper nesting");
+    return false;
+  }
+
+  // "and"/"or" chains build a tree as deep as they are long; evaluation recurses.
+  bool more_terms(std::size_t column) {
+    if (++terms_ <= kMaxTerms) return true;
+    fail(column, "expected at most " + std::to_string(kMaxTerms) + " \"and\"/\"or\" in one condition", "more");
+    return false;
+  }
+
   std::optional<NodeP> parse_not() {
     if (is_word("not")) {
+      if (!enter(tok_.column)) return std::nullopt;
+      struct Leave {
+        int& d;
+        ~Leave() { --d; }
+      } leave{depth_};
       if (!advance()) return std::nullopt;
       const std::size_t col = tok_.column;
       auto inner = parse_not();
@@ -293,6 +315,11 @@ class Parser {
       }
       case Token::Kind::kLParen: {
         const std::size_t open = tok_.column;
+        if (!enter(open)) return std::nullopt;
+        struct Leave {
+          int& d;
+          ~Leave() { --d; }
+        } leave{depth_};
         if (!advance()) return std::nullopt;
         auto inner = parse_or();
         if (!inner) return std::nullopt;
@@ -313,7 +340,11 @@ class Parser {
 
   std::string_view text_;
   const std::vector<Variable>& vars_;
+  static constexpr int kMaxDepth = 64;
+  static constexpr int kMaxTerms = 256;
+  int terms_ = 0;
   std::size_t pos_ = 0;
+  int depth_ = 0;
   Token tok_;
   Error error_;
 };

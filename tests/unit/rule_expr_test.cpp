@@ -104,6 +104,25 @@ TEST(RuleExprTest, ErrorsPointAtTheColumn) {
   }
 }
 
+TEST(RuleExprTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  // Found by tests/fuzz/rule_expr_fuzz.cpp.
+  const std::string parens(100000, '(');
+  auto a = Condition::parse(parens, kVars);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.error().message, "column 65: expected at most 64 nested parentheses or \"not\", found deeper nesting");
+  std::string nots;
+  for (int i = 0; i < 50000; ++i) nots += "not ";
+  EXPECT_FALSE(Condition::parse(nots + "rebooted", kVars).ok());
+  std::string chain = "rebooted";
+  for (int i = 0; i < 100000; ++i) chain += " and rebooted";
+  auto c = Condition::parse(chain, kVars);
+  ASSERT_FALSE(c.ok());
+  // "rebooted" plus 256 " and rebooted": the 257th "and" starts at column 8 + 256 * 13 + 2.
+  EXPECT_EQ(c.error().message, "column 3338: expected at most 256 \"and\"/\"or\" in one condition, found more");
+  // 64 levels are fine.
+  EXPECT_TRUE(Condition::parse(std::string(64, '(') + "rebooted" + std::string(64, ')'), kVars).ok());
+}
+
 TEST(RuleExprTest, ReportsTheVariablesItReads) {
   const Condition c = parse_ok("if_oper == \"down\" and if_admin == \"up\" or if_oper == \"x\"");
   EXPECT_EQ(c.variables(), (std::vector<std::string>{"if_oper", "if_admin"}));

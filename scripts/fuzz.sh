@@ -36,10 +36,15 @@ for t in "${targets[@]}"; do
   artifacts="$build_dir/artifacts/$t"
   mkdir -p "$corpus" "$artifacts"
   if [ -d "tests/fuzz/corpus/$t" ]; then cp -n tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true; fi
-  echo "fuzz: $t for ${seconds}s"
-  if ! "$build_dir/${t}_fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 \
-      -artifact_prefix="$artifacts/" -print_final_stats=1 "$corpus" tests/fuzz/corpus/"$t"; then
-    echo "fuzz: $t FAILED; reproducer in $artifacts/" >&2
+  log="$build_dir/logs/$t.log"
+  mkdir -p "$build_dir/logs"
+  if "$build_dir/${t}_fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 \
+      -artifact_prefix="$artifacts/" -print_final_stats=1 "$corpus" tests/fuzz/corpus/"$t" > "$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz: $t: ${runs:-?} inputs in ${seconds}s, no crash (log: $log)"
+  else
+    tail -n 40 "$log" >&2
+    echo "fuzz: $t FAILED; reproducer in $artifacts/, log in $log" >&2
     status=1
   fi
 done

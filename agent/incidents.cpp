@@ -136,6 +136,11 @@ ImpactedTarget IncidentManager::impact_of(const rules::AlertEvent& alert, const 
 
 IncidentEvent IncidentManager::declare(std::map<std::string, std::string> scope, std::vector<ImpactedTarget> impact,
                                        bool vantage) {
+  // Memory stays bounded over months of uptime: forget long-resolved incidents.
+  const Duration keep = std::max(policy_.keep_resolved, policy_.reopen_window);
+  std::erase_if(incidents_, [&](const auto& entry) {
+    return !entry.second.incident.open() && clock_.now() - entry.second.resolved_steady > keep;
+  });
   const std::string id = new_id();
   State& s = incidents_[id];
   Incident& inc = s.incident;

@@ -47,6 +47,9 @@ struct IncidentPolicy {
   double vantage_ratio = 0.9;
   std::size_t vantage_min_targets = 4;
   Duration vantage_hold = std::chrono::seconds(2);
+  // Resolved incidents stay in memory this long (for reopening and for people
+  // to see); the store keeps them all.
+  Duration keep_resolved = std::chrono::hours(24);
   std::string agent_name = "nightshift";
 };
 

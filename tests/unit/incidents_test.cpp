@@ -270,6 +270,16 @@ TEST(IncidentsTest, OverduePromiseRemindsOnceAndAPublicNoteRenewsIt) {
   EXPECT_EQ(f.count(Kind::kUpdateOverdue), 2);
 }
 
+TEST(IncidentsTest, LongResolvedIncidentsAreForgottenFromMemory) {
+  Fixture f({target("a"), target("b", "other")});
+  const std::string old_id = f.fire("a")[0].incident.id;
+  f.clear("a");
+  f.clock.advance(25h);
+  f.fire("b");
+  EXPECT_EQ(f.m->find(old_id), nullptr);
+  EXPECT_EQ(f.m->incidents().size(), 1u);
+}
+
 TEST(IncidentsTest, RestoredIncidentsStayOpenAndKeepTheirIds) {
   Fixture f({target("a")});
   const Incident before = f.fire("a")[0].incident;

@@ -191,6 +191,7 @@ struct IcmpEngine::Round {
   Duration timeout{};
   std::size_t payload_size = 56;
   SteadyTime started{};
+  SteadyTime end = SteadyTime::max();  // bounded rounds: no packet waits past this
   RoundResult result;
   std::function<void(RoundResult)> done;
 };
@@ -348,8 +349,9 @@ bool IcmpEngine::diagnose(const std::shared_ptr<const Target>& target, const Pro
                           std::function<void(std::string finding)> done) {
   const auto* opts = static_cast<const IcmpOptions*>(spec.options.get());
   resolver_.resolve(target->address, opts->family,
-                    [this, target, done = std::move(done)](Result<std::vector<SocketAddress>> addresses) {
-                      if (!addresses.ok()) return;
+                    [this, alive = std::weak_ptr<IcmpEngine*>(self_), target,
+                     done = std::move(done)](Result<std::vector<SocketAddress>> addresses) {
+                      if (alive.expired() || !addresses.ok()) return;
                       Status s = trace(addresses.value().front(), TraceSpec{},
                                        [done](TraceReport report) { done(describe_trace(report)); });
                       if (!s.ok()) {
@@ -364,8 +366,9 @@ bool IcmpEngine::confirm(ProbeRequest req) {
   const SteadyTime started = reactor_.clock().now();
   auto shared = std::make_shared<ProbeRequest>(std::move(req));
   resolver_.resolve(shared->target->address, opts->family,
-                    [this, shared, started, opts](Result<std::vector<SocketAddress>> addresses) {
-                      if (!addresses.ok()) return;  // the scheduled probe reports DNS failures
+                    [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, started,
+                     opts](Result<std::vector<SocketAddress>> addresses) {
+                      if (alive.expired() || !addresses.ok()) return;  // the scheduled probe reports DNS failures
                       BurstSpec spec;
                       spec.timeout = std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1));
                       spec.payload_size = opts->payload_size;
@@ -417,7 +420,9 @@ void IcmpEngine::submit(ProbeRequest req) {
     --probes_in_flight_;
     shared->done(std::move(s));
   };
-  resolver_.resolve(host, family, [this, shared, finish, opts](Result<std::vector<SocketAddress>> addresses) {
+  resolver_.resolve(host, family, [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, finish,
+                                   opts](Result<std::vector<SocketAddress>> addresses) {
+    if (alive.expired()) return;  // the engine went away with a reload or shutdown
     if (!addresses.ok()) {
       RoundResult r;
       r.reason = FailureReason::kDnsFailure;
@@ -430,17 +435,25 @@ void IcmpEngine::submit(ProbeRequest req) {
     spec.spacing = opts->spacing;
     spec.timeout = shared->spec->timeout;
     spec.payload_size = opts->payload_size;
+    spec.fit_in_timeout = true;  // the probe's timeout bounds the whole round
     ping(addresses.value().front(), spec, finish);
   });
 }
 
+Duration fitted_spacing(int count, Duration spacing, Duration timeout) {
+  if (count <= 1 || timeout <= Duration::zero()) return spacing;
+  return std::min(spacing, timeout / 2 / (count - 1));
+}
+
 void IcmpEngine::ping(const SocketAddress& address, const RoundSpec& spec, std::function<void(RoundResult)> done) {
-  start_round(address, std::clamp(spec.count, 1, 65535), spec.spacing, spec.timeout,
-              std::clamp(spec.payload_size, kStampSize, kMaxPayload), 0, 0, std::move(done));
+  const int count = std::clamp(spec.count, 1, 65535);
+  const Duration spacing = spec.fit_in_timeout ? fitted_spacing(count, spec.spacing, spec.timeout) : spec.spacing;
+  start_round(address, count, spacing, spec.timeout, std::clamp(spec.payload_size, kStampSize, kMaxPayload), 0, 0,
+              spec.fit_in_timeout, std::move(done));
 }
 
 std::uint64_t IcmpEngine::start_round(const SocketAddress& address, int count, Duration spacing, Duration timeout,
-                                      std::size_t payload_size, int first_ttl, int ttl_step,
+                                      std::size_t payload_size, int first_ttl, int ttl_step, bool bounded,
                                       std::function<void(RoundResult)> done) {
   const std::uint64_t id = next_round_++;
   auto r = std::make_unique<Round>();
@@ -460,6 +473,7 @@ std::uint64_t IcmpEngine::start_round(const SocketAddress& address, int count, D
   r->first_ttl = first_ttl;
   r->ttl_step = ttl_step;
   r->started = reactor_.clock().now();
+  if (bounded) r->end = r->started + timeout;
   r->result.packets.resize(static_cast<std::size_t>(count));
   r->done = std::move(done);
   std::string why_not;
@@ -573,7 +587,7 @@ void IcmpEngine::pump() {
       p.sent_steady = steady0 + (steady1 - steady0) * static_cast<std::int64_t>(i) / static_cast<std::int64_t>(n);
       p.sent = true;
       const Round& r = *rounds_.at(p.round);
-      due_.push(Due{p.sent_steady + r.timeout, tokens[i], DueKind::kDeadline});
+      due_.push(Due{std::min(p.sent_steady + r.timeout, r.end), tokens[i], DueKind::kDeadline});
       ++stats_.sent;
     }
     // The rest go back to the front, in order; the first of them may have failed.
@@ -904,7 +918,7 @@ void IcmpEngine::finish_round(std::uint64_t round_id) {
       res.reason = FailureReason::kTimeout;
       res.detail = "no reply from " + r->address.to_string() + " to " + std::to_string(r->count) +
                    (r->count == 1 ? " echo request" : " echo requests") + " within " + format_seconds(r->timeout) +
-                   " each";
+                   (r->end == SteadyTime::max() ? " each" : "");
     }
   }
   r->done(std::move(res));
@@ -937,7 +951,7 @@ Status IcmpEngine::confirm(const SocketAddress& address, const BurstSpec& spec, 
   }
   const std::string shown = address.to_string();
   start_round(address, spec.count, spec.spacing, spec.timeout, std::clamp(spec.payload_size, kStampSize, kMaxPayload),
-              0, 0, [shown, done = std::move(done)](RoundResult r) {
+              0, 0, false, [shown, done = std::move(done)](RoundResult r) {
                 BurstReport report;
                 report.address = shown;
                 int run = 0;
@@ -958,7 +972,7 @@ Status IcmpEngine::trace(const SocketAddress& address, const TraceSpec& spec, st
                               " exceeds the extra-traffic budget");
   }
   const std::string shown = address.to_string();
-  start_round(address, spec.max_hops, spec.spacing, spec.timeout, 56, 1, 1,
+  start_round(address, spec.max_hops, spec.spacing, spec.timeout, 56, 1, 1, false,
               [shown, done = std::move(done)](RoundResult r) {
                 TraceReport report;
                 report.address = shown;

@@ -9,9 +9,11 @@
 // address the request went to, so replies to other pingers are never ours and
 // datagram sockets' rewritten identifiers do not matter.
 //
-// A probe round sends `count` echo requests `spacing` apart; each waits up to
-// the probe's timeout. The round succeeds when at least ONE reply arrives: loss
-// is reported as probe_icmp_loss_ratio, and judging it is the rule engine's job.
+// A probe round sends `count` echo requests `spacing` apart and ends at the
+// probe's timeout (spacing shrinks if the requests would not all leave within
+// the first half of it; see RoundSpec::fit_in_timeout). The round succeeds
+// when at least ONE reply arrives: loss is reported as probe_icmp_loss_ratio,
+// and judging it is the rule engine's job.
 // A failed round's reason is the last ICMP error seen (unreachable,
 // ttl_exceeded), a local send error, or else timeout.
 //
@@ -82,9 +84,20 @@ struct PacketResult {
 struct RoundSpec {
   int count = 3;
   Duration spacing = std::chrono::milliseconds(100);
-  Duration timeout = std::chrono::seconds(1);  // per packet
+  Duration timeout = std::chrono::seconds(1);  // per packet, or the whole round (below)
   std::size_t payload_size = 56;
+  // false: every request waits up to `timeout` (fping's -t); the round takes up
+  // to (count - 1) x spacing + timeout.
+  // true: the whole round ends `timeout` after it starts, as every probe kind's
+  // timeout bounds its run (config keeps timeout < interval, so a round never
+  // overlaps the next). The spacing shrinks when needed so that every request
+  // leaves within the first half of the timeout, and each waits until the end.
+  bool fit_in_timeout = false;
 };
+
+// The spacing a round bounded by `timeout` uses: `spacing`, or less so that the
+// last of `count` requests leaves by timeout / 2. Pure.
+Duration fitted_spacing(int count, Duration spacing, Duration timeout);
 
 struct RoundResult {
   std::vector<PacketResult> packets;  // in send order
@@ -199,7 +212,7 @@ class IcmpEngine final : public ProbeEngine {
 
   Socket* socket_for(Family family, std::string* why_not);
   std::uint64_t start_round(const SocketAddress& address, int count, Duration spacing, Duration timeout,
-                            std::size_t payload_size, int first_ttl, int ttl_step,
+                            std::size_t payload_size, int first_ttl, int ttl_step, bool bounded,
                             std::function<void(RoundResult)> done);
   void queue_packet(std::uint64_t round_id);
   void pump();
@@ -220,6 +233,9 @@ class IcmpEngine final : public ProbeEngine {
 
   Reactor& reactor_;
   Resolver& resolver_;
+  // Resolver answers arrive through the reactor's queue, possibly after this
+  // engine is gone: their callbacks hold a weak reference and check it first.
+  std::shared_ptr<IcmpEngine*> self_ = std::make_shared<IcmpEngine*>(this);
   EngineSettings settings_;
   std::uint64_t cookie_;
   std::uint16_t identifier_;

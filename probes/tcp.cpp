@@ -42,24 +42,25 @@ std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) {
 }
 
 std::string printable_excerpt(std::string_view bytes, std::size_t max) {
+  static const char* hex = "0123456789abcdef";
   std::string out;
+  std::string piece;
   for (unsigned char c : bytes) {
-    if (out.size() >= max) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      piece.assign(1, static_cast<char>(c));
+    } else if (c == '\r') {
+      piece = "\\r";
+    } else if (c == '\n') {
+      piece = "\\n";
+    } else {
+      piece = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    }
+    // Whole escapes only, and never past `max`.
+    if (out.size() + piece.size() > max) {
       out += "...";
       break;
     }
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
+    out += piece;
   }
   return out;
 }
@@ -123,9 +124,10 @@ void TcpEngine::submit(ProbeRequest req) {
     finish(id, FailureReason::kTimeout, std::move(detail));
   });
   attempts_.emplace(id, std::move(a));
-  resolver_.resolve(host, family, [this, id](Result<std::vector<SocketAddress>> addresses) {
-    on_resolved(id, std::move(addresses));
-  });
+  resolver_.resolve(host, family,
+                    [self = std::weak_ptr<TcpEngine*>(self_), id](Result<std::vector<SocketAddress>> addresses) {
+                      if (auto engine = self.lock()) (*engine)->on_resolved(id, std::move(addresses));
+                    });
 }
 
 static FailureReason classify_errno(int err) {

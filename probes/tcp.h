@@ -47,12 +47,16 @@ class TcpEngine final : public ProbeEngine {
 
   Reactor& reactor_;
   Resolver& resolver_;
+  // Resolver answers reach the engine through the reactor's queue and may come
+  // after it is destroyed: they hold a weak reference to this and check it.
+  std::shared_ptr<TcpEngine*> self_ = std::make_shared<TcpEngine*>(this);
   std::uint64_t next_id_ = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Attempt>> attempts_;
 };
 
 // Printable form of bytes received from a peer, for failure details: at most
-// `max` characters, non-printable bytes as \xNN. Pure.
+// `max` characters (escapes are never split), then "..." if there was more;
+// CR and LF as \r and \n, other non-printable bytes and '\' as \xNN. Pure.
 std::string printable_excerpt(std::string_view bytes, std::size_t max = 64);
 
 }  // namespace nightshift::tcp

@@ -5,7 +5,7 @@
 //
 //   us (198.51.100.2, 2001:db8:1::2) -- router (198.51.100.1 | 203.0.113.1,
 //   2001:db8:1::1 | 2001:db8:2::1, forwarding) -- far (203.0.113.2, .3 dropped;
-//   2001:db8:2::2)
+//   2001:db8:2::2; .4 whose replies the router duplicates)
 //
 // The router also has an `unreachable` route for 203.0.113.128/25.
 #include "probes/icmp.h"
@@ -104,6 +104,11 @@ class Network {
     const std::string rp = std::to_string(router->pid), fp = std::to_string(far->pid);
     const char* const nodad = " nodad";
     const std::vector<std::string> cmds = {
+        // No duplicate address detection on the links about to be made: the
+        // link-local addresses are usable at once (IPv6 answers ~1 s sooner).
+        "sysctl -w net.ipv6.conf.default.accept_dad=0",
+        r + "sysctl -w net.ipv6.conf.default.accept_dad=0",
+        f + "sysctl -w net.ipv6.conf.default.accept_dad=0",
         "ip link add ns0 type veth peer name r0 netns " + rp,
         "ip addr add 198.51.100.2/24 dev ns0",
         std::string("ip addr add 2001:db8:1::2/64 dev ns0") + nodad,
@@ -132,6 +137,10 @@ class Network {
         f + "ip -6 route add default via 2001:db8:2::1",
         // The host that never answers: everything to .3 is dropped on arrival.
         f + "iptables -A INPUT -d 203.0.113.3 -j DROP",
+        // The host whose every reply arrives twice: the router clones .4's
+        // echo replies straight to us (TEE) besides forwarding them.
+        f + "ip addr add 203.0.113.4/24 dev f0",
+        r + "iptables -t mangle -A FORWARD -s 203.0.113.4 -p icmp --icmp-type echo-reply -j TEE --gateway 198.51.100.2",
     };
     for (const auto& c : cmds) {
       if (sh(c) != 0) {
@@ -140,8 +149,10 @@ class Network {
       }
     }
     // Wait (bounded) until the far host answers through the router.
+    // Short waits: the first IPv6 attempt usually fails while neighbour
+    // discovery runs, and every test process pays for this setup.
     for (int i = 0; i < 50 && !peers_ok; ++i) {
-      peers_ok = sh("ping -c 1 -W 1 -n 203.0.113.2") == 0 && sh("ping -6 -c 1 -W 1 -n 2001:db8:2::2") == 0;
+      peers_ok = sh("ping -c 1 -W 0.2 -n 203.0.113.2") == 0 && sh("ping -6 -c 1 -W 0.2 -n 2001:db8:2::2") == 0;
       if (!peers_ok) std::this_thread::sleep_for(100ms);
     }
   }
@@ -323,6 +334,32 @@ TEST_P(IcmpSocketTest, ThroughTheRouterTtlIsOneLess) {
   EXPECT_EQ(v6->reply_ttl(), 63);
 }
 
+TEST_P(IcmpSocketTest, DuplicateRepliesAreCountedOnce) {
+  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context, settings_);
+  std::optional<RoundResult> result;
+  RoundSpec spec;
+  spec.count = 3;
+  spec.spacing = 30ms;
+  spec.timeout = 500ms;
+  engine.ping(addr("203.0.113.4"), spec, [&](RoundResult r) { result = std::move(r); });
+  ASSERT_TRUE(h.run_until([&] { return result.has_value(); }));
+  // The last packet's second copy may arrive after the round reported: give it time.
+  h.run_until([&] { return engine.stats().duplicates >= 3; }, 300ms);
+  EXPECT_EQ(result->sent, 3);
+  EXPECT_EQ(result->received, 3) << "a copy is not a second answer";
+  EXPECT_EQ(result->loss_ratio(), 0.0);
+  EXPECT_GE(result->duplicates, 2) << "seen while the round ran";
+  EXPECT_EQ(engine.stats().replies, 3u);
+  EXPECT_EQ(engine.stats().duplicates, 3u);
+  for (const auto& p : result->packets) {
+    EXPECT_EQ(p.outcome, PacketResult::Outcome::kReply);
+    EXPECT_GT(p.rtt_seconds, 0);
+    EXPECT_LT(p.rtt_seconds, 0.1);
+  }
+}
+
 TEST_P(IcmpSocketTest, ForeignPingersDoNotDisturbResults) {
   Harness h;
   IcmpEngine engine(h.context, settings_);
@@ -463,6 +500,56 @@ TEST(IcmpEngineTest, SubmitProducesASampleWithMetrics) {
        {"probe_icmp_rtt_seconds_bucket{", "le=\"0.0001\"", "probe_icmp_rtt_seconds_count{", "probe_icmp_loss_ratio{",
         "probe_icmp_jitter_seconds{", "probe_icmp_reply_ttl{", "probe_success{"}) {
     EXPECT_NE(text.find(want), std::string::npos) << want;
+  }
+}
+
+// A scheduled probe's timeout bounds its whole round, not each request: with
+// count 3 and spacing 400 ms a 300 ms probe would otherwise run 1.1 s, past a
+// 1 s interval, and overlap itself.
+TEST(IcmpEngineTest, SubmittedRoundEndsAtTheProbeTimeout) {
+  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  Harness h;
+  auto engine = make_engine(h.context);
+  auto opts = std::make_shared<IcmpOptions>();
+  opts->count = 3;
+  opts->spacing = 400ms;  // would not fit: shrinks to 75 ms
+  std::vector<std::string> addresses = {"127.0.0.1"};
+  if (Network::get().peers_ok) addresses.push_back("203.0.113.3");  // never answers
+  std::vector<std::shared_ptr<Target>> targets;
+  std::vector<std::optional<Sample>> samples(addresses.size());
+  for (std::size_t i = 0; i < addresses.size(); ++i) {
+    auto target = std::make_shared<Target>();
+    target->name = addresses[i];
+    target->address = addresses[i];
+    ProbeSpec spec;
+    spec.kind = "icmp";
+    spec.name = "icmp";
+    spec.interval = 1s;
+    spec.timeout = 300ms;
+    spec.options = opts;
+    target->probes.push_back(spec);
+    targets.push_back(target);
+    engine->submit({target, &target->probes.front(), [&samples, i](Sample s) { samples[i] = std::move(s); }});
+  }
+  ASSERT_TRUE(h.run_until([&] {
+    for (const auto& s : samples) {
+      if (!s) return false;
+    }
+    return true;
+  }));
+  EXPECT_TRUE(samples[0]->ok) << samples[0]->detail;
+  EXPECT_EQ(samples[0]->observations.size(), 3u) << "all three requests left and were answered";
+  EXPECT_LT(samples[0]->duration, 300ms);
+  if (samples.size() > 1) {
+    const Sample& down = *samples[1];
+    EXPECT_FALSE(down.ok);
+    EXPECT_EQ(down.reason, FailureReason::kTimeout);
+    EXPECT_GE(down.duration, 290ms);
+    EXPECT_LT(down.duration, 450ms) << "ends at the timeout, not 2 x spacing + timeout";
+    ASSERT_FALSE(down.values.empty());
+    EXPECT_EQ(down.values.front().first, "loss_ratio");
+    EXPECT_EQ(down.values.front().second, 1.0) << "all three were sent and lost";
+    EXPECT_NE(down.detail.find("3 echo requests within 300ms"), std::string::npos) << down.detail;
   }
 }
 

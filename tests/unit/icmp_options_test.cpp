@@ -66,5 +66,16 @@ TEST(IcmpOptionsTest, ErrorsNameTheKeyAndPosition) {
   }
 }
 
+// A probe's timeout bounds its whole round (config keeps timeout < interval so a
+// probe never overlaps itself): the requests all leave in the first half.
+TEST(IcmpOptionsTest, SpacingFitsTheRoundInTheTimeout) {
+  EXPECT_EQ(fitted_spacing(3, 100ms, 1s), 100ms) << "defaults fit: sends at 0, 100, 200 ms";
+  EXPECT_EQ(fitted_spacing(3, 100ms, 400ms), 100ms);
+  EXPECT_EQ(fitted_spacing(3, 300ms, 400ms), 100ms) << "last send at 200 ms = timeout / 2";
+  EXPECT_EQ(fitted_spacing(11, 1s, 1s), 50ms);
+  EXPECT_EQ(fitted_spacing(1, 5s, 1s), 5s) << "one request: nothing to fit";
+  EXPECT_EQ(fitted_spacing(100, 10s, 100ms), 505050ns);
+}
+
 }  // namespace
 }  // namespace nightshift::icmp

@@ -1,6 +1,7 @@
 #include "agent/metrics.h"
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <prometheus/text_serializer.h>
@@ -132,6 +133,54 @@ void AgentMetrics::remove_series(Series& s) {
   for (auto& [reason, c] : s.results) results_.Remove(c);
   for (auto& [name, g] : s.values) value_family(s.labels.at("kind"), name).Remove(g);
   for (auto& [name, h] : s.observations) histogram_family(s.labels.at("kind"), name).Remove(h);
+  for (auto& [key, l] : s.labeled) remove_labeled(key.first, l);
+}
+
+void AgentMetrics::remove_labeled(const std::string& metric, Series::Labeled& l) {
+  if (l.gauge != nullptr) labeled_gauges_.at(metric)->Remove(l.gauge);
+  if (l.counter != nullptr) labeled_counters_.at(metric)->Remove(l.counter);
+  l = {};
+}
+
+void AgentMetrics::record_series(Series& s, const std::vector<LabeledValue>& series) {
+  std::set<std::pair<std::string, prometheus::Labels>> seen;
+  for (const auto& v : series) {
+    prometheus::Labels labels = s.labels;
+    for (const auto& [k, value] : v.labels) labels[k] = value;
+    auto key = std::make_pair(v.metric, std::move(labels));
+    Series::Labeled& l = s.labeled[key];
+    const bool counter = v.type == LabeledValue::Type::kCounter;
+    if ((counter && l.gauge != nullptr) || (!counter && l.counter != nullptr)) remove_labeled(v.metric, l);
+    if (counter) {
+      if (l.counter != nullptr && v.value < l.counter->Value()) remove_labeled(v.metric, l);  // a reset
+      if (l.counter == nullptr) {
+        auto& family = labeled_counters_[v.metric];
+        if (family == nullptr) {
+          family = &prometheus::BuildCounter().Name(v.metric).Help("see docs/metrics.md").Register(*registry_);
+        }
+        l.counter = &family->Add(key.second);
+      }
+      if (v.value > l.counter->Value()) l.counter->Increment(v.value - l.counter->Value());
+    } else {
+      if (l.gauge == nullptr) {
+        auto& family = labeled_gauges_[v.metric];
+        if (family == nullptr) {
+          family = &prometheus::BuildGauge().Name(v.metric).Help("see docs/metrics.md").Register(*registry_);
+        }
+        l.gauge = &family->Add(key.second);
+      }
+      l.gauge->Set(v.value);
+    }
+    seen.insert(std::move(key));
+  }
+  for (auto it = s.labeled.begin(); it != s.labeled.end();) {
+    if (seen.count(it->first) == 0) {
+      remove_labeled(it->first.first, it->second);
+      it = s.labeled.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void AgentMetrics::sync_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
@@ -255,6 +304,7 @@ void AgentMetrics::record(const Sample& sample) {
     if (h == nullptr) h = &histogram_family(sample.kind, name).Add(s.labels, kLatencyBuckets);
     h->Observe(value);
   }
+  if (!sample.series.empty() || !s.labeled.empty()) record_series(s, sample.series);
 }
 
 void AgentMetrics::probe_sent(const std::string& kind) {

@@ -68,7 +68,14 @@ class AgentMetrics {
     std::map<std::string, prometheus::Counter*> results;  // by reason, created on first use
     std::map<std::string, prometheus::Gauge*> values;     // kind-specific values
     std::map<std::string, prometheus::Histogram*> observations;
+    struct Labeled {
+      prometheus::Gauge* gauge = nullptr;
+      prometheus::Counter* counter = nullptr;
+    };
+    std::map<std::pair<std::string, prometheus::Labels>, Labeled> labeled;  // (metric, labels)
   };
+  void record_series(Series& s, const std::vector<LabeledValue>& series);
+  void remove_labeled(const std::string& metric, Series::Labeled& l);
   void remove_series(Series& s);
   prometheus::Family<prometheus::Gauge>& value_family(const std::string& kind, const std::string& value);
   prometheus::Family<prometheus::Histogram>& histogram_family(const std::string& kind, const std::string& name);
@@ -99,6 +106,8 @@ class AgentMetrics {
   std::map<std::string, prometheus::Gauge*> in_flight_by_kind_;
   std::map<std::string, prometheus::Family<prometheus::Gauge>*> value_families_;
   std::map<std::string, prometheus::Family<prometheus::Histogram>*> histogram_families_;
+  std::map<std::string, prometheus::Family<prometheus::Gauge>*> labeled_gauges_;     // by metric name
+  std::map<std::string, prometheus::Family<prometheus::Counter>*> labeled_counters_;  // by metric name
   prometheus::Family<prometheus::Gauge>& alerts_;
   prometheus::Family<prometheus::Counter>& alert_changes_;
   prometheus::Family<prometheus::Counter>& incident_events_;

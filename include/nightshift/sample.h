@@ -27,6 +27,20 @@ enum class FailureReason {
 
 std::string_view to_string(FailureReason reason);
 
+// A measurement with labels of its own beyond the probe's, e.g. one per SNMP
+// interface: {"ifOperStatus", {{"ifIndex", "3"}, {"ifName", "eth0"}}, 1}.
+// Exported under exactly `metric`, with the probe's labels plus `labels`.
+struct LabeledValue {
+  enum class Type { kGauge, kCounter };
+  std::string metric;  // full Prometheus name, e.g. "ifHCInOctets"
+  std::vector<std::pair<std::string, std::string>> labels;
+  double value = 0;
+  // kCounter: a cumulative count. A smaller value than last time is a reset
+  // (the exported counter restarts); wraps of device counters are the engine's
+  // to unfold before this.
+  Type type = Type::kGauge;
+};
+
 struct Sample {
   std::string target;  // Target::name
   std::string probe;   // ProbeSpec::name, unique within the target
@@ -42,6 +56,10 @@ struct Sample {
   // Kind-specific observations, e.g. one {"rtt_seconds", 0.00012} per echo reply.
   // Exported as histograms named probe_<kind>_<name> (buckets 100us to 5s).
   std::vector<std::pair<std::string, double>> observations;
+  // Labeled series. Each sample carries its probe's complete set: series the
+  // previous sample had and this one lacks are removed (as snmp_exporter's
+  // scrape returns nothing for a device that did not answer).
+  std::vector<LabeledValue> series;
 };
 
 }  // namespace nightshift

@@ -55,10 +55,12 @@ Agent::Agent(std::string config_path, Config config, Clock& clock)
                             [this](const ScheduledProbe& p, Duration lag) { dispatch(p, lag); }));
                       }),
       rule_timer_(reactor_, [this] { on_alerts(rules_->tick()); }),
-      incident_timer_(reactor_, [this] { on_incidents(incidents_->tick()); }) {}
+      incident_timer_(reactor_, [this] { on_incidents(incidents_->tick()); }),
+      paging_timer_(reactor_, [this] { on_paging_tick(); }) {}
 
 Agent::~Agent() {
   http_.stop();
+  if (notifier_) notifier_->stop();
   if (signal_fd_ >= 0) ::close(signal_fd_);
 }
 
@@ -112,6 +114,20 @@ int Agent::run() {
   log::info("listening", {{"address", shown_host + ":" + std::to_string(http_.port())},
                           {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"}});
 
+  // Paging: undelivered notifications from before a restart go out first.
+  paging_ = std::make_unique<Paging>(clock_, config_.sinks, notify_policy());
+  paging_->restore(incidents_->incidents());
+  notifier_ = std::make_unique<Notifier>(store_->path(), *metrics_.registry(), config_.agent.name, clock_);
+  if (Status s = notifier_->start(config_.sinks, notify_policy()); !s.ok()) {
+    log::error("cannot start the notifier", {{"path", store_->path()}, {"error", s.error().message}});
+    return 1;
+  }
+  if (!config_.sinks.empty()) {
+    std::string names;
+    for (const auto& sink : config_.sinks) names += (names.empty() ? "" : ",") + sink.name;
+    log::info("paging", {{"sinks", names}});
+  }
+
   sigset_t set = agent_signals();
   signal_fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) {
@@ -134,9 +150,11 @@ int Agent::run() {
   // while the agent was down) are resolved once every probe has had time to
   // run a few times and every sustain to pass.
   reactor_.call_after(reconcile_grace(), [this] { reconcile_restored_incidents(); });
+  schedule_paging_tick();
   reactor_.run();
   log::info("shutting down");
   http_.stop();
+  notifier_->stop();  // transfers in flight stay pending in the outbox: sent again at the next start
   log::info("stopped");
   return exit_code_;
 }
@@ -216,10 +234,7 @@ void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
     if ((e.kind == IncidentEvent::Kind::kDeclared || e.kind == IncidentEvent::Kind::kReopened) && !inc.vantage) {
       diagnose(inc);
     }
-    if (Status s = store_->save(inc); !s.ok()) {
-      metrics_.store_error();
-      log::error("cannot save incident; it stays in memory", {{"id", inc.id}, {"error", s.error().message}});
-    }
+    queue_notifications(paging_->on_event(e), &inc);
   }
   if (!events.empty()) {
     if (Status s = store_->set_meta("next_sequence", std::to_string(incidents_->next_sequence())); !s.ok()) {
@@ -229,6 +244,49 @@ void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
     update_open_incidents();
   }
   schedule_incident_tick();
+  schedule_paging_tick();
+}
+
+void Agent::queue_notifications(std::vector<OutboxEntry> rows, const Incident* incident) {
+  Status s = incident ? store_->save(*incident, rows) : store_->enqueue(rows);
+  if (!s.ok()) {
+    metrics_.store_error();
+    if (incident) {
+      log::error("cannot save incident; it stays in memory", {{"id", incident->id}, {"error", s.error().message}});
+      // Without its notifications, the incident itself may still fit.
+      if (!rows.empty() && store_->save(*incident).ok()) {
+        log::info("incident saved without its notifications", {{"id", incident->id}});
+      }
+    }
+    if (!rows.empty()) {
+      log::error("cannot write notifications to the outbox; delivering them from memory",
+                 {{"notifications", rows.size()}, {"error", s.error().message}});
+      notifier_->deliver_from_memory(std::move(rows));
+    }
+    return;
+  }
+  if (!rows.empty()) notifier_->wake();
+}
+
+void Agent::on_paging_tick() {
+  queue_notifications(paging_->tick(), nullptr);
+  schedule_paging_tick();
+}
+
+void Agent::schedule_paging_tick() {
+  if (paging_) {
+    if (auto due = paging_->next_deadline()) paging_timer_.arm(*due);
+  }
+}
+
+NotifyPolicy Agent::notify_policy() const {
+  NotifyPolicy p = config_.notify;
+  if (p.status_url.empty()) {
+    const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
+    p.status_url = "http://" + (host.empty() || host == "0.0.0.0" ? std::string("127.0.0.1") : host) + ":" +
+                   std::to_string(http_.port()) + "/status";
+  }
+  return p;
 }
 
 // Where does the path break? Asks the first impacted target's engines for a
@@ -284,6 +342,10 @@ void Agent::apply(Config config) {
   std::erase_if(failing_, [this](const auto& key) { return !configured_probes_.count(key); });
   incidents_->set_policy(config_.incidents);
   incidents_->set_targets(config_.targets);
+  if (paging_) {
+    paging_->configure(config_.sinks, notify_policy());
+    notifier_->configure(config_.sinks, notify_policy());
+  }
   for (const auto& t : config_.targets) {
     for (const auto& p : t->probes) {
       if (engines_.count(p.kind)) continue;

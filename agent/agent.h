@@ -21,6 +21,8 @@
 #include "agent/incidents.h"
 #include "agent/store.h"
 #include "agent/metrics.h"
+#include "agent/notifier.h"
+#include "agent/paging.h"
 #include "agent/rule_engine.h"
 #include "agent/scheduler.h"
 #include "nightshift/reactor.h"
@@ -51,6 +53,12 @@ class Agent {
   void diagnose(const Incident& incident);
   void schedule_incident_tick();
   void update_open_incidents();
+  // Writes notifications to the outbox (with `incident`, in one transaction,
+  // when given) and wakes the notifier; delivers from memory if the disk fails.
+  void queue_notifications(std::vector<OutboxEntry> rows, const Incident* incident);
+  void on_paging_tick();
+  void schedule_paging_tick();
+  NotifyPolicy notify_policy() const;
   bool open_store();
   void reconcile_restored_incidents();
   Duration reconcile_grace() const;
@@ -74,9 +82,12 @@ class Agent {
   std::unordered_set<std::pair<std::string, std::string>, StringPairHash> failing_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<IncidentManager> incidents_;
+  std::unique_ptr<Paging> paging_;
+  std::unique_ptr<Notifier> notifier_;
   EarliestTimer schedule_timer_;  // the scheduler's next due probe
   EarliestTimer rule_timer_;      // the rule engine's next sustain/hysteresis deadline
   EarliestTimer incident_timer_;  // the incident manager's next batch/promise deadline
+  EarliestTimer paging_timer_;    // the next renotify, escalation or Alertmanager keep-alive
   int signal_fd_ = -1;
   int exit_code_ = 0;
   std::atomic<Duration::rep> heartbeat_ns_{0};  // reactor liveness, read by /healthz

@@ -3,7 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -609,6 +613,165 @@ void parse_incidents(TableReader& root, Config& cfg, Errors& errors) {
   r.report_unknown_keys();
 }
 
+// A secret from `<base>_file` (the file's content, trailing whitespace dropped)
+// or `<base>_env` (an environment variable). Errors name the key and the file
+// or variable, never the value. `plain` also allows `<base>` itself (a URL).
+std::optional<std::string> read_secret(TableReader& r, const std::string& base, bool required, bool plain = false) {
+  auto file = r.string(base + "_file", false);
+  auto env = r.string(base + "_env", false);
+  std::optional<std::string> inline_value = plain ? r.string(base, false) : std::nullopt;
+  const int given = (file ? 1 : 0) + (env ? 1 : 0) + (inline_value ? 1 : 0);
+  if (given > 1) {
+    r.error(file ? base + "_file" : base + "_env",
+            "give only one of " + (plain ? base + ", " : std::string()) + base + "_file and " + base + "_env");
+    return std::nullopt;
+  }
+  if (inline_value) return inline_value;
+  if (file) {
+    std::ifstream in(*file, std::ios::binary);
+    if (!in) {
+      r.error(base + "_file", "cannot read \"" + *file + "\": " + std::strerror(errno));
+      return std::nullopt;
+    }
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    std::string v = buf.str();
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+    if (v.empty()) {
+      r.error(base + "_file", "\"" + *file + "\" is empty");
+      return std::nullopt;
+    }
+    return v;
+  }
+  if (env) {
+    const char* v = std::getenv(env->c_str());
+    if (v == nullptr || *v == '\0') {
+      r.error(base + "_env", "environment variable " + *env + " is not set or empty");
+      return std::nullopt;
+    }
+    return std::string(v);
+  }
+  if (required) {
+    r.error(base + (plain ? "" : "_file"), "required: give " + (plain ? base + ", " : std::string()) + base +
+                                             "_file or " + base + "_env");
+  }
+  return std::nullopt;
+}
+
+bool valid_http_url(const std::string& url) {
+  return (url.rfind("http://", 0) == 0 && url.size() > 7) || (url.rfind("https://", 0) == 0 && url.size() > 8);
+}
+
+void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
+  cfg.notify.agent_name = cfg.agent.name;
+  if (const toml::table* t = root.table("notify")) {
+    TableReader r(*t, "notify", errors);
+    if (auto v = r.string("status_url", false)) {
+      if (!valid_http_url(*v)) r.error("status_url", "expected an http:// or https:// URL, found \"" + *v + "\"");
+      cfg.notify.status_url = *v;
+    }
+    if (auto d = r.duration("first_backoff", false)) cfg.notify.first_backoff = *d;
+    if (auto d = r.duration("max_backoff", false)) cfg.notify.max_backoff = *d;
+    if (auto d = r.duration("dead_after", false)) cfg.notify.dead_after = *d;
+    if (auto d = r.duration("renotify_every", false)) cfg.notify.renotify_every = *d;
+    if (auto d = r.duration("escalate_after", false)) cfg.notify.escalate_after = *d;
+    if (auto d = r.duration("alertmanager_refresh", false)) cfg.notify.alertmanager_refresh = *d;
+    if (cfg.notify.max_backoff < cfg.notify.first_backoff) {
+      r.error("max_backoff", "must be at least first_backoff (" + format_duration(cfg.notify.first_backoff) + ")");
+    }
+    r.report_unknown_keys();
+  }
+  std::map<std::string, std::uint32_t> names;
+  bool any_escalation_sink = false;
+  if (const toml::array* list = table_array(root, "sink", errors)) {
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const toml::table& t = *list->get(i)->as_table();
+      const std::string path = "sink[" + std::to_string(i) + "]";
+      TableReader r(t, path, errors);
+      SinkSpec sink;
+      bool ok = true;
+      if (auto name = r.string("name", true)) {
+        sink.name = *name;
+        if (!valid_label_name(*name)) {
+          r.error("name", "expected a name matching [a-zA-Z_][a-zA-Z0-9_]*, found \"" + *name + "\"");
+          ok = false;
+        } else if (auto [it, inserted] = names.emplace(*name, t.get("name")->source().begin.line); !inserted) {
+          r.error("name", "duplicate sink name \"" + *name + "\" (first defined at line " +
+                              std::to_string(it->second) + ")");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (auto type = r.string("type", true)) {
+        if (auto parsed = sink_type_from(*type)) {
+          sink.type = *parsed;
+        } else {
+          r.error("type", "expected one of \"webhook\", \"alertmanager\", \"pagerduty\", \"slack\", \"notice\", found \"" +
+                              *type + "\"");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (auto url = read_secret(r, "url", true, /*plain=*/true)) {
+        if (!valid_http_url(*url)) {
+          // Shows the scheme only: a URL given by file may be a secret.
+          r.error("url", "expected an http:// or https:// URL");
+          ok = false;
+        }
+        sink.url = *url;
+        // Alertmanager's API path is fixed: a base URL is enough.
+        if (sink.type == SinkType::kAlertmanager && sink.url.find("/api/v2/alerts") == std::string::npos) {
+          while (!sink.url.empty() && sink.url.back() == '/') sink.url.pop_back();
+          sink.url += "/api/v2/alerts";
+        }
+      } else {
+        ok = false;
+      }
+      if (auto v = r.string("min_severity", false)) {
+        if (severity_rank(*v) < 0) {
+          r.error("min_severity", "expected one of \"info\", \"warning\", \"critical\", found \"" + *v + "\"");
+          ok = false;
+        }
+        sink.min_severity = *v;
+      }
+      if (const toml::table* match = r.table("match")) {
+        for (auto&& [k, v] : *match) {
+          if (!v.is_string()) {
+            errors.at(v.source(), path + ".match." + std::string(k.str()), "expected a string, found " + describe(v));
+            ok = false;
+          } else {
+            sink.match[std::string(k.str())] = *v.value<std::string>();
+          }
+        }
+      }
+      sink.escalation_only = r.boolean("escalation_only", false).value_or(false);
+      any_escalation_sink = any_escalation_sink || sink.escalation_only;
+      if (auto v = r.string("audience", false)) sink.audience = *v;
+      if (sink.type == SinkType::kNotice && sink.audience.empty()) {
+        r.error("audience", "required for a notice sink: who is told, e.g. \"Business customers in Amsterdam\"");
+        ok = false;
+      }
+      if (auto v = read_secret(r, "secret", false)) sink.secret = *v;
+      if (auto v = read_secret(r, "token", false)) sink.bearer_token = *v;
+      if (auto v = read_secret(r, "routing_key", sink.type == SinkType::kPagerDuty)) {
+        sink.routing_key = *v;
+      } else if (sink.type == SinkType::kPagerDuty) {
+        ok = false;
+      }
+      if (auto d = r.duration("timeout", false)) sink.timeout = *d;
+      if (auto v = r.boolean("tls_verify", false)) sink.tls_verify = *v;
+      r.report_unknown_keys();
+      if (ok) cfg.sinks.push_back(std::move(sink));
+    }
+  }
+  if (cfg.notify.escalate_after > Duration::zero() && !any_escalation_sink && root.raw().get("notify")) {
+    errors.at(root.raw().get("notify")->source(), "notify.escalate_after",
+              "escalate_after is set but no [[sink]] has escalation_only = true: nobody to escalate to");
+  }
+}
+
 void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
   bool builtin = true;
   if (const toml::table* t = root.table("rules")) {
@@ -704,6 +867,7 @@ ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   parse_targets(r, cfg, errors);
   parse_rules(r, cfg, errors);
   parse_incidents(r, cfg, errors);
+  parse_notify(r, cfg, errors);
   r.report_unknown_keys();
   if (!errors.list().empty()) {
     result.errors = std::move(errors.list());

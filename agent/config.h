@@ -17,6 +17,7 @@
 
 #include "agent/incidents.h"
 #include "agent/rule_engine.h"
+#include "agent/sinks.h"
 #include "nightshift/clock.h"
 #include "nightshift/result.h"
 #include "nightshift/target.h"
@@ -43,6 +44,10 @@ struct Config {
   // same name replaces one) and those from [[rule]].
   std::vector<rules::RuleSpec> rules;
   IncidentPolicy incidents;  // from [incidents]; agent_name is filled in from [agent]
+  // Paging: [[sink]] endpoints and the [notify] policy. Secrets are read from
+  // their *_file / *_env keys at load time and never logged.
+  std::vector<SinkSpec> sinks;
+  NotifyPolicy notify;
 };
 
 struct ConfigError {

@@ -80,6 +80,7 @@ Result<Store::Opened> Store::open(const std::string& state_dir) {
     if (Status s = out.store->exec(pragma); !s.ok()) return s.error();
   }
   if (Status s = out.store->exec(kSchema); !s.ok()) return s.error();
+  if (Status s = out.store->exec(kOutboxSchema); !s.ok()) return s.error();
   return out;
 }
 
@@ -95,7 +96,26 @@ Status Store::exec(const char* sql) {
   return {};
 }
 
-Status Store::save(const Incident& incident) {
+Status Store::save(const Incident& incident, const std::vector<OutboxEntry>& notifications) {
+  if (notifications.empty()) return save_incident(incident);
+  if (Status s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  Status s = save_incident(incident);
+  if (s.ok()) s = outbox_insert(db_, notifications);
+  if (s.ok()) s = exec("COMMIT");
+  if (!s.ok()) (void)exec("ROLLBACK");
+  return s;
+}
+
+Status Store::enqueue(const std::vector<OutboxEntry>& notifications) {
+  if (notifications.empty()) return {};
+  if (Status s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  Status s = outbox_insert(db_, notifications);
+  if (s.ok()) s = exec("COMMIT");
+  if (!s.ok()) (void)exec("ROLLBACK");
+  return s;
+}
+
+Status Store::save_incident(const Incident& incident) {
   Stmt st;
   if (sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO incidents (id, open, resolved_unix, body) VALUES (?, ?, ?, ?)",
                          -1, &st.s, nullptr) != SQLITE_OK) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/outbox.h"
 #include "nightshift/incident.h"
 #include "nightshift/result.h"
 
@@ -32,8 +33,12 @@ class Store {
   static Result<Opened> open(const std::string& state_dir);
   ~Store();
 
-  Status save(const Incident& incident);
+  // Saves the incident and queues its notifications in one transaction: both
+  // are on disk, or neither.
+  Status save(const Incident& incident, const std::vector<OutboxEntry>& notifications = {});
   // Open incidents and those resolved within `recent_seconds`.
+  // Queues notifications that belong to no incident change (renotify, keep-alive).
+  Status enqueue(const std::vector<OutboxEntry>& notifications);
   Result<std::vector<Incident>> load(std::int64_t recent_seconds);
   Status set_meta(const std::string& key, const std::string& value);
   Result<std::string> get_meta(const std::string& key);
@@ -43,6 +48,7 @@ class Store {
  private:
   Store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   Status exec(const char* sql);
+  Status save_incident(const Incident& incident);
   sqlite3* db_;
   std::string path_;
 };

@@ -19,6 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
+using ::testing::Not;
 
 std::string source_dir() { return NIGHTSHIFT_TEST_SOURCE_DIR; }
 
@@ -303,6 +304,102 @@ TEST(CheckConfigTest, ExitsOneWithErrorsAndZeroWhenValid) {
   EXPECT_EQ(test::run_command({bin, "check-config", good}, &out), 0);
   EXPECT_THAT(out, HasSubstr(": ok ("));
   EXPECT_EQ(test::run_command({bin, "check-config"}, &out), 2) << "usage error";
+}
+
+}  // namespace
+}  // namespace nightshift
+
+namespace nightshift {
+namespace {
+
+TEST(SinkConfigTest, SinksReadSecretsFromFilesAndEnvironment) {
+  const std::string dir = ::testing::TempDir();
+  {
+    std::ofstream(dir + "/pd.key") << "PDKEY-123\n";
+  }
+  ::setenv("NIGHTSHIFT_TEST_HOOK_SECRET", "envsecret", 1);
+  ConfigResult r = parse_config(R"([notify]
+status_url = "https://status.example.net/"
+renotify_every = "10m"
+escalate_after = "20m"
+
+[[sink]]
+name = "pager"
+type = "pagerduty"
+url = "https://events.pagerduty.com/v2/enqueue"
+routing_key_file = ")" + dir + R"(/pd.key"
+min_severity = "critical"
+match = { site = "ams1" }
+
+[[sink]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:8080/hook"
+secret_env = "NIGHTSHIFT_TEST_HOOK_SECRET"
+escalation_only = true
+
+[[sink]]
+name = "am"
+type = "alertmanager"
+url = "http://127.0.0.1:9093/"
+)",
+                                "t.toml");
+  ASSERT_TRUE(r.ok()) << r.errors.at(0).to_string();
+  ASSERT_EQ(r.config->sinks.size(), 3u);
+  EXPECT_EQ(r.config->sinks[0].routing_key, "PDKEY-123");
+  EXPECT_EQ(r.config->sinks[0].match.at("site"), "ams1");
+  EXPECT_EQ(r.config->sinks[1].secret, "envsecret");
+  EXPECT_TRUE(r.config->sinks[1].escalation_only);
+  EXPECT_EQ(r.config->sinks[2].url, "http://127.0.0.1:9093/api/v2/alerts");
+  EXPECT_EQ(r.config->notify.renotify_every, std::chrono::minutes(10));
+  EXPECT_EQ(r.config->notify.status_url, "https://status.example.net/");
+}
+
+TEST(SinkConfigTest, SinkErrorsSayWhatAndWhereButNeverTheSecret) {
+  ::setenv("NIGHTSHIFT_TEST_URL_SECRET", "ftp://hunter2-secret-host/x", 1);
+  ConfigResult r = parse_config(R"([notify]
+escalate_after = "5m"
+
+[[sink]]
+name = "a"
+type = "sms"
+url = "http://x/"
+
+[[sink]]
+name = "b"
+type = "pagerduty"
+url = "https://events.pagerduty.com/v2/enqueue"
+
+[[sink]]
+name = "c"
+type = "slack"
+url_env = "NIGHTSHIFT_TEST_URL_SECRET"
+
+[[sink]]
+name = "d"
+type = "webhook"
+url = "http://127.0.0.1/"
+secret_file = "/nonexistent/secret"
+min_severity = "loud"
+
+[[sink]]
+name = "d"
+type = "notice"
+url = "http://127.0.0.1/"
+)",
+                                "t.toml");
+  ASSERT_FALSE(r.ok());
+  std::string all;
+  for (const auto& e : r.errors) all += e.to_string() + "\n";
+  EXPECT_THAT(all, HasSubstr("t.toml:1:1: notify.escalate_after: escalate_after is set but no [[sink]] has escalation_only = true"));
+  EXPECT_THAT(all, HasSubstr("t.toml:6:8: sink[0].type: expected one of \"webhook\", \"alertmanager\", \"pagerduty\", \"slack\", \"notice\", found \"sms\""));
+  EXPECT_THAT(all, HasSubstr("sink[1].routing_key_file: required: give routing_key_file or routing_key_env"));
+  EXPECT_THAT(all, HasSubstr("sink[2].url: expected an http:// or https:// URL"));
+  EXPECT_THAT(all, HasSubstr("t.toml:23:15: sink[3].secret_file: cannot read \"/nonexistent/secret\": No such file or directory"));
+  EXPECT_THAT(all, HasSubstr("sink[3].min_severity: expected one of \"info\", \"warning\", \"critical\", found \"loud\""));
+  EXPECT_THAT(all, HasSubstr("sink[4].name: duplicate sink name \"d\""));
+  EXPECT_THAT(all, HasSubstr("sink[4].audience: required for a notice sink"));
+  EXPECT_THAT(all, Not(HasSubstr("hunter2")));
 }
 
 }  // namespace

@@ -1,0 +1,245 @@
+// Faults the agent exists to survive, on the whole binary: its state disk
+// filling up in the middle of an outage, replies lost on the way back
+// (asymmetric drop), and a link flapping every two seconds.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/store.h"
+#include "tests/support/http_get.h"
+#include "tests/support/process.h"
+#include "tests/support/prom_text.h"
+#include "tests/support/receiver.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/testnet.h"
+#include "tests/support/wait.h"
+
+namespace nightshift::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+const std::string kNetnsError = enter_private_netns();
+
+// A private mount namespace, so the small file systems a test mounts are
+// invisible outside and vanish with the process. Before any thread starts.
+std::string enter_private_mount_ns() {
+  if (::unshare(CLONE_NEWNS) != 0) return std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno);
+  if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return std::string("make / private: ") + std::strerror(errno);
+  }
+  return "";
+}
+const std::string kMountError = enter_private_mount_ns();
+
+std::string binary() {
+  const char* b = std::getenv("NIGHTSHIFT_BINARY");
+  return b ? b : "";
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+std::size_t count(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (std::size_t pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+// Fills the file system holding `dir` until it refuses (ENOSPC); bounded.
+bool fill(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  static const char zeros[64 * 1024] = {};
+  bool full = false;
+  for (int i = 0; i < 100000 && !full; ++i) {  // at most 6 GiB: far beyond the test's tmpfs
+    if (::write(fd, zeros, sizeof zeros) < 0) full = errno == ENOSPC;
+  }
+  // Small writes too, so not even a page is left.
+  for (int i = 0; i < 100000 && ::write(fd, zeros, 512) > 0; ++i) {
+  }
+  ::close(fd);
+  return full;
+}
+
+class FaultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
+    ASSERT_FALSE(binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
+    peer_ = std::make_unique<PeerHost>();
+    ASSERT_TRUE(peer_->ok()) << peer_->error();
+  }
+
+  void write_config(const std::string& extra) {
+    write_file(dir_.file("agent.toml"), R"([agent]
+name = "faults"
+listen = "127.0.0.1:0"
+state_dir = ")" + state_dir() + R"("
+
+[defaults]
+interval = "500ms"
+timeout = "400ms"
+
+[notify]
+first_backoff = "200ms"
+max_backoff = "1s"
+
+[[sink]]
+name = "hook"
+type = "webhook"
+url = ")" + receiver_.url("/hook") + R"("
+timeout = "1s"
+
+[[target]]
+name = "edge-host"
+address = "198.51.100.2"
+group = "edge"
+  [[target.probe]]
+  kind = "icmp"
+)" + extra);
+  }
+
+  std::string state_dir() const { return dir_.path() + "/state"; }
+
+  std::unique_ptr<Process> start_agent() {
+    auto agent = std::make_unique<Process>(std::vector<std::string>{binary(), "run", "-c", dir_.file("agent.toml")});
+    auto at = agent->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
+    EXPECT_TRUE(at) << agent->stderr_text();
+    if (at) {
+      const std::string err = agent->stderr_text();
+      const std::size_t start = *at + std::string("msg=listening address=127.0.0.1:").size();
+      port_ = std::stoi(err.substr(start, err.find_first_not_of("0123456789", start) - start));
+    }
+    return agent;
+  }
+
+  std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) {
+    HttpResult r = http_get("http://127.0.0.1:" + std::to_string(port_) + "/metrics");
+    if (r.status != 200) return std::nullopt;
+    return parse_prom_text(r.body).value(name, labels);
+  }
+
+  std::vector<std::string> events_received() {
+    std::vector<std::string> out;
+    for (const auto& r : receiver_.accepted()) {
+      auto j = nlohmann::json::parse(r.body, nullptr, false);
+      if (j.is_object()) out.push_back(j.value("event", ""));
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  Receiver receiver_;
+  std::unique_ptr<PeerHost> peer_;
+  int port_ = 0;
+};
+
+TEST_F(FaultsTest, FullStateDiskKeepsProbingAndPagingAndRecovers) {
+  ASSERT_TRUE(kMountError.empty()) << kMountError;
+  ASSERT_EQ(::mkdir(state_dir().c_str(), 0700), 0);
+  ASSERT_EQ(::mount("tmpfs", state_dir().c_str(), "tmpfs", 0, "size=2m"), 0) << std::strerror(errno);
+  // The built-in target_down, with a short clear_for to keep the test short.
+  write_config("\n[[rule]]\nname = \"target_down\"\ncondition = \"consecutive_failures >= 3 or confirmed_down\"\n"
+               "clear_for = \"2s\"\n");
+  auto agent = start_agent();
+  ASSERT_TRUE(wait_until([&] { return metric("probe_success", {{"target", "edge-host"}}) == 1.0; }, 5s))
+      << agent->stderr_text();
+
+  ASSERT_TRUE(fill(state_dir() + "/filler")) << "the tmpfs never filled up";
+  ASSERT_TRUE(peer_->set_link(false)) << peer_->error();
+  // Declared and paged although nothing can be written.
+  ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << agent->stderr_text();
+  EXPECT_EQ(events_received().at(0), "declared");
+  EXPECT_THAT(agent->stderr_text(), HasSubstr("msg=\"cannot write notifications to the outbox; delivering them from memory\""));
+  EXPECT_THAT(agent->stderr_text(), HasSubstr("database or disk is full"));
+  // The path trace's finding is noted (and fails to be saved) a little later.
+  ASSERT_TRUE(agent->wait_for_stderr("msg=\"incident diagnosis\"", 10s)) << agent->stderr_text();
+  // Probing goes on.
+  const double sent = metric("nightshift_probes_sent_total", {{"kind", "icmp"}}).value_or(0);
+  ASSERT_TRUE(wait_until([&] { return metric("nightshift_probes_sent_total", {{"kind", "icmp"}}).value_or(0) >= sent + 3; }, 5s));
+
+  const double errors = metric("nightshift_store_errors_total").value_or(0);
+  EXPECT_GE(errors, 1.0);
+  // Space returns, then the link: the resolution is stored and paged.
+  ASSERT_EQ(::unlink((state_dir() + "/filler").c_str()), 0);
+  ASSERT_TRUE(peer_->set_link(true)) << peer_->error();
+  ASSERT_TRUE(wait_until([&] {
+    auto e = events_received();
+    return !e.empty() && e.back() == "resolved";
+  }, 15s)) << agent->stderr_text();
+  EXPECT_EQ(metric("nightshift_store_errors_total").value_or(0), errors) << "no store error once space returned";
+  ASSERT_TRUE(agent->send_signal(SIGTERM));
+  ASSERT_TRUE(agent->wait_for(10s));
+
+  // The resolved incident is in the state database.
+  auto store = Store::open(state_dir());
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto incidents = store->store->load(3600);
+  ASSERT_TRUE(incidents.ok()) << incidents.error().message;
+  ASSERT_EQ(incidents->size(), 1u);
+  EXPECT_EQ(incidents->at(0).status, IncidentStatus::kResolved);
+  store->store.reset();
+  ::umount(state_dir().c_str());
+}
+
+TEST_F(FaultsTest, RepliesDroppedOnTheWayBackAreAnOutage) {
+  write_config("");
+  auto agent = start_agent();
+  ASSERT_TRUE(wait_until([&] { return metric("probe_success", {{"target", "edge-host"}}) == 1.0; }, 5s))
+      << agent->stderr_text();
+  // Requests reach the host; its echo replies are dropped on the way out.
+  ASSERT_EQ(peer_->exec_in_peer({"nft", "add", "table", "inet", "asym"}), 0);
+  ASSERT_EQ(peer_->exec_in_peer({"nft", "add", "chain", "inet", "asym", "out",
+                                 "{ type filter hook output priority 0 ; }"}),
+            0);
+  ASSERT_EQ(peer_->exec_in_peer({"nft", "add", "rule", "inet", "asym", "out", "icmp", "type", "echo-reply", "drop"}), 0);
+  ASSERT_TRUE(agent->wait_for_stderr("msg=\"incident declared\"", 10s)) << agent->stderr_text();
+  ASSERT_TRUE(receiver_.wait_accepted(1, 5s));
+  // The host itself still counts the requests it received.
+  std::string out;
+  peer_->exec_in_peer({"nft", "list", "chain", "inet", "asym", "out"}, &out);
+  EXPECT_THAT(out, HasSubstr("echo-reply"));
+  ASSERT_EQ(peer_->exec_in_peer({"nft", "delete", "table", "inet", "asym"}), 0);
+}
+
+TEST_F(FaultsTest, LinkFlappingEveryTwoSecondsPagesOnce) {
+  write_config("");
+  auto agent = start_agent();
+  ASSERT_TRUE(wait_until([&] { return metric("probe_success", {{"target", "edge-host"}}) == 1.0; }, 5s))
+      << agent->stderr_text();
+  // 8 cycles of 2 s down, 2 s up: shorter than clear_for (30 s), so the
+  // outage never looks over and is never paged again.
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(peer_->set_link(false)) << peer_->error();
+    std::this_thread::sleep_for(2s);
+    ASSERT_TRUE(peer_->set_link(true)) << peer_->error();
+    std::this_thread::sleep_for(2s);
+  }
+  const std::string log = agent->stderr_text();
+  EXPECT_EQ(count(log, "msg=\"incident declared\""), 1u) << log;
+  EXPECT_EQ(count(log, "msg=\"incident reopened\""), 0u) << log;
+  EXPECT_EQ(count(log, "msg=\"incident resolved\""), 0u) << log;
+  ASSERT_TRUE(receiver_.wait_accepted(1, 5s));
+  std::size_t pages = 0;
+  for (const auto& e : events_received()) pages += (e == "declared" || e == "reopened") ? 1 : 0;
+  EXPECT_EQ(pages, 1u);
+}
+
+}  // namespace
+}  // namespace nightshift::test

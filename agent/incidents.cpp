@@ -101,6 +101,21 @@ void IncidentManager::retitle(Incident& inc) const {
     inc.title = *targets.begin() + ": " + active.front()->rule;
     return;
   }
+  // One failing target with the rest behind it (depends_on): named after it.
+  std::set<std::string> roots;
+  const ImpactedTarget* root = nullptr;
+  for (const auto* t : active) {
+    if (t->via_parent.empty()) {
+      roots.insert(t->target);
+      root = t;
+    }
+  }
+  if (roots.size() == 1) {
+    const std::size_t behind = targets.size() - 1;
+    inc.title = root->target + ": " + root->rule + " (" + std::to_string(behind) +
+                (behind == 1 ? " target" : " targets") + " behind it)";
+    return;
+  }
   std::string scope;
   for (const auto& [k, v] : inc.scope) {
     if (!v.empty()) scope += (scope.empty() ? "" : " ") + k + "=" + v;
@@ -253,6 +268,14 @@ std::vector<IncidentEvent> IncidentManager::place_in_scope(const rules::AlertEve
   std::vector<IncidentEvent> events;
   const auto scope = scope_of(alert.target);
   if (State* open = open_incident_for_scope(scope)) {
+    // Its children that went down first are its impact now: the incident is
+    // about the parent (the title says so), not about whichever child failed first.
+    for (auto& t : open->incident.impacted) {
+      auto tt = targets_.find(t.target);
+      if (t.active && t.via_parent.empty() && tt != targets_.end() && tt->second->depends_on == alert.target) {
+        t.via_parent = alert.target;
+      }
+    }
     open->incident.impacted.push_back(impact_of(alert, ""));
     touch(*open, "joined", alert.target + " (" + alert.rule + ")");
     if (!open->update_pending) {

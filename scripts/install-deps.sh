@@ -16,6 +16,8 @@ packages=(
   iproute2 nftables iptables curl procps libcap2-bin snmpd snmp
   # paging tests: a real Alertmanager
   prometheus-alertmanager
+  # fault tests: delay packets through NFQUEUE
+  libnetfilter-queue-dev
 )
 
 SUDO=""

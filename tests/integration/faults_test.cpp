@@ -241,5 +241,93 @@ TEST_F(FaultsTest, LinkFlappingEveryTwoSecondsPagesOnce) {
   EXPECT_EQ(pages, 1u);
 }
 
+TEST_F(FaultsTest, SiteBehindItsRouterGoingDarkIsOneIncidentAndOnePage) {
+  // The router (198.51.100.2) and two hosts behind it on the same test host;
+  // a canary on loopback stays up, so this is an outage, not isolation.
+  ASSERT_TRUE(peer_->add_peer_address("198.51.100.4/32")) << peer_->error();
+  ASSERT_TRUE(peer_->add_peer_address("198.51.100.5/32")) << peer_->error();
+  write_config(R"(  [target.labels]
+  role = "router"
+
+[[target]]
+name = "host-a"
+address = "198.51.100.4"
+group = "edge"
+depends_on = "edge-host"
+  [[target.probe]]
+  kind = "icmp"
+
+[[target]]
+name = "host-b"
+address = "198.51.100.5"
+group = "edge"
+depends_on = "edge-host"
+  [[target.probe]]
+  kind = "icmp"
+
+[[target]]
+name = "canary"
+address = "127.0.0.1"
+group = "self"
+canary = true
+  [[target.probe]]
+  kind = "icmp"
+)");
+  auto agent = start_agent();
+  ASSERT_TRUE(wait_until([&] {
+    return metric("probe_success", {{"target", "host-a"}}) == 1.0 && metric("probe_success", {{"target", "host-b"}}) == 1.0 &&
+           metric("probe_success", {{"target", "edge-host"}}) == 1.0;
+  }, 5s)) << agent->stderr_text();
+  ASSERT_TRUE(peer_->set_link(false)) << peer_->error();
+  ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << agent->stderr_text();
+  // Whichever failed first, the incident ends up named after the router, with
+  // the hosts behind it, in one batched update (batch: 5 s).
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: target_down (2 targets behind it)\"", 10s))
+      << agent->stderr_text();
+  const std::string log = agent->stderr_text();
+  EXPECT_EQ(count(log, "msg=\"incident declared\""), 1u) << log;
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("isolated")));
+  std::size_t pages = 0;
+  for (const auto& e : events_received()) pages += (e == "declared" || e == "reopened") ? 1 : 0;
+  EXPECT_EQ(pages, 1u);
+  EXPECT_EQ(metric("nightshift_incidents_open", {{"severity", "critical"}}), 1.0);
+}
+
+TEST_F(FaultsTest, LatencySpikeThroughNfqueueRaisesALatencyIncident) {
+  // Replies held 250 ms by an NFQUEUE program in the host's namespace: slow,
+  // not lost (the timeout is 400 ms), so a latency rule fires and target_down does not.
+  write_config(R"(
+[[rule]]
+name = "slow"
+condition = "rtt_p95 > 150ms"
+window = "2s"
+for = "1s"
+clear_for = "1s"
+severity = "warning"
+)");
+  auto agent = start_agent();
+  ASSERT_TRUE(wait_until([&] { return metric("probe_success", {{"target", "edge-host"}}) == 1.0; }, 5s))
+      << agent->stderr_text();
+  Process delay({"ip", "netns", "exec", peer_->name(), NIGHTSHIFT_NFQ_DELAY, "7", "250", "60"});
+  ASSERT_TRUE(delay.wait_for_stderr("ready", 5s)) << delay.stderr_text();
+  // This kernel's nftables has no `queue` expression; iptables' NFQUEUE target works.
+  const std::vector<std::string> rule = {"OUTPUT", "-p", "icmp", "--icmp-type", "echo-reply", "-j", "NFQUEUE",
+                                         "--queue-num", "7", "--queue-bypass"};
+  auto iptables = [&](const std::string& op) {
+    std::vector<std::string> argv = {"iptables", op};
+    argv.insert(argv.end(), rule.begin(), rule.end());
+    return peer_->exec_in_peer(argv);
+  };
+  ASSERT_EQ(iptables("-A"), 0);
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: slow\"", 10s)) << agent->stderr_text();
+  EXPECT_THAT(agent->stderr_text(), HasSubstr("msg=\"incident declared\""));
+  EXPECT_THAT(agent->stderr_text(), ::testing::Not(HasSubstr("rule=target_down")));
+  EXPECT_EQ(metric("probe_success", {{"target", "edge-host"}}), 1.0);
+  // The spike ends: the incident resolves.
+  ASSERT_EQ(iptables("-D"), 0);
+  ASSERT_TRUE(agent->wait_for_stderr("msg=\"incident resolved\"", 10s)) << agent->stderr_text();
+  delay.kill_and_wait();
+}
+
 }  // namespace
 }  // namespace nightshift::test

@@ -158,6 +158,24 @@ TEST(IncidentsTest, ChildrenDownBeforeTheirParentMergeIntoItsIncident) {
   EXPECT_EQ(parent->active_impact(), 3u);
 }
 
+TEST(IncidentsTest, ParentJoiningItsChildrensIncidentInTheSameScopeNamesIt) {
+  // All in one scope: the child that failed first declared; the router's
+  // alert joins and the incident becomes the router's, the rest behind it.
+  Fixture f({target("router", "edge"), target("h1", "edge", "fra", "router"), target("h2", "edge", "fra", "router")});
+  const std::string id = f.fire("h1")[0].incident.id;
+  f.fire("h2");
+  f.fire("router");
+  ASSERT_EQ(f.count(Kind::kDeclared), 1);
+  const Incident* inc = f.m->find(id);
+  ASSERT_NE(inc, nullptr);
+  EXPECT_EQ(inc->title, "router: target_down (2 targets behind it)");
+  for (const auto& t : inc->impacted) {
+    if (t.target != "router") {
+      EXPECT_EQ(t.via_parent, "router") << t.target;
+    }
+  }
+}
+
 TEST(IncidentsTest, ResolvesWhenEveryAlertHasCleared) {
   Fixture f({target("a"), target("b")});
   f.fire("a");

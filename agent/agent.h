@@ -9,6 +9,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <map>
 #include <set>
 #include <unordered_set>
@@ -64,6 +66,7 @@ class Agent {
   Duration reconcile_grace() const;
   void on_signal();
   HttpResponse healthz() const;
+  std::shared_ptr<const std::string> render_metrics();  // any thread
   void heartbeat();  // every second on the reactor: /healthz checks it is recent
 
   std::string config_path_;
@@ -91,6 +94,11 @@ class Agent {
   int signal_fd_ = -1;
   int exit_code_ = 0;
   std::atomic<Duration::rep> heartbeat_ns_{0};  // reactor liveness, read by /healthz
+  std::mutex metrics_mu_;  // guards the four below: single-flight /metrics rendering
+  std::condition_variable metrics_cv_;
+  bool metrics_rendering_ = false;
+  std::uint64_t metrics_generation_ = 0;
+  std::shared_ptr<const std::string> metrics_body_;
 };
 
 }  // namespace nightshift

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <malloc.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
@@ -114,6 +116,10 @@ int run(const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One malloc arena: glibc's default of one per thread kept every HTTP
+  // worker's share of a 25 MB /metrics render (10 000 targets) resident —
+  // RSS grew by ~70 MB per scrape until each arena had its own copy.
+  mallopt(M_ARENA_MAX, 1);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     std::cerr << kUsage;

@@ -73,7 +73,7 @@ alive=$(kill -0 "$agent_pid" 2>/dev/null && echo yes || echo NO)
 
 cat "$work/samples.txt"
 rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
-at60=$(awk '$1 >= 60 {print $2; exit}' "$work/samples.txt")
+at60=$(awk 'NR > 1 && $1 >= 60 {print $2; exit}' "$work/samples.txt")
 last=$(tail -1 "$work/samples.txt")
 printf '\n| seconds | targets | page under wrk | wrk req/s | peak RSS MiB | RSS at 60 s | RSS at end | outbox depth at end | open incidents | agent alive |\n'
 printf '|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n'

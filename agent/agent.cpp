@@ -13,6 +13,7 @@
 #include <set>
 
 #include "agent/default_rules.h"
+#include "agent/incident_json.h"
 #include "agent/log.h"
 
 namespace nightshift {
@@ -112,23 +113,32 @@ int Agent::run() {
 
   if (!open_store()) return 1;
 
-  http_.route("/metrics", [this] {
+  http_.route("/metrics", [this](const HttpRequest&) {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = *render_metrics();
     return r;
   });
-  http_.route("/healthz", [this] { return healthz(); });
-  http_.route("/", [this] {
+  http_.route("/healthz", [this](const HttpRequest&) { return healthz(); });
+  http_.route("/status", [this](const HttpRequest& req) { return serve_status(req, false); });
+  http_.route("/status.json", [this](const HttpRequest& req) { return serve_status(req, true); });
+  api_ = std::make_unique<Api>(reactor_, api_backend());
+  api_->configure({config_.api_token, config_.api_public_read});
+  api_->register_routes(http_);
+  http_.route("/", [this](const HttpRequest&) {
     HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
     r.body = "<!doctype html><title>nightshift " + log::quote(config_.agent.name) +
              "</title><h1>nightshift</h1><ul><li><a href=\"/metrics\">/metrics</a></li>"
-             "<li><a href=\"/healthz\">/healthz</a></li></ul>\n";
+             "<li><a href=\"/healthz\">/healthz</a></li>"
+             "<li><a href=\"/status\">/status</a></li><li><a href=\"/status.json\">/status.json</a></li>"
+             "<li><a href=\"/api/v1/incidents\">/api/v1/incidents</a></li></ul>\n";
     return r;
   });
   heartbeat_ns_ = clock_.now().time_since_epoch().count();
-  if (Status s = http_.start(config_.agent.listen); !s.ok()) {
+  HttpSettings http_settings;
+  http_settings.threads = config_.agent.http_threads;
+  if (Status s = http_.start(config_.agent.listen, http_settings); !s.ok()) {
     log::error("cannot start HTTP server", {{"listen", config_.agent.listen}, {"error", s.error().message}});
     return 1;
   }
@@ -138,7 +148,8 @@ int Agent::run() {
                           {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"}});
 
   // Paging: undelivered notifications from before a restart go out first.
-  paging_ = std::make_unique<Paging>(clock_, config_.sinks, notify_policy());
+  paging_ = std::make_unique<Paging>(clock_, config_.sinks, notify_policy(),
+                                     [this](const Incident& inc) { return silences_.silences(inc, clock_.wall_now()); });
   paging_->restore(incidents_->incidents());
   notifier_ = std::make_unique<Notifier>(store_->path(), *metrics_.registry(), config_.agent.name, clock_);
   if (Status s = notifier_->start(config_.sinks, notify_policy()); !s.ok()) {
@@ -206,6 +217,12 @@ bool Agent::open_store() {
   for (const auto& inc : *restored) open += inc.open() ? 1 : 0;
   incidents_->restore(std::move(restored.value()), next_sequence);
   update_open_incidents();
+  if (auto silences = store_->load_silences(clock_.wall_now()); silences.ok()) {
+    silences_.restore(std::move(silences.value()));
+  } else {
+    log::error("cannot read silences from the state store; starting without them",
+               {{"path", store_->path()}, {"error", silences.error().message}});
+  }
   if (open > 0) log::info("open incidents restored", {{"open", open}, {"path", store_->path()}});
   return true;
 }
@@ -268,6 +285,7 @@ void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
   }
   schedule_incident_tick();
   schedule_paging_tick();
+  if (!events.empty()) status_changed();
 }
 
 void Agent::queue_notifications(std::vector<OutboxEntry> rows, const Incident* incident) {
@@ -352,6 +370,7 @@ void Agent::schedule_incident_tick() {
 
 void Agent::heartbeat() {
   heartbeat_ns_ = clock_.now().time_since_epoch().count();
+  expire_silences();
   reactor_.call_after(std::chrono::seconds(1), [this] { heartbeat(); });
 }
 
@@ -363,6 +382,12 @@ void Agent::apply(Config config) {
     for (const auto& p : t->probes) configured_probes_.insert({t->name, p.name});
   }
   std::erase_if(failing_, [this](const auto& key) { return !configured_probes_.count(key); });
+  for (auto it = probe_states_.begin(); it != probe_states_.end();) {
+    std::erase_if(it->second, [&](const auto& p) { return !configured_probes_.count({it->first, p.first}); });
+    it = it->second.empty() ? probe_states_.erase(it) : std::next(it);
+  }
+  if (api_) api_->configure({config_.api_token, config_.api_public_read});
+  status_changed();
   incidents_->set_policy(config_.incidents);
   incidents_->set_targets(config_.targets);
   if (paging_) {
@@ -413,6 +438,11 @@ void Agent::on_sample(const std::shared_ptr<const Target>& target, const ProbeSp
   // A probe still in flight when a reload removed it must not bring back rule state.
   if (!configured_probes_.count(key)) return;
   on_alerts(rules_->on_sample(*target, sample));
+  ProbeState& state = probe_states_[sample.target][sample.probe];
+  const std::string reason(to_string(sample.reason));
+  if (state.ok != sample.ok || state.reason != reason || !status_page_) status_changed();
+  state.ok = sample.ok;
+  state.reason = reason;
   // The first miss asks the engine for evidence at once (an ICMP burst) rather
   // than waiting for two more intervals.
   if (sample.ok) {
@@ -523,6 +553,193 @@ void Agent::on_signal() {
         break;
     }
   }
+}
+
+}  // namespace nightshift
+
+namespace nightshift {
+
+void Agent::status_changed() {
+  if (status_render_pending_) return;
+  status_render_pending_ = true;
+  // Coalesced: a burst of changes (a site going dark) renders once.
+  reactor_.call_after(std::chrono::milliseconds(250), [this] {
+    status_render_pending_ = false;
+    render_status_page();
+  });
+}
+
+void Agent::render_status_page() {
+  if (!incidents_) return;
+  StatusInput in;
+  in.agent = config_.agent.name;
+  in.now = clock_.wall_now();
+  in.incidents = incidents_->incidents();
+  for (const auto& inc : in.incidents) {
+    if (inc.open() && silences_.silences(inc, in.now)) in.silenced.push_back(inc.id);
+  }
+  for (const auto& t : config_.targets) {
+    TargetHealth h{t->name, t->group, t->site, TargetHealth::State::kUnknown};
+    if (auto it = probe_states_.find(t->name); it != probe_states_.end() && !it->second.empty()) {
+      h.state = TargetHealth::State::kUp;
+      for (const auto& [probe, st] : it->second) {
+        if (!st.ok) h.state = TargetHealth::State::kDown;
+      }
+    }
+    in.targets.push_back(std::move(h));
+  }
+  in.dead_letters = notifier_ ? notifier_->dead_letters() : 0;
+  auto page = std::make_shared<const StatusPage>(render_status(in));
+  {
+    std::lock_guard<std::mutex> lock(status_mu_);
+    if (status_page_ && status_page_->etag == page->etag) return;  // same content
+    status_page_ = page;
+  }
+  if (!config_.status_export_dir.empty()) {
+    if (Status s = export_status(*page, config_.status_export_dir); !s.ok()) {
+      log::error("cannot export the status page", {{"dir", config_.status_export_dir}, {"error", s.error().message}});
+    }
+  }
+}
+
+HttpResponse Agent::serve_status(const HttpRequest& req, bool json) {
+  std::shared_ptr<const StatusPage> page;
+  {
+    std::lock_guard<std::mutex> lock(status_mu_);
+    page = status_page_;
+  }
+  if (!page) return HttpResponse::text(503, "the status page is being prepared; try again in a second\n");
+  HttpResponse r;
+  r.headers.emplace_back("ETag", page->etag);
+  // Short public caching: a CDN or browser may hold it for 5 s, then revalidate.
+  r.headers.emplace_back("Cache-Control", "public, max-age=5");
+  if (req.header("if-none-match") == page->etag) {
+    r.status = 304;
+    return r;
+  }
+  r.content_type = json ? "application/json" : "text/html; charset=utf-8";
+  // The snapshot's bytes, shared by every response: no copy per request.
+  r.shared_body = std::shared_ptr<const std::string>(page, json ? &page->json : &page->html);
+  return r;
+}
+
+void Agent::expire_silences() {
+  const auto gone = silences_.expire(clock_.wall_now());
+  for (const auto& id : gone) {
+    log::info("silence expired", {{"id", id}});
+    if (Status s = store_->delete_silence(id); !s.ok()) metrics_.store_error();
+  }
+  if (!gone.empty()) status_changed();
+}
+
+nlohmann::json Agent::targets_json() const {
+  std::map<std::string, std::vector<nlohmann::json>> alerts;
+  for (const auto& e : rules_->firing()) {
+    alerts[e.target].push_back({{"rule", e.rule}, {"probe", e.probe}, {"severity", e.severity}, {"summary", e.summary}});
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& t : config_.targets) {
+    nlohmann::json probes = nlohmann::json::array();
+    std::string state = "unknown";
+    auto states = probe_states_.find(t->name);
+    for (const auto& p : t->probes) {
+      nlohmann::json pj = {{"name", p.name}, {"kind", p.kind}, {"state", "unknown"}};
+      if (states != probe_states_.end()) {
+        if (auto st = states->second.find(p.name); st != states->second.end()) {
+          pj["state"] = st->second.ok ? "up" : "down";
+          if (!st->second.ok) pj["reason"] = st->second.reason;
+          if (state != "down") state = st->second.ok ? "up" : "down";
+        }
+      }
+      probes.push_back(std::move(pj));
+    }
+    out.push_back({{"name", t->name},
+                   {"address", t->address},
+                   {"group", t->group},
+                   {"site", t->site},
+                   {"state", state},
+                   {"probes", probes},
+                   {"firing_alerts", alerts.count(t->name) ? nlohmann::json(alerts[t->name]) : nlohmann::json::array()}});
+  }
+  return out;
+}
+
+ApiBackend Agent::api_backend() {
+  ApiBackend b;
+  b.list_incidents = [this](const std::string& filter) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& inc : incidents_->incidents()) {
+      if (filter == "open" && !inc.open()) continue;
+      if (filter == "resolved" && inc.open()) continue;
+      nlohmann::json j = to_json(inc);
+      j["silenced"] = inc.open() && silences_.silences(inc, clock_.wall_now());
+      out.push_back(std::move(j));
+    }
+    return out;
+  };
+  b.get_incident = [this](const std::string& id) -> Result<nlohmann::json> {
+    const Incident* inc = incidents_->find(id);
+    if (inc == nullptr) return Error::not_found("no such incident: " + id);
+    nlohmann::json j = to_json(*inc);
+    j["silenced"] = inc->open() && silences_.silences(*inc, clock_.wall_now());
+    return j;
+  };
+  auto apply_event = [this](Result<IncidentEvent> e) -> Result<nlohmann::json> {
+    if (!e.ok()) return e.error();
+    on_incidents({e.value()});
+    return to_json(e.value().incident);
+  };
+  b.acknowledge = [this, apply_event](const std::string& id, const std::string& by) {
+    if (!incidents_->find(id)) return Result<nlohmann::json>(Error::not_found("no such incident: " + id));
+    log::info("incident acknowledged by hand", {{"id", id}, {"by", by}});
+    return apply_event(incidents_->acknowledge(id, by.empty() ? "operator" : by));
+  };
+  b.add_note = [this, apply_event](const std::string& id, const std::string& text, bool is_public,
+                                   const std::string& by) {
+    if (!incidents_->find(id)) return Result<nlohmann::json>(Error::not_found("no such incident: " + id));
+    return apply_event(incidents_->add_note(id, text, is_public, by.empty() ? "operator" : by));
+  };
+  b.resolve = [this, apply_event](const std::string& id, const std::string& by) {
+    if (!incidents_->find(id)) return Result<nlohmann::json>(Error::not_found("no such incident: " + id));
+    log::info("incident resolved by hand", {{"id", id}, {"by", by}});
+    return apply_event(incidents_->resolve(id, by.empty() ? "operator" : by));
+  };
+  b.list_silences = [this] {
+    nlohmann::json out = nlohmann::json::array();
+    const SystemTime now = clock_.wall_now();
+    for (const auto& s : silences_.list()) {
+      nlohmann::json j = to_json(s);
+      j["active"] = s.active(now);
+      out.push_back(std::move(j));
+    }
+    return out;
+  };
+  b.add_silence = [this](const nlohmann::json& body) -> Result<nlohmann::json> {
+    const SystemTime now = clock_.wall_now();
+    auto parsed = silence_from_json(body, now);
+    if (!parsed.ok()) return parsed.error();
+    auto added = silences_.add(std::move(parsed.value()), now);
+    if (!added.ok()) return added.error();
+    if (Status s = store_->save_silence(*added); !s.ok()) {
+      metrics_.store_error();
+      log::error("cannot save silence; it holds until a restart", {{"id", added->id}, {"error", s.error().message}});
+    }
+    std::string matchers;
+    for (const auto& m : added->matchers) matchers += (matchers.empty() ? "" : ",") + m.to_string();
+    log::info("silence added", {{"id", added->id}, {"matchers", matchers}, {"author", added->author},
+                                {"ends_at", format_time(added->ends_at)}});
+    status_changed();
+    return to_json(*added);
+  };
+  b.remove_silence = [this](const std::string& id) -> Result<nlohmann::json> {
+    if (!silences_.remove(id)) return Error::not_found("no such silence: " + id);
+    if (Status s = store_->delete_silence(id); !s.ok()) metrics_.store_error();
+    log::info("silence removed", {{"id", id}});
+    status_changed();
+    return nlohmann::json{{"id", id}, {"removed", true}};
+  };
+  b.list_targets = [this] { return targets_json(); };
+  return b;
 }
 
 }  // namespace nightshift

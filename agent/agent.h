@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/api.h"
 #include "agent/config.h"
 #include "agent/hash.h"
 #include "agent/http.h"
@@ -27,6 +28,8 @@
 #include "agent/paging.h"
 #include "agent/rule_engine.h"
 #include "agent/scheduler.h"
+#include "agent/silences.h"
+#include "agent/status_page.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
 #include "probes/probe.h"
@@ -66,6 +69,14 @@ class Agent {
   Duration reconcile_grace() const;
   void on_signal();
   HttpResponse healthz() const;
+  // Status page: re-rendered on the reactor at most every 250 ms after a
+  // change, served from the snapshot by any HTTP worker.
+  void status_changed();
+  void render_status_page();
+  HttpResponse serve_status(const HttpRequest& req, bool json);
+  ApiBackend api_backend();
+  nlohmann::json targets_json() const;
+  void expire_silences();
   std::shared_ptr<const std::string> render_metrics();  // any thread
   void heartbeat();  // every second on the reactor: /healthz checks it is recent
 
@@ -86,6 +97,17 @@ class Agent {
   std::unique_ptr<Store> store_;
   std::unique_ptr<IncidentManager> incidents_;
   std::unique_ptr<Paging> paging_;
+  SilenceSet silences_;
+  std::unique_ptr<Api> api_;
+  // Last result per (target, probe): health for the status page and the API.
+  struct ProbeState {
+    bool ok = false;
+    std::string reason;
+  };
+  std::map<std::string, std::map<std::string, ProbeState>> probe_states_;
+  bool status_render_pending_ = false;
+  std::mutex status_mu_;  // guards status_page_
+  std::shared_ptr<const StatusPage> status_page_;
   std::unique_ptr<Notifier> notifier_;
   EarliestTimer schedule_timer_;  // the scheduler's next due probe
   EarliestTimer rule_timer_;      // the rule engine's next sustain/hysteresis deadline

@@ -402,6 +402,7 @@ void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
     }
   }
   if (auto v = r.number("max_probes_per_second", 1, false)) cfg.agent.max_probes_per_second = *v;
+  if (auto v = r.integer("http_threads", 2, 1024, false)) cfg.agent.http_threads = static_cast<int>(*v);
   if (auto v = r.string("log_level", false)) {
     static const std::map<std::string, LogLevel> kLevels = {
         {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warn", LogLevel::kWarn}, {"error", LogLevel::kError}};
@@ -662,6 +663,29 @@ bool valid_http_url(const std::string& url) {
   return (url.rfind("http://", 0) == 0 && url.size() > 7) || (url.rfind("https://", 0) == 0 && url.size() > 8);
 }
 
+void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
+  if (const toml::table* t = root.table("api")) {
+    TableReader r(*t, "api", errors);
+    if (auto v = read_secret(r, "token", false)) {
+      if (v->size() < 16) {
+        r.error(r.raw().get("token_file") ? "token_file" : "token_env",
+                "the token must be at least 16 characters long");
+      }
+      cfg.api_token = *v;
+    }
+    if (auto v = r.boolean("public_read", false)) cfg.api_public_read = *v;
+    r.report_unknown_keys();
+  }
+  if (const toml::table* t = root.table("status")) {
+    TableReader r(*t, "status", errors);
+    if (auto v = r.string("export_dir", false)) {
+      if (v->empty()) r.error("export_dir", "expected a directory path, found \"\"");
+      cfg.status_export_dir = *v;
+    }
+    r.report_unknown_keys();
+  }
+}
+
 void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
   cfg.notify.agent_name = cfg.agent.name;
   if (const toml::table* t = root.table("notify")) {
@@ -868,6 +892,7 @@ ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   parse_rules(r, cfg, errors);
   parse_incidents(r, cfg, errors);
   parse_notify(r, cfg, errors);
+  parse_api_and_status(r, cfg, errors);
   r.report_unknown_keys();
   if (!errors.list().empty()) {
     result.errors = std::move(errors.list());

@@ -32,6 +32,7 @@ struct AgentSettings {
   std::string listen = "127.0.0.1:9650";  // HTTP: /metrics, /healthz
   std::string state_dir = "/var/lib/nightshift";
   double max_probes_per_second = 2000;  // global cap on probe starts
+  int http_threads = 32;                // HTTP workers: one per open connection (civetweb)
   LogLevel log_level = LogLevel::kInfo;
 };
 
@@ -48,6 +49,12 @@ struct Config {
   // their *_file / *_env keys at load time and never logged.
   std::vector<SinkSpec> sinks;
   NotifyPolicy notify;
+  // [api]: the bearer token for the operator API (empty: read-only), and
+  // whether reads need it too.
+  std::string api_token;
+  bool api_public_read = false;
+  // [status]: where to export status.html and status.json on every change.
+  std::string status_export_dir;
 };
 
 struct ConfigError {

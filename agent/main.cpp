@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/cli.h"
 #include "agent/config.h"
 #include "agent/log.h"
 #include "nightshift/version.h"
@@ -25,6 +26,8 @@ Usage:
   nightshift probe icmp [-c N] [-p MS] [-t MS] [-f FILE] ADDRESS...
                                   one-shot ping, fping-style output; exit 1 if any
                                   address did not answer (probe icmp --help)
+  nightshift incidents|ack|note|resolve|silence ...
+                                  operator commands over the API (nightshift incidents --help)
   nightshift --version            print the version
   nightshift --help               print this help
 
@@ -140,6 +143,7 @@ int main(int argc, char** argv) {
     return check_config(rest.front());
   }
   if (cmd == "run") return run(rest);
+  if (nightshift::cli::is_command(cmd)) return nightshift::cli::run(cmd, rest);
   if (cmd == "probe") {
     if (rest.empty()) return usage_error("probe needs a kind: icmp");
     const std::string kind = rest.front();

@@ -41,7 +41,7 @@ bool retryable_status(long status) { return status == 408 || status == 425 || st
 struct Notifier::Transfer {
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
-  HttpRequest request;
+  OutgoingRequest request;
   OutboxEntry entry;
   SinkSpec sink;
   bool from_memory = false;
@@ -363,6 +363,9 @@ void Notifier::refresh_counts() {
   std::lock_guard<std::mutex> lock(mu_);
   std::map<std::string, std::int64_t> in_memory;
   for (const auto& m : memory_) in_memory[m.sink]++;
+  long long dead = 0;
+  for (const auto& [sink, c] : *counts) dead += c.dead;
+  dead_letters_ = dead;
   for (auto& [sink, s] : series_) {
     auto it = counts->find(sink);
     const Outbox::Counts c = it == counts->end() ? Outbox::Counts{} : it->second;

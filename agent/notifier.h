@@ -58,6 +58,8 @@ class Notifier {
   // Rows that could not be written to the outbox.
   void deliver_from_memory(std::vector<OutboxEntry> rows);
   void stop();
+  // Notifications given up on so far (as last counted); any thread.
+  long long dead_letters() const { return dead_letters_.load(); }
 
  private:
   struct Transfer;
@@ -89,6 +91,7 @@ class Notifier {
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> dirty_{true};
+  std::atomic<long long> dead_letters_{0};
   void* multi_ = nullptr;  // CURLM*
   std::thread thread_;
   std::unique_ptr<Outbox> outbox_;

@@ -261,9 +261,9 @@ std::string hmac_sha256_hex(const std::string& key, const std::string& message) 
   return out;
 }
 
-HttpRequest prepare_request(const SinkSpec& sink, const std::string& body, const std::string& idempotency_key,
+OutgoingRequest prepare_request(const SinkSpec& sink, const std::string& body, const std::string& idempotency_key,
                             SystemTime now) {
-  HttpRequest r;
+  OutgoingRequest r;
   r.url = sink.url;
   r.body = body;
   r.headers.emplace_back("Content-Type", "application/json");

@@ -77,7 +77,7 @@ bool sink_wants(const SinkSpec& sink, const NotificationEvent& e, bool escalated
 std::string render_body(const SinkSpec& sink, const NotifyPolicy& policy, const NotificationEvent& e,
                         const std::string& idempotency_key, SystemTime now);
 
-struct HttpRequest {
+struct OutgoingRequest {
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
@@ -85,7 +85,7 @@ struct HttpRequest {
 
 // The request for one delivery attempt: adds the timestamp and signature
 // (webhook), the routing key (pagerduty) and auth headers. `now` is the attempt time.
-HttpRequest prepare_request(const SinkSpec& sink, const std::string& body, const std::string& idempotency_key,
+OutgoingRequest prepare_request(const SinkSpec& sink, const std::string& body, const std::string& idempotency_key,
                             SystemTime now);
 
 // Lowercase hex HMAC-SHA256 of `message` under `key`.

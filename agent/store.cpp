@@ -18,7 +18,8 @@ const char kSchema[] =
     "  open INTEGER NOT NULL,"
     "  resolved_unix INTEGER,"
     "  body TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS incidents_open ON incidents(open, resolved_unix);";
+    "CREATE INDEX IF NOT EXISTS incidents_open ON incidents(open, resolved_unix);"
+    "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, ends_unix INTEGER NOT NULL, body TEXT NOT NULL);";
 
 std::string message(sqlite3* db, const std::string& what) {
   return what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
@@ -156,6 +157,54 @@ Result<std::vector<Incident>> Store::load(std::int64_t recent_seconds) {
     out.push_back(std::move(inc.value()));
   }
   if (rc != SQLITE_DONE) return Error::io(message(db_, "load incidents"));
+  return out;
+}
+
+Status Store::save_silence(const Silence& silence) {
+  Stmt st;
+  if (sqlite3_prepare_v2(db_, "INSERT OR REPLACE INTO silences (id, ends_unix, body) VALUES (?, ?, ?)", -1, &st.s,
+                         nullptr) != SQLITE_OK) {
+    return Error::io(message(db_, "prepare silence"));
+  }
+  const std::string body = to_json(silence).dump();
+  sqlite3_bind_text(st.s, 1, silence.id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st.s, 2, std::chrono::duration_cast<std::chrono::seconds>(silence.ends_at.time_since_epoch()).count());
+  sqlite3_bind_text(st.s, 3, body.c_str(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+  if (sqlite3_step(st.s) != SQLITE_DONE) return Error::io(message(db_, "save silence " + silence.id));
+  return {};
+}
+
+Status Store::delete_silence(const std::string& id) {
+  Stmt st;
+  if (sqlite3_prepare_v2(db_, "DELETE FROM silences WHERE id = ?", -1, &st.s, nullptr) != SQLITE_OK) {
+    return Error::io(message(db_, "prepare delete silence"));
+  }
+  sqlite3_bind_text(st.s, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st.s) != SQLITE_DONE) return Error::io(message(db_, "delete silence " + id));
+  return {};
+}
+
+Result<std::vector<Silence>> Store::load_silences(SystemTime now) {
+  Stmt st;
+  if (sqlite3_prepare_v2(db_, "SELECT id, body FROM silences WHERE ends_unix >= ?", -1, &st.s, nullptr) != SQLITE_OK) {
+    return Error::io(message(db_, "prepare load silences"));
+  }
+  sqlite3_bind_int64(st.s, 1, std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+  std::vector<Silence> out;
+  int rc;
+  while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
+    const std::string id = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0));
+    const char* body = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 1));
+    auto j = nlohmann::json::parse(body ? body : "", nullptr, /*allow_exceptions=*/false);
+    // Parsed as of its creation, so a silence that started long ago still loads.
+    auto created = j.is_object() && j.contains("created_at") && j["created_at"].is_string()
+                       ? parse_time(j["created_at"].get<std::string>())
+                       : Result<SystemTime>(now);
+    auto s = silence_from_json(j, created.ok() ? *created : now);
+    if (!s.ok()) return Error::invalid("silence " + id + ": " + s.error().message);
+    out.push_back(std::move(s.value()));
+  }
+  if (rc != SQLITE_DONE) return Error::io(message(db_, "load silences"));
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agent/outbox.h"
+#include "agent/silences.h"
 #include "nightshift/incident.h"
 #include "nightshift/result.h"
 
@@ -40,6 +41,10 @@ class Store {
   // Queues notifications that belong to no incident change (renotify, keep-alive).
   Status enqueue(const std::vector<OutboxEntry>& notifications);
   Result<std::vector<Incident>> load(std::int64_t recent_seconds);
+  Status save_silence(const Silence& silence);
+  Status delete_silence(const std::string& id);
+  // Silences that have not ended by `now`.
+  Result<std::vector<Silence>> load_silences(SystemTime now);
   Status set_meta(const std::string& key, const std::string& value);
   Result<std::string> get_meta(const std::string& key);
 

@@ -14,6 +14,8 @@ packages=(
   clang-14 libclang-rt-14-dev
   # test peers and tools: network namespaces, firewall rules, HTTP client
   iproute2 nftables iptables curl procps libcap2-bin snmpd snmp
+  # status page test: a real browser
+  chromium
   # paging tests: a real Alertmanager
   prometheus-alertmanager
   # fault tests: delay packets through NFQUEUE

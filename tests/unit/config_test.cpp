@@ -114,7 +114,7 @@ TEST(ConfigTest, AFileWithTenErrorsReportsAllTenInLineOrder) {
                                          "target[0].probe[0].name"};
   for (std::size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(r.errors[i].key, keys[i]);
   EXPECT_EQ(r.errors[4].message,
-            "unknown key (known keys: listen, log_level, max_probes_per_second, name, site, state_dir)");
+            "unknown key (known keys: http_threads, listen, log_level, max_probes_per_second, name, site, state_dir)");
 }
 
 TEST(ConfigTest, UnreadableFileSaysWhy) {

@@ -63,7 +63,7 @@ TEST(SinksTest, WebhookBodyIsVersionedAndSignedOverTimestampAndBody) {
   EXPECT_EQ(j["agent"], "edge1");
   EXPECT_EQ(body.find("s3cret"), std::string::npos);
 
-  const HttpRequest r = prepare_request(s, body, "k1", kNow);
+  const OutgoingRequest r = prepare_request(s, body, "k1", kNow);
   std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
   ASSERT_TRUE(h.count("X-Nightshift-Timestamp"));
   EXPECT_EQ(h["X-Nightshift-Signature"],

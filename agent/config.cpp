@@ -171,6 +171,9 @@ class Errors {
   std::vector<ConfigError> errors_;
 };
 
+class TableReader;
+std::optional<std::string> read_secret(TableReader& r, const std::string& base, bool required, bool plain);
+
 // Reads one TOML table: typed getters that report errors with the key's path and
 // position, and a final check that reports every key nobody asked for.
 class TableReader final : public OptionReader {
@@ -304,6 +307,76 @@ class TableReader final : public OptionReader {
   void error(std::string_view key, std::string message) override {
     const toml::node* n = table_.get(key);
     errors_.at(n ? n->source() : table_.source(), key_path(key), std::move(message));
+  }
+
+  std::optional<std::vector<std::string>> strings(std::string_view key, bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "an array of strings");
+      return std::nullopt;
+    }
+    const toml::array* a = n->as_array();
+    if (a == nullptr) {
+      wrong(key, *n, "an array of strings");
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (const auto& v : *a) {
+      if (!v.is_string()) {
+        errors_.at(v.source(), key_path(key), "expected a string, found " + describe(v));
+        return std::nullopt;
+      }
+      out.push_back(*v.value<std::string>());
+    }
+    return out;
+  }
+
+  std::optional<std::vector<std::int64_t>> integers(std::string_view key, std::int64_t min, std::int64_t max,
+                                                    bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "an array of integers");
+      return std::nullopt;
+    }
+    const toml::array* a = n->as_array();
+    if (a == nullptr) {
+      wrong(key, *n, "an array of integers");
+      return std::nullopt;
+    }
+    std::vector<std::int64_t> out;
+    for (const auto& v : *a) {
+      auto i = v.value_exact<std::int64_t>();
+      if (!v.is_integer() || !i || *i < min || *i > max) {
+        errors_.at(v.source(), key_path(key),
+                   "expected an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", found " +
+                       describe(v));
+        return std::nullopt;
+      }
+      out.push_back(*i);
+    }
+    return out;
+  }
+
+  std::vector<std::unique_ptr<OptionReader>> tables(std::string_view key) override {
+    std::vector<std::unique_ptr<OptionReader>> out;
+    const toml::node* n = node(key);
+    if (n == nullptr) return out;
+    const toml::array* a = n->as_array();
+    if (a == nullptr || !(a->is_array_of_tables() || a->empty())) {
+      wrong(key, *n, "an array of tables, e.g. [{ name = \"x\", oid = \"1.3.6.1...\" }]");
+      return out;
+    }
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      out.push_back(std::make_unique<TableReader>(*a->get(i)->as_table(),
+                                                  key_path(key) + "[" + std::to_string(i) + "]", errors_));
+    }
+    return out;
+  }
+
+  void done() override { report_unknown_keys(); }
+
+  std::optional<std::string> secret(std::string_view base, bool required, bool plain_allowed) override {
+    return read_secret(*this, std::string(base), required, plain_allowed);
   }
 
   // Every key in the table that no getter asked for is an error.
@@ -617,7 +690,7 @@ void parse_incidents(TableReader& root, Config& cfg, Errors& errors) {
 // A secret from `<base>_file` (the file's content, trailing whitespace dropped)
 // or `<base>_env` (an environment variable). Errors name the key and the file
 // or variable, never the value. `plain` also allows `<base>` itself (a URL).
-std::optional<std::string> read_secret(TableReader& r, const std::string& base, bool required, bool plain = false) {
+std::optional<std::string> read_secret(TableReader& r, const std::string& base, bool required, bool plain) {
   auto file = r.string(base + "_file", false);
   auto env = r.string(base + "_env", false);
   std::optional<std::string> inline_value = plain ? r.string(base, false) : std::nullopt;
@@ -666,7 +739,7 @@ bool valid_http_url(const std::string& url) {
 void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
   if (const toml::table* t = root.table("api")) {
     TableReader r(*t, "api", errors);
-    if (auto v = read_secret(r, "token", false)) {
+    if (auto v = read_secret(r, "token", false, false)) {
       if (v->size() < 16) {
         r.error(r.raw().get("token_file") ? "token_file" : "token_env",
                 "the token must be at least 16 characters long");
@@ -777,9 +850,9 @@ void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
         r.error("audience", "required for a notice sink: who is told, e.g. \"Business customers in Amsterdam\"");
         ok = false;
       }
-      if (auto v = read_secret(r, "secret", false)) sink.secret = *v;
-      if (auto v = read_secret(r, "token", false)) sink.bearer_token = *v;
-      if (auto v = read_secret(r, "routing_key", sink.type == SinkType::kPagerDuty)) {
+      if (auto v = read_secret(r, "secret", false, false)) sink.secret = *v;
+      if (auto v = read_secret(r, "token", false, false)) sink.bearer_token = *v;
+      if (auto v = read_secret(r, "routing_key", sink.type == SinkType::kPagerDuty, false)) {
         sink.routing_key = *v;
       } else if (sink.type == SinkType::kPagerDuty) {
         ok = false;

@@ -29,6 +29,10 @@ const std::vector<Variable>& variables() {
       {"reply_ttl", ValueType::kNumber, "last reply TTL (ICMP)"},
       {"loss_ratio", ValueType::kNumber, "last round's loss ratio (ICMP)"},
       {"connect_seconds", ValueType::kNumber, "last connect time (TCP)"},
+      {"uptime_seconds", ValueType::kNumber, "device uptime from sysUpTime (SNMP)"},
+      {"rebooted", ValueType::kNumber, "1 when the last poll saw sysUpTime go back: the device rebooted (SNMP)"},
+      {"interfaces_down", ValueType::kNumber, "selected interfaces admin up and oper down (SNMP)"},
+      {"interfaces", ValueType::kNumber, "selected interfaces (SNMP)"},
   };
   return kVariables;
 }

@@ -3,14 +3,16 @@
 #include <array>
 
 #include "probes/icmp.h"
+#include "probes/snmp.h"
 #include "probes/tcp.h"
 
 namespace nightshift {
 
 namespace {
-const std::array<ProbeKind, 2> kKinds = {{
+const std::array<ProbeKind, 3> kKinds = {{
     {"tcp", &tcp::parse_options, &tcp::make_engine},
     {"icmp", &icmp::parse_options, &icmp::make_engine},
+    {"snmp", &snmp::parse_options, &snmp::make_engine},
 }};
 }  // namespace
 
@@ -58,6 +60,7 @@ std::string_view to_string(FailureReason reason) {
     case FailureReason::kDnsFailure: return "dns_failure";
     case FailureReason::kBannerMismatch: return "banner_mismatch";
     case FailureReason::kConnectionClosed: return "connection_closed";
+    case FailureReason::kAuthFailure: return "auth_failure";
     case FailureReason::kResourceLimit: return "resource_limit";
     case FailureReason::kError: return "error";
   }

@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nightshift/clock.h"
 
@@ -25,6 +27,18 @@ class OptionReader {
   virtual std::optional<Duration> duration(std::string_view key, bool required) = 0;
   // A semantic error about `key` (located at its value, or at the table if absent).
   virtual void error(std::string_view key, std::string message) = 0;
+  // An array of strings / of integers in [min, max].
+  virtual std::optional<std::vector<std::string>> strings(std::string_view key, bool required) = 0;
+  virtual std::optional<std::vector<std::int64_t>> integers(std::string_view key, std::int64_t min, std::int64_t max,
+                                                            bool required) = 0;
+  // An array of tables (e.g. oids = [{...}, {...}]): one reader per table.
+  // Call done() on each when its keys are read (reports unknown keys).
+  virtual std::vector<std::unique_ptr<OptionReader>> tables(std::string_view key) = 0;
+  virtual void done() {}
+  // A secret from `<base>_file` (file content, trailing whitespace dropped) or
+  // `<base>_env`, or, when `plain_allowed`, `<base>` itself. Errors name the
+  // key and the file or variable, never the value.
+  virtual std::optional<std::string> secret(std::string_view base, bool required, bool plain_allowed) = 0;
 };
 
 }  // namespace nightshift

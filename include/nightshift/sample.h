@@ -21,6 +21,7 @@ enum class FailureReason {
   kDnsFailure,      // the target's hostname did not resolve
   kBannerMismatch,  // connected, but the expected banner did not arrive
   kConnectionClosed,// the peer closed before the probe finished
+  kAuthFailure,     // the device refused our credentials (SNMPv3 report: wrong user, key or security level)
   kResourceLimit,   // this host ran out of sockets or descriptors
   kError,           // any other local error; see Sample::detail
 };

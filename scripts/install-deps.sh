@@ -17,7 +17,7 @@ packages=(
   # status page test: a real browser
   chromium
   # paging tests: a real Alertmanager
-  prometheus-alertmanager
+  prometheus-alertmanager prometheus
   # fault tests: delay packets through NFQUEUE
   libnetfilter-queue-dev
 )

@@ -673,7 +673,11 @@ class SnmpEngine final : public ProbeEngine {
     p->token = token;
     if (snmp_sess_async_send(p->session->handle, pdu, &SnmpEngine::on_response,
                              reinterpret_cast<void*>(static_cast<std::uintptr_t>(token))) == 0) {
-      t_requests.erase(token);
+      // A v3 send may discover the engine id inside the call and report the
+      // failure through the callback, which already ended (and freed) the poll.
+      auto it = t_requests.find(token);
+      if (it == t_requests.end()) return;
+      t_requests.erase(it);
       int liberr = 0, syserr = 0;
       char* msg = nullptr;
       snmp_sess_error(p->session->handle, &liberr, &syserr, &msg);

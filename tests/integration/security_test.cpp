@@ -33,6 +33,10 @@ const std::vector<std::string> kSecrets = {
     "pdkey-5e7f-LEAKCANARY-routing",   // PagerDuty routing key (environment)
     "slackpath-LEAKCANARY-T0B0X0",     // the secret part of a Slack URL (file)
     "bearer-77aa-LEAKCANARY-token",    // a sink's bearer token (file)
+    "apitoken-LEAKCANARY-0123456789",  // the operator API token (file)
+    "community-LEAKCANARY-snmp",       // an SNMP v2c community (file)
+    "v3auth-LEAKCANARY-pass",          // SNMPv3 auth password (file)
+    "v3priv-LEAKCANARY-pass",          // SNMPv3 privacy password (environment)
 };
 
 std::string binary() {
@@ -83,9 +87,13 @@ class SecurityTest : public ::testing::Test {
     write_file(dir_.file("webhook.secret"), kSecrets[0] + "\n");
     write_file(dir_.file("slack.url"), receiver_.url("/services/" + kSecrets[2]) + "\n");
     write_file(dir_.file("bearer.token"), kSecrets[3]);
+    write_file(dir_.file("api.token"), kSecrets[4] + "\n");
+    write_file(dir_.file("community"), kSecrets[5] + "\n");
+    write_file(dir_.file("v3auth"), kSecrets[6] + "\n");
     // A port nothing listens on: the probed service is down from the start.
     write_file(dir_.file("agent.toml"), R"([agent]
 name = "sec"
+log_level = "debug"
 listen = "127.0.0.1:0"
 state_dir = ")" + dir_.path() + R"(/state"
 
@@ -115,16 +123,40 @@ name = "chat"
 type = "slack"
 url_file = ")" + dir_.file("slack.url") + R"("
 
+[api]
+token_file = ")" + dir_.file("api.token") + R"("
+public_read = true
+
 [[target]]
 name = "svc"
 address = "127.0.0.1"
   [[target.probe]]
   kind = "tcp"
   port = 9
+
+# Nothing answers SNMP on port 9: the credentials are used and must not leak.
+[[target]]
+name = "switch-v2"
+address = "127.0.0.1"
+  [[target.probe]]
+  kind = "snmp"
+  port = 9
+  community_file = ")" + dir_.file("community") + R"("
+
+[[target]]
+name = "switch-v3"
+address = "127.0.0.1"
+  [[target.probe]]
+  kind = "snmp"
+  port = 9
+  version = "3"
+  username = "noc"
+  auth_password_file = ")" + dir_.file("v3auth") + R"("
+  priv_password_env = "NIGHTSHIFT_TEST_V3_PRIV"
 )");
     Process::Options o;
     o.argv = {binary(), "run", "-c", dir_.file("agent.toml")};
-    o.extra_env = {"NIGHTSHIFT_TEST_PD_KEY=" + kSecrets[1]};
+    o.extra_env = {"NIGHTSHIFT_TEST_PD_KEY=" + kSecrets[1], "NIGHTSHIFT_TEST_V3_PRIV=" + kSecrets[7]};
     agent_ = std::make_unique<Process>(o);
     auto at = agent_->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
     ASSERT_TRUE(at) << agent_->stderr_text();

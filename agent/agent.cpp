@@ -116,7 +116,7 @@ int Agent::run() {
   http_.route("/metrics", [this](const HttpRequest&) {
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = *render_metrics();
+    r.shared_body = render_metrics();  // shared by concurrent scrapers, never copied
     return r;
   });
   http_.route("/healthz", [this](const HttpRequest&) { return healthz(); });

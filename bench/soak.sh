@@ -52,7 +52,7 @@ agent_pid=$!
 for _ in $(seq 100); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 
 page=/status
-curl -sf "127.0.0.1:$port/status" >/dev/null || page=/metrics  # before the status page existed
+for _ in $(seq 100); do curl -sf "127.0.0.1:$port/status" >/dev/null && break; sleep 0.2; done
 wrk -t2 -c32 -d"${D}s" "http://127.0.0.1:$port$page" > "$work/wrk.txt" 2>&1 &
 wrk_pid=$!
 
@@ -60,7 +60,7 @@ printf 'second rss_mib outbox_depth open_incidents\n' > "$work/samples.txt"
 end=$((SECONDS + D))
 while [ $SECONDS -lt $end ] && kill -0 "$agent_pid" 2>/dev/null; do
   rss=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$agent_pid/status")
-  m=$(curl -s -m 5 "127.0.0.1:$port/metrics" || true)
+  m=$(curl -s -m 20 "127.0.0.1:$port/metrics" || true)
   depth=$(awk '/^nightshift_outbox_depth\{/ {s += $2} END {print s + 0}' <<< "$m")
   open=$(awk '/^nightshift_incidents_open\{/ {s += $2} END {print s + 0}' <<< "$m")
   printf '%d %s %s %s\n' $((D - (end - SECONDS))) "$rss" "$depth" "$open" >> "$work/samples.txt"

@@ -671,22 +671,30 @@ class SnmpEngine final : public ProbeEngine {
     const std::uint64_t token = ++t_next_token;
     t_requests[token] = p;
     p->token = token;
-    if (snmp_sess_async_send(p->session->handle, pdu, &SnmpEngine::on_response,
-                             reinterpret_cast<void*>(static_cast<std::uintptr_t>(token))) == 0) {
-      // A v3 send may discover the engine id inside the call and report the
-      // failure through the callback, which already ended (and freed) the poll.
-      auto it = t_requests.find(token);
-      if (it == t_requests.end()) return;
-      t_requests.erase(it);
-      int liberr = 0, syserr = 0;
-      char* msg = nullptr;
-      snmp_sess_error(p->session->handle, &liberr, &syserr, &msg);
-      classify(liberr, *p);
-      p->detail = std::string("cannot send: ") + (msg ? msg : "error");
-      if (msg) std::free(msg);
-      snmp_free_pdu(pdu);
-      finish(p);
+    void* handle = p->session->handle;
+    if (snmp_sess_async_send(handle, pdu, &SnmpEngine::on_response,
+                             reinterpret_cast<void*>(static_cast<std::uintptr_t>(token))) != 0) {
+      return;
     }
+    // A v3 send may discover the engine id inside the call and report the
+    // failure through the callback, which has then ended (and freed) the poll:
+    // only the token map says whether `p` is still alive.
+    auto it = t_requests.find(token);
+    if (it == t_requests.end()) return;
+    t_requests.erase(it);
+    send_failed(p, handle, pdu);
+  }
+
+  // Out of line: nothing of `p` may be read in send() before the check above.
+  [[gnu::noinline]] void send_failed(Poll* p, void* handle, netsnmp_pdu* pdu) {
+    int liberr = 0, syserr = 0;
+    char* msg = nullptr;
+    snmp_sess_error(handle, &liberr, &syserr, &msg);
+    classify(liberr, *p);
+    p->detail = std::string("cannot send: ") + (msg ? msg : "error");
+    if (msg) std::free(msg);
+    snmp_free_pdu(pdu);
+    finish(p);
   }
 
   // The next GETBULK (GETNEXT for v1) over every column still being walked.

@@ -213,7 +213,8 @@ TEST_F(ApiTest, BadInputGetsAClearFourHundredAndChangesNothing) {
   EXPECT_EQ(code_of(curl({"-X", "DELETE", url("/api/v1/incidents")})), 405);
   // Nothing of that reached the incident.
   RunResult got = curl({url("/api/v1/incidents/" + id), "-H", std::string("Authorization: Bearer ") + kToken});
-  for (const auto& e : body_of(got)["timeline"]) EXPECT_NE(e["kind"], "note");
+  const json incident = body_of(got);
+  for (const auto& e : incident["timeline"]) EXPECT_NE(e["kind"], "note");
   EXPECT_TRUE(agent_->running());
 }
 

@@ -12,6 +12,7 @@
 #include "agent/log.h"
 #include "nightshift/version.h"
 #include "probes/icmp.h"
+#include "probes/pcap.h"
 
 namespace {
 
@@ -23,6 +24,8 @@ Usage:
   nightshift probe icmp [-c N] [-p MS] [-t MS] [-f FILE] ADDRESS...
                                   one-shot ping, fping-style output; exit 1 if any
                                   address did not answer (probe icmp --help)
+  nightshift replay [--prefix CIDR]... [--config FILE] [--json] FILE.pcap
+                                  pcap watch analysis of a capture (replay --help)
   nightshift --version            print the version
   nightshift --help               print this help
 
@@ -134,6 +137,7 @@ int main(int argc, char** argv) {
     return check_config(rest.front());
   }
   if (cmd == "run") return run(rest);
+  if (cmd == "replay") return nightshift::pcap::replay_cli(rest, std::cout, std::cerr);
   if (cmd == "probe") {
     if (rest.empty()) return usage_error("probe needs a kind: icmp");
     const std::string kind = rest.front();

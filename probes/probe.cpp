@@ -3,14 +3,16 @@
 #include <array>
 
 #include "probes/icmp.h"
+#include "probes/pcap.h"
 #include "probes/tcp.h"
 
 namespace nightshift {
 
 namespace {
-const std::array<ProbeKind, 2> kKinds = {{
+const std::array<ProbeKind, 3> kKinds = {{
     {"tcp", &tcp::parse_options, &tcp::make_engine},
     {"icmp", &icmp::parse_options, &icmp::make_engine},
+    {"pcap", &pcap::parse_options, &pcap::make_engine},
 }};
 }  // namespace
 

@@ -102,7 +102,7 @@ std::string PcapEngine::open(const std::string& interface, const PcapOptions& op
   if (rc < 0) {
     std::string msg = "cannot capture on " + interface + ": " + pcap_statustostr(rc);
     const std::string detail = pcap_geterr(h);
-    if (!detail.empty()) msg += " (" + detail + ")";
+    if (!detail.empty() && detail != pcap_statustostr(rc)) msg += " (" + detail + ")";
     if (rc == PCAP_ERROR_PERM_DENIED) msg += "; capturing needs CAP_NET_RAW";
     pcap_close(h);
     return msg;

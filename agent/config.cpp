@@ -509,8 +509,10 @@ void parse_targets(TableReader& root, Config& cfg, Errors& errors) {
     }
     if (address) {
       if (!Resolver::parse_literal(*address) && !valid_hostname(*address) && !valid_cidr(*address)) {
-        r.error("address", "expected an IP address, a hostname or a prefix (CIDR, for pcap watches), found \"" +
-                               *address + "\"");
+        r.error("address", address->find('/') == std::string::npos
+                               ? "expected an IP address or a hostname, found \"" + *address + "\""
+                               : "expected an IP address, a hostname or a prefix like \"198.51.100.0/24\" (pcap "
+                                 "watches), found \"" + *address + "\"");
       }
       target->address = *address;
     }

@@ -29,6 +29,14 @@ const std::vector<Variable>& variables() {
       {"reply_ttl", ValueType::kNumber, "last reply TTL (ICMP)"},
       {"loss_ratio", ValueType::kNumber, "last round's loss ratio (ICMP)"},
       {"connect_seconds", ValueType::kNumber, "last connect time (TCP)"},
+      {"packets_per_second", ValueType::kNumber, "traffic to or from the prefix (pcap)"},
+      {"bytes_per_second", ValueType::kNumber, "bytes to or from the prefix (pcap)"},
+      {"baseline_pps", ValueType::kNumber, "learned packets/s for this hour of the week (pcap)"},
+      {"traffic_drop", ValueType::kNumber, "1 - packets/s over the baseline, 0 to 1 (pcap)"},
+      {"syn_failed_ratio", ValueType::kNumber, "handshakes with no SYN-ACK in time / judged (pcap)"},
+      {"rst_per_second", ValueType::kNumber, "TCP resets (pcap)"},
+      {"retransmits_per_second", ValueType::kNumber, "TCP retransmissions (pcap)"},
+      {"icmp_unreachable_per_second", ValueType::kNumber, "ICMP destination unreachable (pcap)"},
   };
   return kVariables;
 }

@@ -194,7 +194,9 @@ TEST_F(PcapReplayTest, TextOutputAndConfigPrefixes) {
                    "[agent]\nname = \"t\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"" + dir_.file("state") +
                        "\"\n\n[[target]]\nname = \"customers-v6\"\naddress = \"2001:db8:5e::/48\"\n"
                        "  [[target.probe]]\n  kind = \"pcap\"\n  interface = \"eth0\"\n  interval = \"5s\"\n"
-                       "  timeout = \"1s\"\n");
+                       "  timeout = \"1s\"\n\n[[rule]]\nname = \"customers_silent\"\n"
+                       "condition = \"traffic_drop > 0.9 or syn_failed_ratio > 50%\"\nfor = \"2m\"\n"
+                       "select = { kind = \"pcap\" }\n");
   auto check = run_process({agent_binary(), "check-config", config});
   EXPECT_TRUE(check.status && check.status->code == 0) << check.out << check.err;
   auto r = run_process({agent_binary(), "replay", "--config", config, file});
@@ -240,7 +242,7 @@ TEST_F(PcapReplayTest, ConfigErrorsNamePlace) {
   auto r = run_process({agent_binary(), "check-config", config});
   ASSERT_TRUE(r.status && r.status->exited);
   EXPECT_EQ(r.status->code, 1);
-  EXPECT_THAT(r.err, HasSubstr("bad.toml:8:11: target[0].address: expected an IP address, a hostname or a prefix"));
+  EXPECT_THAT(r.err, HasSubstr("bad.toml:8:11: target[0].address: expected an IP address, a hostname or a prefix like"));
   EXPECT_THAT(r.err, HasSubstr("target[0].probe[0].interface"));
   EXPECT_THAT(r.err, HasSubstr("target[0].probe[0].syn_timeout: must be between 10ms and 5m"));
 }
@@ -279,7 +281,8 @@ TEST(PcapLive, TrafficOnAVethStopsAndTheAgentSeesTheDrop) {
                                "  [[target.probe]]\n  kind = \"pcap\"\n  interface = \"" +
                                iface +
                                "\"\n  interval = \"1s\"\n  timeout = \"500ms\"\n  baseline_min_samples = 3\n  baseline_samples = 3\n"
-                               "  min_baseline_pps = 5\n");
+                               "  min_baseline_pps = 5\n\n[[rule]]\nname = \"customers_silent\"\n"
+                               "condition = \"traffic_drop > 0.9\"\nseverity = \"warning\"\n");
   Process agent(Process::Options{{agent_binary(), "run", "-c", config}, {}, dir.path()});
   const std::string marker = "msg=listening address=127.0.0.1:";
   auto pos = agent.wait_for_stderr(marker, 5s);
@@ -329,6 +332,8 @@ TEST(PcapLive, TrafficOnAVethStopsAndTheAgentSeesTheDrop) {
       << " drop=" << metric("probe_pcap_traffic_drop").value_or(-1) << "\n"
       << agent.stderr_text();
   EXPECT_EQ(metric("probe_success"), 1.0);
+  // The rule engine uses it: a rule on traffic_drop fires.
+  EXPECT_TRUE(agent.wait_for_stderr("msg=\"alert firing\" rule=customers_silent", 5s)) << agent.stderr_text();
 }
 
 TEST(PcapLive, MissingInterfaceIsAClearFailureNotACrash) {

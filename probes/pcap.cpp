@@ -150,11 +150,24 @@ void PcapEngine::drain(Capture& c) {
   // Bounded: at most a few batches per wake-up, so other sockets get their turn.
   for (int round = 0; round < 8; ++round) {
     const int n = pcap_dispatch(c.handle, kDispatchBatch, &on_packet, reinterpret_cast<u_char*>(&ctx));
-    if (n < kDispatchBatch) {
-      if (n == PCAP_ERROR) log::warn("pcap_dispatch failed", {{"error", pcap_geterr(c.handle)}});
-      break;
+    if (n == PCAP_ERROR) {
+      // The interface went down or away: stop watching (a dead fd would wake
+      // the reactor forever); the next run reopens it or reports why not.
+      c.last_error = pcap_geterr(c.handle);
+      log::warn("pcap capture stopped", {{"error", c.last_error}});
+      close(c);
+      return;
     }
+    if (n < kDispatchBatch) break;
   }
+}
+
+void PcapEngine::forget_stale_watches(SteadyTime now) {
+  // Targets a reload removed stop running: drop their state after a day (a
+  // watch runs at least every few minutes while it exists).
+  if (now - last_sweep_ < std::chrono::minutes(10)) return;
+  last_sweep_ = now;
+  std::erase_if(watches_, [now](const auto& kv) { return now - kv.second.last_run > std::chrono::hours(24); });
 }
 
 void PcapEngine::submit(ProbeRequest req) {
@@ -172,15 +185,22 @@ void PcapEngine::submit(ProbeRequest req) {
     return finish();
   }
   Capture& c = captures_[options.interface];
+  drain(c);  // before reopening: what arrived before a failure still counts
   if (std::string why = open(options.interface, options, c); !why.empty()) {
     s.reason = FailureReason::kError;
-    s.detail = why;
+    s.detail = c.last_error.empty() ? why : why + " (capture stopped: " + c.last_error + ")";
     return finish();
+  }
+  if (!c.last_error.empty()) {
+    log::info("pcap capture restarted", {{"interface", options.interface}});
+    c.last_error.clear();
   }
   drain(c);
   c.analyzer->expire(now);
   const std::size_t index = c.analyzer->add_prefix(*prefix);
+  forget_stale_watches(now);
   Watch& w = watches_[watch_key(req)];
+  w.last_run = now;
   if (!w.watch || w.interface != options.interface || w.prefix_index != index) {
     // First run (or the target moved): start counting from here; the first
     // report covers the time since the capture started for this prefix.

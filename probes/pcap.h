@@ -55,7 +55,7 @@ class PcapEngine final : public ProbeEngine {
     int fd = -1;
     int link_type = 0;
     std::unique_ptr<Analyzer> analyzer;
-    std::uint64_t kernel_drops = 0;
+    std::string last_error;  // why the capture stopped, until it restarts
   };
   struct Watch {
     std::string interface;
@@ -63,15 +63,18 @@ class PcapEngine final : public ProbeEngine {
     std::unique_ptr<PrefixWatch> watch;
     Counters interface_last;
     SteadyTime interface_at{};
+    SteadyTime last_run{};
   };
   // Opens the interface's capture if needed; "" or libpcap's error.
   std::string open(const std::string& interface, const PcapOptions& options, Capture& c);
   void close(Capture& c);
   void drain(Capture& c);
+  void forget_stale_watches(SteadyTime now);
 
   Reactor& reactor_;
   std::map<std::string, Capture> captures_;  // by interface
   std::map<std::string, Watch> watches_;     // by target + '\0' + probe
+  SteadyTime last_sweep_{};
 };
 
 // `nightshift replay FILE.pcap [...]`: the same analysis over a capture file,

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 #include <algorithm>
+#include <functional>
 #include <sstream>
 
 #include "probes/pcap_codec.h"
@@ -334,6 +335,29 @@ TEST(PcapLive, TrafficOnAVethStopsAndTheAgentSeesTheDrop) {
   EXPECT_EQ(metric("probe_success"), 1.0);
   // The rule engine uses it: a rule on traffic_drop fires.
   EXPECT_TRUE(agent.wait_for_stderr("msg=\"alert firing\" rule=customers_silent", 5s)) << agent.stderr_text();
+
+  // The link goes down under the capture and comes back: the capture
+  // survives it (no traffic, no error), and traffic after it counts again.
+  const int fd2 = ::socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_GE(fd2, 0);
+  auto send_for = [&](std::chrono::milliseconds how_long, const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + how_long;
+    for (int i = 0; i < 1000 && std::chrono::steady_clock::now() < until; ++i) {
+      ::sendto(fd2, payload, sizeof payload, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);  // may fail: link down
+      ::usleep(10000);
+      if (i % 20 == 19 && done()) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(peer.set_link(false)) << peer.error();
+  send_for(2500ms, [] { return false; });
+  EXPECT_EQ(metric("probe_pcap_packets_per_second"), 0.0);
+  EXPECT_EQ(metric("probe_success"), 1.0);
+  ASSERT_TRUE(peer.set_link(true)) << peer.error();
+  EXPECT_TRUE(send_for(5s, [&] { return metric("probe_pcap_packets_per_second").value_or(0) > 50; }))
+      << "no traffic counted after the link came back\n" << agent.stderr_text();
+  ::close(fd2);
+  EXPECT_TRUE(agent.running());
 }
 
 TEST(PcapLive, MissingInterfaceIsAClearFailureNotACrash) {

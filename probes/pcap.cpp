@@ -213,7 +213,7 @@ void PcapEngine::submit(ProbeRequest req) {
   const PrefixReport r = w.watch->report(c.analyzer->counters(index), now, reactor_.clock().wall_now());
   s.ok = true;
   s.duration = reactor_.clock().now() - now;
-  fill_sample(r, s);
+  if (r.seconds > 0) fill_sample(r, s);  // the first run only starts the window: no rates yet
   const Counters iface = difference(c.analyzer->interface_counters(), w.interface_last);
   const double secs = std::chrono::duration<double>(now - w.interface_at).count();
   if (secs > 0) {

@@ -515,7 +515,9 @@ PrefixReport PrefixWatch::report(const Counters& now_counters, SteadyTime now, S
   const std::uint64_t judged = r.delta.syn_failed + r.delta.syn_completed;
   if (judged > 0) r.syn_failed_ratio = static_cast<double>(r.delta.syn_failed) / static_cast<double>(judged);
   r.baseline_pps = baseline_.expected(wall);
-  r.traffic_drop = baseline_.observe(wall, r.packets_per_second);
+  // An empty window (the first run, or two runs at one instant) measures no
+  // rate: teaching the baseline a zero from it would be wrong.
+  if (r.seconds > 0) r.traffic_drop = baseline_.observe(wall, r.packets_per_second);
   last_ = now_counters;
   last_at_ = now;
   return r;

@@ -354,8 +354,9 @@ TEST(PcapLive, TrafficOnAVethStopsAndTheAgentSeesTheDrop) {
   EXPECT_EQ(metric("probe_pcap_packets_per_second"), 0.0);
   EXPECT_EQ(metric("probe_success"), 1.0);
   ASSERT_TRUE(peer.set_link(true)) << peer.error();
-  EXPECT_TRUE(send_for(5s, [&] { return metric("probe_pcap_packets_per_second").value_or(0) > 50; }))
-      << "no traffic counted after the link came back\n" << agent.stderr_text();
+  EXPECT_TRUE(send_for(5s, [&] { return metric("probe_pcap_packets_per_second").value_or(0) > 10; }))
+      << "no traffic counted after the link came back\n"
+      << test::http_get("http://127.0.0.1:" + std::to_string(port) + "/metrics").body << agent.stderr_text();
   ::close(fd2);
   EXPECT_TRUE(agent.running());
 }

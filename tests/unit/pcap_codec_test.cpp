@@ -370,6 +370,27 @@ TEST(PcapPrefixWatch, RatesOverTheIntervalSincePreviousReport) {
   EXPECT_DOUBLE_EQ(*r.traffic_drop, 1.0);
 }
 
+TEST(PcapPrefixWatch, AnEmptyWindowTeachesTheBaselineNothing) {
+  ManualClock clock;
+  Analyzer a;
+  const auto idx = a.add_prefix(*Prefix::parse("198.51.100.0/24"));
+  BaselineSettings bs;
+  bs.min_samples = 1;
+  PrefixWatch w(bs, clock.now());
+  auto first = w.report(a.counters(idx), clock.now(), clock.wall_now());  // 0 s: the first run
+  EXPECT_DOUBLE_EQ(first.seconds, 0);
+  EXPECT_FALSE(first.baseline_pps);
+  auto pkt = frames::udp(ip("198.51.100.2"), ip("192.0.2.1"), 1, 2, 0);
+  for (int i = 0; i < 100; ++i) a.add_frame(kLinkEthernet, span(pkt), 42, clock.now());
+  clock.advance(10s);
+  w.report(a.counters(idx), clock.now(), clock.wall_now());
+  clock.advance(10s);
+  auto r = w.report(a.counters(idx), clock.now(), clock.wall_now());
+  ASSERT_TRUE(r.baseline_pps);
+  EXPECT_DOUBLE_EQ(*r.baseline_pps, 10);  // learned from the 10 s window only, no zero from the empty one
+  EXPECT_DOUBLE_EQ(*r.traffic_drop, 1.0);
+}
+
 TEST(PcapPrefixWatch, SynFailedRatio) {
   ManualClock clock;
   AnalyzerSettings as;

@@ -16,9 +16,11 @@
 // Thread safety: reactor-thread only, like every engine.
 #pragma once
 
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "probes/pcap_codec.h"
 #include "probes/probe.h"

@@ -141,6 +141,21 @@ bool has_control_chars(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
+// "198.51.100.0/24", "2001:db8::/32": a pcap watch's prefix (which one a
+// kind accepts is its own business; the pcap engine checks the host bits).
+bool valid_cidr(const std::string& a) {
+  const auto slash = a.find('/');
+  if (slash == std::string::npos || slash + 1 >= a.size() || a.size() - slash > 4) return false;
+  auto literal = Resolver::parse_literal(a.substr(0, slash));
+  if (!literal) return false;
+  int length = 0;
+  for (char c : a.substr(slash + 1)) {
+    if (c < '0' || c > '9') return false;
+    length = length * 10 + (c - '0');
+  }
+  return length <= (a.find(':') == std::string::npos ? 32 : 128);
+}
+
 bool valid_hostname(std::string_view h) {
   if (h.empty() || h.size() > 253) return false;
   std::size_t label_len = 0;
@@ -571,8 +586,11 @@ void parse_targets(TableReader& root, Config& cfg, Errors& errors) {
       target->name = *name;
     }
     if (address) {
-      if (!Resolver::parse_literal(*address) && !valid_hostname(*address)) {
-        r.error("address", "expected an IP address or a hostname, found \"" + *address + "\"");
+      if (!Resolver::parse_literal(*address) && !valid_hostname(*address) && !valid_cidr(*address)) {
+        r.error("address", address->find('/') == std::string::npos
+                               ? "expected an IP address or a hostname, found \"" + *address + "\""
+                               : "expected an IP address, a hostname or a prefix like \"198.51.100.0/24\" (pcap "
+                                 "watches), found \"" + *address + "\"");
       }
       target->address = *address;
     }

@@ -15,6 +15,7 @@
 #include "agent/log.h"
 #include "nightshift/version.h"
 #include "probes/icmp.h"
+#include "probes/pcap.h"
 
 namespace {
 
@@ -28,6 +29,8 @@ Usage:
                                   address did not answer (probe icmp --help)
   nightshift incidents|ack|note|resolve|silence ...
                                   operator commands over the API (nightshift incidents --help)
+  nightshift replay [--prefix CIDR]... [--config FILE] [--json] FILE.pcap
+                                  pcap watch analysis of a capture (replay --help)
   nightshift --version            print the version
   nightshift --help               print this help
 
@@ -144,6 +147,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "run") return run(rest);
   if (nightshift::cli::is_command(cmd)) return nightshift::cli::run(cmd, rest);
+  if (cmd == "replay") return nightshift::pcap::replay_cli(rest, std::cout, std::cerr);
   if (cmd == "probe") {
     if (rest.empty()) return usage_error("probe needs a kind: icmp");
     const std::string kind = rest.front();

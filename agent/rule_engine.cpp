@@ -33,6 +33,14 @@ const std::vector<Variable>& variables() {
       {"rebooted", ValueType::kNumber, "1 when the last poll saw sysUpTime go back: the device rebooted (SNMP)"},
       {"interfaces_down", ValueType::kNumber, "selected interfaces admin up and oper down (SNMP)"},
       {"interfaces", ValueType::kNumber, "selected interfaces (SNMP)"},
+      {"packets_per_second", ValueType::kNumber, "traffic to or from the prefix (pcap)"},
+      {"bytes_per_second", ValueType::kNumber, "bytes to or from the prefix (pcap)"},
+      {"baseline_pps", ValueType::kNumber, "learned packets/s for this hour of the week (pcap)"},
+      {"traffic_drop", ValueType::kNumber, "1 - packets/s over the baseline, 0 to 1 (pcap)"},
+      {"syn_failed_ratio", ValueType::kNumber, "handshakes with no SYN-ACK in time / judged (pcap)"},
+      {"rst_per_second", ValueType::kNumber, "TCP resets (pcap)"},
+      {"retransmits_per_second", ValueType::kNumber, "TCP retransmissions (pcap)"},
+      {"icmp_unreachable_per_second", ValueType::kNumber, "ICMP destination unreachable (pcap)"},
   };
   return kVariables;
 }

@@ -4,15 +4,17 @@
 
 #include "probes/icmp.h"
 #include "probes/snmp.h"
+#include "probes/pcap.h"
 #include "probes/tcp.h"
 
 namespace nightshift {
 
 namespace {
-const std::array<ProbeKind, 3> kKinds = {{
+const std::array<ProbeKind, 4> kKinds = {{
     {"tcp", &tcp::parse_options, &tcp::make_engine},
     {"icmp", &icmp::parse_options, &icmp::make_engine},
     {"snmp", &snmp::parse_options, &snmp::make_engine},
+    {"pcap", &pcap::parse_options, &pcap::make_engine},
 }};
 }  // namespace
 

@@ -32,7 +32,7 @@ struct AgentSettings {
   std::string listen = "127.0.0.1:9650";  // HTTP: /metrics, /healthz
   std::string state_dir = "/var/lib/nightshift";
   double max_probes_per_second = 2000;  // global cap on probe starts
-  int http_threads = 32;                // HTTP workers: one per open connection (civetweb)
+  int http_threads = 128;               // HTTP workers: one per open connection (civetweb)
   LogLevel log_level = LogLevel::kInfo;
 };
 

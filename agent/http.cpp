@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstring>
 
@@ -32,6 +33,19 @@ const char* status_text(int status) {
   }
 }
 
+// civetweb gives each open connection a worker thread for as long as the
+// client keeps it alive. When most workers are held that way, responses ask
+// the client to close (and reconnect), so connections take turns and a new
+// client is not starved by a few busy keep-alive ones.
+std::atomic<int> g_open_connections{0};
+std::atomic<int> g_threads{32};
+
+int on_connection_open(const mg_connection*, void**) {
+  ++g_open_connections;
+  return 0;
+}
+void on_connection_closed(const mg_connection*) { --g_open_connections; }
+
 void send(mg_connection* conn, const HttpResponse& r, bool with_body) {
   const std::string& body = r.shared_body ? *r.shared_body : r.body;
   const bool no_body = r.status == 304 || r.status == 204;
@@ -43,6 +57,7 @@ void send(mg_connection* conn, const HttpResponse& r, bool with_body) {
     out += "Content-Type: " + r.content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   }
   out += "X-Content-Type-Options: nosniff\r\n";
+  if (g_open_connections.load() * 4 >= g_threads.load() * 3) out += "Connection: close\r\n";
   for (const auto& [k, v] : r.headers) out += k + ": " + v + "\r\n";
   out += "\r\n";
   const bool send_body = with_body && !no_body && !body.empty();
@@ -232,6 +247,9 @@ Status HttpServer::start(const std::string& listen, HttpSettings settings) {
   try {
     CivetCallbacks callbacks;
     callbacks.init_thread = &lower_priority;
+    callbacks.init_connection = &on_connection_open;
+    callbacks.connection_closed = &on_connection_closed;
+    g_threads = settings.threads;
     server_ = std::make_unique<CivetServer>(options, &callbacks);
   } catch (const std::exception& e) {
     return Error::io("cannot listen on " + listen + ": " + e.what() + " (is the port in use?)");

@@ -50,7 +50,7 @@ struct HttpResponse {
 };
 
 struct HttpSettings {
-  int threads = 32;                 // civetweb holds one thread per open (keep-alive) connection
+  int threads = 128;                // civetweb holds one thread per open (keep-alive) connection
   int keep_alive_ms = 2000;         // idle keep-alive connections give their thread back after this
   int request_timeout_ms = 10000;
   std::size_t max_body = 64 * 1024;

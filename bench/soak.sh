@@ -62,7 +62,7 @@ printf 'second rss_mib open_incidents\n' > "$work/samples.txt"
 end=$((SECONDS + D))
 while [ $SECONDS -lt $end ] && kill -0 "$agent_pid" 2>/dev/null; do
   rss=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$agent_pid/status")
-  open=$(curl -s -m 10 "127.0.0.1:$port/status.json" | python3 -c 'import json,sys
+  open=$( (curl -s -m 10 "127.0.0.1:$port/status.json" || true) | python3 -c 'import json,sys
 try: print(len(json.load(sys.stdin)["open_incidents"]))
 except Exception: print("?")')
   printf '%d %s %s\n' $((D - (end - SECONDS))) "$rss" "$open" >> "$work/samples.txt"

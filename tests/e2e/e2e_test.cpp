@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
@@ -35,14 +36,6 @@ using nlohmann::json;
 const std::string kNetnsError = enter_private_netns();
 
 std::string source(const std::string& path) { return std::string(NIGHTSHIFT_TEST_SOURCE_DIR) + "/" + path; }
-std::string binary() {
-  const char* b = std::getenv("NIGHTSHIFT_BINARY");
-  return b ? b : "";
-}
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
@@ -63,7 +56,7 @@ std::string escape(const std::string& s) {
 
 TEST(EndToEndTest, OutageReachesPrometheusAndAlertmanagerAndEveryPanelHasData) {
   NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
-  ASSERT_FALSE(binary().empty());
+  ASSERT_FALSE(agent_binary().empty());
   for (const char* tool : {"/usr/bin/prometheus", "/usr/bin/prometheus-alertmanager", "/usr/sbin/snmpd"}) {
     ASSERT_TRUE(std::filesystem::exists(tool)) << tool << " is installed by scripts/install-deps.sh";
   }
@@ -72,16 +65,16 @@ TEST(EndToEndTest, OutageReachesPrometheusAndAlertmanagerAndEveryPanelHasData) {
   ASSERT_TRUE(peer.ok()) << peer.error();
   const int agent_port = free_port(), prom_port = free_port(), am_port = free_port(), snmp_port = free_port();
 
-  write_file(dir.file("snmpd.conf"), "rocommunity e2e-community 127.0.0.1\n");
+  write_text_file(dir.file("snmpd.conf"), "rocommunity e2e-community 127.0.0.1\n");
   Process snmpd({"snmpd", "-f", "-Lo", "-C", "-c", dir.file("snmpd.conf"), "-p", dir.file("snmpd.pid"),
                  "--persistentDir=" + dir.path() + "/snmp", "udp:127.0.0.1:" + std::to_string(snmp_port)});
-  write_file(dir.file("am.yml"), "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n");
+  write_text_file(dir.file("am.yml"), "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n");
   Process am({"/usr/bin/prometheus-alertmanager", "--config.file=" + dir.file("am.yml"),
               "--storage.path=" + dir.path() + "/am", "--web.listen-address=127.0.0.1:" + std::to_string(am_port),
               "--cluster.listen-address="});
   const std::string am_url = "http://127.0.0.1:" + std::to_string(am_port);
 
-  write_file(dir.file("agent.toml"), R"([agent]
+  write_text_file(dir.file("agent.toml"), R"([agent]
 name = "e2e-agent"
 site = "lab"
 listen = "127.0.0.1:)" + std::to_string(agent_port) + R"("
@@ -116,13 +109,13 @@ canary = true
   port = )" + std::to_string(snmp_port) + R"(
   community = "e2e-community"
 )");
-  Process agent({binary(), "run", "-c", dir.file("agent.toml")});
+  Process agent({agent_binary(), "run", "-c", dir.file("agent.toml")});
   ASSERT_TRUE(agent.wait_for_stderr("msg=listening", 5s)) << agent.stderr_text();
 
   // Prometheus with the shipped rules, every second.
   std::filesystem::create_directories(dir.path() + "/rules");
   std::filesystem::copy_file(source("deploy/prometheus/rules/nightshift.yml"), dir.path() + "/rules/nightshift.yml");
-  write_file(dir.file("prometheus.yml"), "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - " +
+  write_text_file(dir.file("prometheus.yml"), "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - " +
                                              dir.path() + "/rules/*.yml\nscrape_configs:\n  - job_name: nightshift\n    static_configs:\n      - targets: [\"127.0.0.1:" +
                                              std::to_string(agent_port) + "\"]\n");
   Process prom({"/usr/bin/prometheus", "--config.file=" + dir.file("prometheus.yml"),

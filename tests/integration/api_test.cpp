@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/receiver.h"
@@ -31,16 +32,6 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 
 const char kToken[] = "op-token-4d1f8a2b9c7e6f50";
-
-std::string binary() {
-  const char* b = std::getenv("NIGHTSHIFT_BINARY");
-  return b ? b : "";
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 // A listening socket on 127.0.0.1 the agent probes; close() makes it "down".
 struct Listener {
@@ -73,10 +64,10 @@ struct Listener {
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
+    ASSERT_FALSE(agent_binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
     ASSERT_GE(service_->fd, 0);
-    write_file(dir_.file("token"), std::string(kToken) + "\n");
-    write_file(dir_.file("agent.toml"), R"([agent]
+    write_text_file(dir_.file("token"), std::string(kToken) + "\n");
+    write_text_file(dir_.file("agent.toml"), R"([agent]
 name = "api-test"
 listen = "127.0.0.1:0"
 state_dir = ")" + dir_.path() + R"(/state"
@@ -112,12 +103,10 @@ site = "ams1"
   [[target.probe]]
   kind = "tcp"
   port = )" + std::to_string(service_->port) + "\n");
-    agent_ = std::make_unique<Process>(std::vector<std::string>{binary(), "run", "-c", dir_.file("agent.toml")});
-    auto at = agent_->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
-    ASSERT_TRUE(at) << agent_->stderr_text();
-    const std::string err = agent_->stderr_text();
-    const std::size_t start = *at + std::string("msg=listening address=127.0.0.1:").size();
-    port_ = std::stoi(err.substr(start, err.find_first_not_of("0123456789", start) - start));
+    RunningAgent agent = start_agent(dir_.file("agent.toml"));
+    agent_ = std::move(agent.process);
+    port_ = agent.port;
+    ASSERT_NE(port_, 0) << agent_->stderr_text();
   }
 
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
@@ -141,7 +130,7 @@ site = "ams1"
   }
 
   RunResult cli(std::vector<std::string> args) {
-    std::vector<std::string> argv = {binary()};
+    std::vector<std::string> argv = {agent_binary()};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--url", url(""), "--token-file", dir_.file("token")});
     return run_process(argv, 20s);
@@ -206,7 +195,7 @@ TEST_F(ApiTest, BadInputGetsAClearFourHundredAndChangesNothing) {
             415);
   // Oversized: refused before it is read.
   const std::string big = R"({"text": ")" + std::string(100 * 1024, 'x') + R"("})";
-  write_file(dir_.file("big.json"), big);
+  write_text_file(dir_.file("big.json"), big);
   EXPECT_EQ(code_of(curl({"-X", "POST", url("/api/v1/incidents/" + id + "/notes"), "-H", "Content-Type: application/json",
                           "-H", std::string("Authorization: Bearer ") + kToken, "--data-binary", "@" + dir_.file("big.json")})),
             413);

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/store.h"
+#include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/prom_text.h"
@@ -45,16 +46,6 @@ std::string enter_private_mount_ns() {
 }
 const std::string kMountError = enter_private_mount_ns();
 
-std::string binary() {
-  const char* b = std::getenv("NIGHTSHIFT_BINARY");
-  return b ? b : "";
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
-
 std::size_t count(const std::string& haystack, const std::string& needle) {
   std::size_t n = 0;
   for (std::size_t pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + 1)) ++n;
@@ -81,13 +72,13 @@ class FaultsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
-    ASSERT_FALSE(binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
+    ASSERT_FALSE(agent_binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
     peer_ = std::make_unique<PeerHost>();
     ASSERT_TRUE(peer_->ok()) << peer_->error();
   }
 
   void write_config(const std::string& extra) {
-    write_file(dir_.file("agent.toml"), R"([agent]
+    write_text_file(dir_.file("agent.toml"), R"([agent]
 name = "faults"
 listen = "127.0.0.1:0"
 state_dir = ")" + state_dir() + R"("
@@ -118,15 +109,10 @@ group = "edge"
   std::string state_dir() const { return dir_.path() + "/state"; }
 
   std::unique_ptr<Process> start_agent() {
-    auto agent = std::make_unique<Process>(std::vector<std::string>{binary(), "run", "-c", dir_.file("agent.toml")});
-    auto at = agent->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
-    EXPECT_TRUE(at) << agent->stderr_text();
-    if (at) {
-      const std::string err = agent->stderr_text();
-      const std::size_t start = *at + std::string("msg=listening address=127.0.0.1:").size();
-      port_ = std::stoi(err.substr(start, err.find_first_not_of("0123456789", start) - start));
-    }
-    return agent;
+    RunningAgent agent = test::start_agent(dir_.file("agent.toml"));
+    EXPECT_NE(agent.port, 0) << agent.process->stderr_text();
+    port_ = agent.port;
+    return std::move(agent.process);
   }
 
   std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/sinks.h"
+#include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/prom_text.h"
@@ -34,16 +35,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 const char kSecret[] = "whsec-7f3a9c1e-never-in-logs";
-
-std::string binary() {
-  const char* b = std::getenv("NIGHTSHIFT_BINARY");
-  return b ? b : "";
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 // A TCP service on 127.0.0.1 the agent probes; stop() makes connects refused.
 class Service {
@@ -87,13 +78,13 @@ int free_port() {
 class NotifyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
+    ASSERT_FALSE(agent_binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
     ASSERT_TRUE(service_.ok());
-    write_file(dir_.file("webhook.secret"), std::string(kSecret) + "\n");
+    write_text_file(dir_.file("webhook.secret"), std::string(kSecret) + "\n");
   }
 
   void write_config(const std::string& sinks) {
-    write_file(dir_.file("agent.toml"), R"([agent]
+    write_text_file(dir_.file("agent.toml"), R"([agent]
 name = "pager-test"
 listen = "127.0.0.1:0"
 state_dir = ")" + dir_.path() + R"(/state"
@@ -131,15 +122,10 @@ site = "lab"
   }
 
   std::unique_ptr<Process> start_agent() {
-    auto agent = std::make_unique<Process>(std::vector<std::string>{binary(), "run", "-c", dir_.file("agent.toml")});
-    auto at = agent->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
-    EXPECT_TRUE(at) << agent->stderr_text();
-    if (at) {
-      const std::string err = agent->stderr_text();
-      const std::size_t start = *at + std::string("msg=listening address=127.0.0.1:").size();
-      port_ = std::stoi(err.substr(start, err.find_first_not_of("0123456789", start) - start));
-    }
-    return agent;
+    RunningAgent agent = test::start_agent(dir_.file("agent.toml"));
+    EXPECT_NE(agent.port, 0) << agent.process->stderr_text();
+    port_ = agent.port;
+    return std::move(agent.process);
   }
 
   std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) {
@@ -305,7 +291,7 @@ class AlertmanagerTest : public NotifyTest {
       FAIL() << "prometheus-alertmanager is not installed (scripts/install-deps.sh installs it)";
     }
     am_port_ = free_port();
-    write_file(dir_.file("am.yml"), "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n");
+    write_text_file(dir_.file("am.yml"), "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n");
     am_ = std::make_unique<Process>(std::vector<std::string>{
         "/usr/bin/prometheus-alertmanager", "--config.file=" + dir_.file("am.yml"),
         "--storage.path=" + dir_.path() + "/am-data", "--web.listen-address=127.0.0.1:" + std::to_string(am_port_),

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/receiver.h"
@@ -38,16 +39,6 @@ const std::vector<std::string> kSecrets = {
     "v3auth-LEAKCANARY-pass",          // SNMPv3 auth password (file)
     "v3priv-LEAKCANARY-pass",          // SNMPv3 privacy password (environment)
 };
-
-std::string binary() {
-  const char* b = std::getenv("NIGHTSHIFT_BINARY");
-  return b ? b : "";
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -83,15 +74,15 @@ std::string raw_request(int port, const std::string& bytes) {
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
-    write_file(dir_.file("webhook.secret"), kSecrets[0] + "\n");
-    write_file(dir_.file("slack.url"), receiver_.url("/services/" + kSecrets[2]) + "\n");
-    write_file(dir_.file("bearer.token"), kSecrets[3]);
-    write_file(dir_.file("api.token"), kSecrets[4] + "\n");
-    write_file(dir_.file("community"), kSecrets[5] + "\n");
-    write_file(dir_.file("v3auth"), kSecrets[6] + "\n");
+    ASSERT_FALSE(agent_binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
+    write_text_file(dir_.file("webhook.secret"), kSecrets[0] + "\n");
+    write_text_file(dir_.file("slack.url"), receiver_.url("/services/" + kSecrets[2]) + "\n");
+    write_text_file(dir_.file("bearer.token"), kSecrets[3]);
+    write_text_file(dir_.file("api.token"), kSecrets[4] + "\n");
+    write_text_file(dir_.file("community"), kSecrets[5] + "\n");
+    write_text_file(dir_.file("v3auth"), kSecrets[6] + "\n");
     // A port nothing listens on: the probed service is down from the start.
-    write_file(dir_.file("agent.toml"), R"([agent]
+    write_text_file(dir_.file("agent.toml"), R"([agent]
 name = "sec"
 log_level = "debug"
 listen = "127.0.0.1:0"
@@ -154,15 +145,11 @@ address = "127.0.0.1"
   auth_password_file = ")" + dir_.file("v3auth") + R"("
   priv_password_env = "NIGHTSHIFT_TEST_V3_PRIV"
 )");
-    Process::Options o;
-    o.argv = {binary(), "run", "-c", dir_.file("agent.toml")};
-    o.extra_env = {"NIGHTSHIFT_TEST_PD_KEY=" + kSecrets[1], "NIGHTSHIFT_TEST_V3_PRIV=" + kSecrets[7]};
-    agent_ = std::make_unique<Process>(o);
-    auto at = agent_->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
-    ASSERT_TRUE(at) << agent_->stderr_text();
-    const std::string err = agent_->stderr_text();
-    const std::size_t start = *at + std::string("msg=listening address=127.0.0.1:").size();
-    port_ = std::stoi(err.substr(start, err.find_first_not_of("0123456789", start) - start));
+    RunningAgent agent = start_agent(dir_.file("agent.toml"), {"NIGHTSHIFT_TEST_PD_KEY=" + kSecrets[1],
+                                                               "NIGHTSHIFT_TEST_V3_PRIV=" + kSecrets[7]});
+    agent_ = std::move(agent.process);
+    port_ = agent.port;
+    ASSERT_NE(port_, 0) << agent_->stderr_text();
   }
 
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }

@@ -11,6 +11,7 @@
 #include <regex>
 #include <sstream>
 
+#include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/prom_text.h"
@@ -29,28 +30,18 @@ const char kCommunity[] = "c0mm-7fa2-secret";
 const char kAuth[] = "authpass-5e1d";
 const char kPriv[] = "privpass-9b3c";
 
-std::string binary() {
-  const char* b = std::getenv("NIGHTSHIFT_BINARY");
-  return b ? b : "";
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
-
 class SnmpTest : public ::testing::Test {
  protected:
   void SetUp() override {
     NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
-    ASSERT_FALSE(binary().empty());
-    write_file(dir_.file("snmpd.conf"), std::string("rocommunity ") + kCommunity + " 127.0.0.1\nrocommunity " +
+    ASSERT_FALSE(agent_binary().empty());
+    write_text_file(dir_.file("snmpd.conf"), std::string("rocommunity ") + kCommunity + " 127.0.0.1\nrocommunity " +
                                             kCommunity + " 198.51.100.0/24\ncreateUser nsuser SHA \"" + kAuth +
                                             "\" AES \"" + kPriv + "\"\nrouser nsuser priv\n");
-    write_file(dir_.file("community"), std::string(kCommunity) + "\n");
-    write_file(dir_.file("auth"), std::string(kAuth) + "\n");
-    write_file(dir_.file("priv"), std::string(kPriv) + "\n");
-    write_file(dir_.file("wrong"), "wrong-password-1\n");
+    write_text_file(dir_.file("community"), std::string(kCommunity) + "\n");
+    write_text_file(dir_.file("auth"), std::string(kAuth) + "\n");
+    write_text_file(dir_.file("priv"), std::string(kPriv) + "\n");
+    write_text_file(dir_.file("wrong"), "wrong-password-1\n");
   }
 
   // snmpd on address:port, in this namespace or a peer's.
@@ -88,17 +79,15 @@ class SnmpTest : public ::testing::Test {
   }
 
   void start_agent(const std::string& targets) {
-    write_file(dir_.file("agent.toml"), "[agent]\nname = \"snmp-test\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"" +
+    write_text_file(dir_.file("agent.toml"), "[agent]\nname = \"snmp-test\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"" +
                                             dir_.path() + "/state\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"800ms\"\n" +
                                             "[[rule]]\nname = \"device_rebooted\"\ncondition = \"rebooted > 0\"\nseverity = \"warning\"\n" +
                                             "[[rule]]\nname = \"interface_down\"\ncondition = \"interfaces_down > 0\"\n" +
                                             targets);
-    agent_ = std::make_unique<Process>(std::vector<std::string>{binary(), "run", "-c", dir_.file("agent.toml")});
-    auto at = agent_->wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
-    ASSERT_TRUE(at) << agent_->stderr_text();
-    const std::string err = agent_->stderr_text();
-    const std::size_t start = *at + std::string("msg=listening address=127.0.0.1:").size();
-    agent_port_ = std::stoi(err.substr(start, err.find_first_not_of("0123456789", start) - start));
+    RunningAgent agent = nightshift::test::start_agent(dir_.file("agent.toml"));
+    agent_ = std::move(agent.process);
+    agent_port_ = agent.port;
+    ASSERT_NE(agent_port_, 0) << agent_->stderr_text();
   }
 
   PromText scrape() { return parse_prom_text(http_get("http://127.0.0.1:" + std::to_string(agent_port_) + "/metrics").body); }
@@ -169,7 +158,7 @@ TEST_F(SnmpTest, V3AuthPrivPollsAndAWrongPasswordIsAnAuthFailure) {
 
 TEST_F(SnmpTest, WrongCommunityIsATimeoutThatSaysSoNotAHang) {
   start_snmpd();
-  write_file(dir_.file("bad-community"), "not-the-community\n");
+  write_text_file(dir_.file("bad-community"), "not-the-community\n");
   start_agent(probe("badcomm", "127.0.0.1", "  community_file = \"" + dir_.file("bad-community") + "\"\n"));
   ASSERT_TRUE(wait_until([&] {
     return metric("nightshift_probe_failure_reason", {{"target", "badcomm"}, {"reason", "timeout"}}) == 1.0;

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
@@ -27,13 +28,8 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-std::string binary() {
-  const char* b = std::getenv("NIGHTSHIFT_BINARY");
-  return b ? b : "";
-}
-
 TEST(StatusBrowserTest, OpenIncidentTitleRendersInHeadlessChromium) {
-  ASSERT_FALSE(binary().empty());
+  ASSERT_FALSE(agent_binary().empty());
   ASSERT_TRUE(std::filesystem::exists("/usr/bin/chromium")) << "chromium is installed by scripts/install-deps.sh";
   TempDir dir;
   // A port nothing listens on: the service is down from the start.
@@ -61,12 +57,10 @@ site = "ams1"
   [[target.probe]]
   kind = "tcp"
   port = )" << closed_port << "\n";
-  Process agent({binary(), "run", "-c", dir.file("agent.toml")});
-  auto at = agent.wait_for_stderr("msg=listening address=127.0.0.1:", 5s);
-  ASSERT_TRUE(at) << agent.stderr_text();
-  const std::string err = agent.stderr_text();
-  const std::size_t start = *at + std::string("msg=listening address=127.0.0.1:").size();
-  const std::string base = "http://127.0.0.1:" + err.substr(start, err.find_first_not_of("0123456789", start) - start);
+  RunningAgent running = start_agent(dir.file("agent.toml"));
+  ASSERT_NE(running.port, 0) << running.process->stderr_text();
+  Process& agent = *running.process;
+  const std::string base = running.url("");
   std::string title;
   ASSERT_TRUE(wait_until([&] {
     auto j = nlohmann::json::parse(http_get(base + "/status.json").body, nullptr, false);

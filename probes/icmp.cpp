@@ -640,6 +640,16 @@ void IcmpEngine::arm_due() {
 
 void IcmpEngine::run_due() {
   const SteadyTime now = reactor_.clock().now();
+  // Replies already in the socket answered in time (their kernel timestamps
+  // say so) even when the loop was late to read them: read them all before
+  // any deadline expires a packet, or a stall of the loop (a busy machine)
+  // would turn into false timeouts for thousands of targets at once.
+  if (!due_.empty() && due_.top().when <= now) {
+    for (Family f : {Family::kIPv4, Family::kIPv6}) {
+      for (int i = 0; i < 8 && !on_readable(f, EPOLLIN); ++i) {
+      }
+    }
+  }
   while (!due_.empty() && due_.top().when <= now) {
     const Due d = due_.top();
     due_.pop();
@@ -663,12 +673,12 @@ void IcmpEngine::run_due() {
 // ---------------------------------------------------------------------------
 // Receiving
 
-void IcmpEngine::on_readable(Family family, std::uint32_t events) {
+bool IcmpEngine::on_readable(Family family, std::uint32_t events) {
   Socket* sp = sockets_[family == Family::kIPv6 ? 1 : 0].get();
-  if (sp == nullptr) return;
+  if (sp == nullptr) return true;
   Socket& s = *sp;
   if (events & EPOLLERR) read_errqueue(s);
-  if ((events & EPOLLIN) == 0) return;
+  if ((events & EPOLLIN) == 0) return true;
   mmsghdr msgs[kRecvBatch];
   iovec iovs[kRecvBatch];
   sockaddr_storage from[kRecvBatch];
@@ -689,7 +699,7 @@ void IcmpEngine::on_readable(Family family, std::uint32_t events) {
     const int n = ::recvmmsg(s.fd, msgs, kRecvBatch, MSG_DONTWAIT, nullptr);
     if (n <= 0) {
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) read_errqueue(s);
-      return;
+      return true;
     }
     for (int i = 0; i < n; ++i) {
       msghdr& h = msgs[i].msg_hdr;
@@ -710,8 +720,9 @@ void IcmpEngine::on_readable(Family family, std::uint32_t events) {
       on_message(s, std::span<const std::byte>(static_cast<const std::byte*>(iovs[i].iov_base), len), from[i], rx_ns,
                  ttl);
     }
-    if (static_cast<std::size_t>(n) < kRecvBatch) return;
+    if (static_cast<std::size_t>(n) < kRecvBatch) return true;
   }
+  return false;  // more may be waiting: epoll reports it again
 }
 
 // Datagram sockets get ICMP errors about their packets through the error

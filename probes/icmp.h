@@ -219,7 +219,8 @@ class IcmpEngine final : public ProbeEngine {
   void arm_pump();
   void arm_due();
   void run_due();
-  void on_readable(Family family, std::uint32_t events);
+  // Reads what the socket holds (bounded); true when it is empty now.
+  bool on_readable(Family family, std::uint32_t events);
   void read_errqueue(Socket& s);
   void on_message(Socket& s, std::span<const std::byte> bytes, const sockaddr_storage& from, std::int64_t rx_ns,
                   int ttl);

@@ -12,5 +12,5 @@ cmake --build build --target nightshift
 
 config=${1:-deploy/examples/local.toml}
 listen=$(sed -n 's/^listen *= *"\([^"]*\)".*/\1/p' "$config" | head -n 1)
-echo "nightshift: metrics at http://${listen:-127.0.0.1:9650}/metrics  (health: /healthz; Ctrl-C stops)"
+echo "nightshift: metrics at http://${listen:-127.0.0.1:9650}/metrics, status page at /status  (health: /healthz; Ctrl-C stops)"
 exec build/nightshift run -c "$config"

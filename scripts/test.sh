@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 build_dir=${BUILD_DIR:-build}
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNIGHTSHIFT_WERROR=ON
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNIGHTSHIFT_WERROR=ON -DNIGHTSHIFT_TESTS=ON
 cmake --build "$build_dir"
 ctest --test-dir "$build_dir" --output-on-failure --timeout 300 "$@"

@@ -17,14 +17,14 @@
 
 #include "agent/incidents.h"
 #include "agent/rule_engine.h"
+#include "agent/duration.h"
+#include "agent/log.h"
 #include "agent/sinks.h"
 #include "nightshift/clock.h"
 #include "nightshift/result.h"
 #include "nightshift/target.h"
 
 namespace nightshift {
-
-enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 struct AgentSettings {
   std::string name;             // the `agent` label; defaults to the host name
@@ -75,10 +75,5 @@ struct ConfigResult {
 
 ConfigResult parse_config(std::string_view text, const std::string& file_name);
 ConfigResult load_config(const std::string& path);
-
-// "500ms", "5s", "2m", "1h", "1m30s", "1.5s". Pure.
-Result<Duration> parse_duration(std::string_view text);
-// "1m30s" style, for messages and logs.
-std::string format_duration(Duration d);
 
 }  // namespace nightshift

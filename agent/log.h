@@ -11,7 +11,9 @@
 #include <string>
 #include <string_view>
 
-#include "agent/config.h"
+namespace nightshift {
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+}  // namespace nightshift
 
 namespace nightshift::log {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <random>
 
-#include "agent/config.h"
+#include "agent/duration.h"
 #include "agent/log.h"
 
 namespace nightshift {

@@ -16,6 +16,9 @@
 // Thread safety: reactor-thread only, like every engine.
 #pragma once
 
+#include <functional>
+#include <iosfwd>
+
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -81,6 +84,11 @@ class PcapEngine final : public ProbeEngine {
 
 // `nightshift replay FILE.pcap [...]`: the same analysis over a capture file,
 // with the capture's timestamps as the clock. Returns the exit status.
-int replay_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+// `--config FILE` reads its pcap watches through `load_targets` (config parsing
+// is the daemon's, not the probe's): false after writing the errors to `err`.
+using TargetLoader = std::function<bool(const std::string& path, std::vector<std::shared_ptr<const Target>>& targets,
+                                        std::ostream& err)>;
+int replay_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+               const TargetLoader& load_targets);
 
 }  // namespace nightshift::pcap

@@ -9,7 +9,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "agent/config.h"
+#include "agent/duration.h"
 #include "probes/pcap.h"
 
 namespace nightshift::pcap {
@@ -77,7 +77,8 @@ std::string counters_text(const Counters& c) {
 
 }  // namespace
 
-int replay_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+int replay_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+               const TargetLoader& load_targets) {
   std::vector<std::pair<std::string, Prefix>> prefixes;  // name, prefix
   std::string file;
   std::string config_path;
@@ -133,12 +134,9 @@ int replay_cli(const std::vector<std::string>& args, std::ostream& out, std::ost
   if (file.empty()) return usage("no capture file given");
 
   if (!config_path.empty()) {
-    auto loaded = load_config(config_path);
-    if (!loaded.ok()) {
-      for (const auto& e : loaded.errors) err << e.to_string() << "\n";
-      return 1;
-    }
-    for (const auto& t : loaded.config->targets) {
+    std::vector<std::shared_ptr<const Target>> targets;
+    if (!load_targets || !load_targets(config_path, targets, err)) return 1;
+    for (const auto& t : targets) {
       for (const auto& spec : t->probes) {
         if (spec.kind != "pcap") continue;
         std::string why;

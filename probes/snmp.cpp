@@ -22,7 +22,7 @@
 #include <set>
 #include <thread>
 
-#include "agent/config.h"
+#include "agent/duration.h"
 #include "agent/log.h"
 
 namespace nightshift::snmp {

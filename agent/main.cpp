@@ -11,11 +11,11 @@
 
 #include "agent/agent.h"
 #include "agent/cli.h"
-#include "agent/config.h"
-#include "agent/log.h"
+#include "config/config.h"
+#include "core/log.h"
 #include "nightshift/version.h"
-#include "probes/icmp.h"
-#include "probes/pcap.h"
+#include "probes/icmp/icmp.h"
+#include "probes/pcap/pcap.h"
 
 namespace {
 

@@ -15,10 +15,11 @@
 
 #include <toml++/toml.h>
 
+#include "core/suggest.h"
 #include "rules/default_rules.h"
 #include "nightshift/options.h"
 #include "nightshift/resolver.h"
-#include "probes/probe.h"
+#include "probes/registry/registry.h"
 
 namespace nightshift {
 
@@ -56,19 +57,6 @@ std::string describe(const toml::node& node) {
     case toml::node_type::date_time: return "a date-time";
     default: return "nothing";
   }
-}
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
 }
 
 bool valid_label_name(std::string_view s) {
@@ -113,15 +101,45 @@ bool valid_hostname(std::string_view h) {
 // Collects errors, positioned at toml++ source regions.
 class Errors {
  public:
-  explicit Errors(std::string file) : file_(std::move(file)) {}
+  Errors(std::string file, std::string_view text) : file_(std::move(file)), text_(text) {}
   void at(const toml::source_region& where, std::string key, std::string message) {
     errors_.push_back({file_, where.begin.line, where.begin.column, std::move(key), std::move(message)});
   }
   std::vector<ConfigError>& list() { return errors_; }
   const std::string& file() const { return file_; }
+  // The source column of character `offset` (1-based) of the string value
+  // whose opening quote is at `value`: escapes (\" \\ \uXXXX ...) take more
+  // source columns than the one character they stand for.
+  std::uint32_t column_in_string(const toml::source_position& value, std::size_t offset) const {
+    std::string_view rest = text_;
+    for (std::uint32_t line = 1; line < value.line; ++line) {
+      const auto nl = rest.find('\n');
+      if (nl == std::string_view::npos) return value.column + static_cast<std::uint32_t>(offset);
+      rest.remove_prefix(nl + 1);
+    }
+    rest = rest.substr(0, rest.find('\n'));
+    std::size_t i = value.column - 1;  // the opening quote
+    if (i >= rest.size() || rest[i] != '"' || rest.substr(i, 3) == "\"\"\"") {
+      return value.column + static_cast<std::uint32_t>(offset);  // literal strings have no escapes
+    }
+    ++i;
+    for (std::size_t k = 1; k < offset && i < rest.size(); ++k) {
+      if (rest[i] != '\\' || i + 1 >= rest.size()) {
+        ++i;
+      } else if (rest[i + 1] == 'u') {
+        i += 6;
+      } else if (rest[i + 1] == 'U') {
+        i += 10;
+      } else {
+        i += 2;
+      }
+    }
+    return static_cast<std::uint32_t>(i + 1);
+  }
 
  private:
   std::string file_;
+  std::string_view text_;
   std::vector<ConfigError> errors_;
 };
 
@@ -220,6 +238,22 @@ class TableReader final : public OptionReader {
       return std::nullopt;
     }
     return *n->value<bool>();
+  }
+
+  std::optional<double> number(std::string_view key, bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "a number");
+      return std::nullopt;
+    }
+    std::optional<double> v;
+    if (n->is_floating_point()) v = *n->value<double>();
+    if (n->is_integer()) v = static_cast<double>(*n->value<std::int64_t>());
+    if (!v || !std::isfinite(*v)) {
+      wrong(key, *n, "a finite number like 0.1");
+      return std::nullopt;
+    }
+    return v;
   }
 
   std::optional<Duration> duration(std::string_view key, bool required) override {
@@ -339,15 +373,7 @@ class TableReader final : public OptionReader {
       const std::string name(k.str());
       if (known_.count(name)) continue;
       std::string message = "unknown key";
-      std::string best;
-      std::size_t best_distance = 3;
-      for (const auto& candidate : known_) {
-        const std::size_t d = edit_distance(name, candidate);
-        if (d < best_distance) {
-          best_distance = d;
-          best = candidate;
-        }
-      }
+      const std::string best = closest_match(name, known_);
       if (!best.empty()) {
         message += "; did you mean \"" + best + "\"?";
       } else {
@@ -876,14 +902,12 @@ void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
         }
       }
       if (condition) {
-        auto parsed = rules::Condition::parse(*condition, rules::variables());
+        auto parsed = rules::Condition::parse(*condition, rule_variables());
         if (!parsed.ok()) {
-          // Point into the string: its value starts one column after the opening quote.
+          // Point into the string, at the character the condition's error names.
           toml::source_region where = t.get("condition")->source();
           const std::string& m = parsed.error().message;
-          std::uint32_t col = 1;
-          if (m.rfind("column ", 0) == 0) col = static_cast<std::uint32_t>(std::stoul(m.substr(7)));
-          where.begin.column += col;
+          where.begin.column = errors.column_in_string(where.begin, std::max<std::size_t>(parsed.error().column, 1));
           errors.at(where, path + ".condition", m.substr(m.find(':') + 2));
           ok = false;
         } else {
@@ -894,7 +918,7 @@ void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
     }
   }
   if (builtin) {
-    for (auto& r : rules::default_rules()) {
+    for (auto& r : rules::default_rules(rule_variables())) {
       if (!names.count(r.name)) cfg.rules.push_back(std::move(r));
     }
   }
@@ -903,9 +927,28 @@ void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
 
 }  // namespace
 
+const std::vector<rules::Variable>& rule_variables() {
+  static const std::vector<rules::Variable> kVariables = [] {
+    const auto kinds = kind_measures();
+    return rules::variables(kinds);
+  }();
+  return kVariables;
+}
+
+std::string rule_variables_markdown() {
+  std::string out = "| name | type | unit | meaning |\n|---|---|---|---|\n";
+  for (const auto& v : rule_variables()) {
+    const char* type = v.type == rules::ValueType::kNumber ? "number"
+                       : v.type == rules::ValueType::kBool ? "bool"
+                                                           : "string";
+    out += "| `" + v.name + "` | " + type + " | " + v.unit + " | " + v.help + " |\n";
+  }
+  return out;
+}
+
 ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   ConfigResult result;
-  Errors errors(file_name);
+  Errors errors(file_name, text);
   toml::table root;
   try {
     root = toml::parse(text, std::string_view(file_name));

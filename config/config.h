@@ -73,6 +73,13 @@ struct ConfigResult {
   bool ok() const { return config.has_value(); }
 };
 
+// What rule conditions may read: the rule engine's own variables and every
+// registered probe kind's declared measures.
+const std::vector<rules::Variable>& rule_variables();
+// Those variables as the Markdown table docs/rules.md shows (a test keeps the
+// two equal).
+std::string rule_variables_markdown();
+
 ConfigResult parse_config(std::string_view text, const std::string& file_name);
 ConfigResult load_config(const std::string& path);
 

@@ -1,31 +1,7 @@
 #include "probes/probe.h"
 
-#include <array>
-
-#include "probes/icmp/icmp.h"
-#include "probes/snmp/snmp.h"
-#include "probes/pcap/pcap.h"
-#include "probes/tcp/tcp.h"
 
 namespace nightshift {
-
-namespace {
-const std::array<ProbeKind, 4> kKinds = {{
-    {"tcp", &tcp::parse_options, &tcp::make_engine},
-    {"icmp", &icmp::parse_options, &icmp::make_engine},
-    {"snmp", &snmp::parse_options, &snmp::make_engine},
-    {"pcap", &pcap::parse_options, &pcap::make_engine},
-}};
-}  // namespace
-
-std::span<const ProbeKind> probe_kinds() { return kKinds; }
-
-const ProbeKind* find_probe_kind(std::string_view name) {
-  for (const auto& k : kKinds) {
-    if (k.name == name) return &k;
-  }
-  return nullptr;
-}
 
 bool read_ip_family(OptionReader& reader, AddressFamily& family) {
   auto value = reader.string("ip_family", false);

@@ -1,5 +1,6 @@
-// The one small interface every probe kind implements, and the registry table
-// that names the kinds. Nothing outside probes/ branches on a kind's name.
+// The one small interface every probe kind implements, and the registry entry
+// each kind fills in (probes/registry/ lists them). Nothing outside probes/
+// branches on a kind's name.
 //
 // Thread safety: engines are reactor-thread only.
 #pragma once
@@ -10,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "nightshift/measure.h"
 #include "nightshift/options.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
@@ -66,11 +68,9 @@ struct ProbeKind {
   // `default_name` receives the probe's name when the config gives none.
   std::shared_ptr<const ProbeOptions> (*parse_options)(OptionReader& reader, std::string& default_name);
   std::unique_ptr<ProbeEngine> (*make_engine)(EngineContext& context);
+  // Every value and observation its samples carry (see nightshift/measure.h).
+  std::span<const Measure> (*measures)();
 };
-
-// The registry: every probe kind nightshift knows.
-std::span<const ProbeKind> probe_kinds();
-const ProbeKind* find_probe_kind(std::string_view name);
 
 // Reads the optional `ip_family` key ("any", "ipv4", "ipv6") into `family`;
 // false after reporting an error. Shared by the kinds that resolve hostnames.

@@ -125,6 +125,20 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
   return opts;
 }
 
+namespace {
+const Measure kMeasures[] = {
+    {"rtt_seconds", MeasureType::kNumber, "seconds",
+     "one observation per echo reply (kernel receive timestamp), buckets 100 us to 5 s", Measure::Export::kHistogram},
+    {"loss_ratio", MeasureType::kNumber, "ratio", "share of the round's echo requests that got no reply (0 to 1)"},
+    {"jitter_seconds", MeasureType::kNumber, "seconds",
+     "mean absolute difference of consecutive RTTs in the round (only with 2+ replies)"},
+    {"reply_ttl", MeasureType::kNumber, "", "TTL / hop limit of the last reply; a change of hop count shows a reroute"},
+    {"confirmation", MeasureType::kNumber, "", "1 on the sample of a confirmation burst (evidence after a miss)"},
+};
+}  // namespace
+
+std::span<const Measure> measures() { return kMeasures; }
+
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) { return std::make_unique<IcmpEngine>(context); }
 
 // ---------------------------------------------------------------------------

@@ -279,14 +279,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     }
     if (auto v = t->boolean("walk", false)) c.walk = *v;
     if (auto v = t->string("index_label", false)) c.index_label = *v;
-    if (auto v = t->string("scale", false)) {
-      char* end = nullptr;
-      c.scale = std::strtod(v->c_str(), &end);
-      if (end == v->c_str() || *end != '\0' || !std::isfinite(c.scale)) {
-        t->error("scale", "expected a number as a string, e.g. \"0.1\", found \"" + *v + "\"");
-        ok = false;
-      }
-    }
+    if (auto v = t->number("scale", false)) c.scale = *v;
     t->done();
     o->oids.push_back(std::move(c));
   }
@@ -877,6 +870,18 @@ class SnmpEngine final : public ProbeEngine {
 
 thread_local std::map<std::uint64_t, SnmpEngine::Poll*> SnmpEngine::t_requests;
 thread_local std::uint64_t SnmpEngine::t_next_token = 0;
+
+namespace {
+const Measure kMeasures[] = {
+    {"uptime_seconds", MeasureType::kNumber, "seconds", "device uptime from sysUpTime"},
+    {"rebooted", MeasureType::kNumber, "", "1 when the last poll saw sysUpTime go back: the device rebooted"},
+    {"interfaces", MeasureType::kNumber, "count", "selected interfaces"},
+    {"interfaces_down", MeasureType::kNumber, "count", "selected interfaces admin up and oper down"},
+    {"varbinds", MeasureType::kNumber, "count", "variable bindings the last poll returned"},
+};
+}  // namespace
+
+std::span<const Measure> measures() { return kMeasures; }
 
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) { return std::make_unique<SnmpEngine>(context); }
 

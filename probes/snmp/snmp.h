@@ -66,6 +66,8 @@ struct SnmpOptions final : ProbeOptions {
 
 std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::string& default_name);
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context);
+// What its samples carry (the registry entry's `measures`).
+std::span<const Measure> measures();
 
 // One decoded variable binding: what the parsing layer hands the probe logic.
 struct Varbind {

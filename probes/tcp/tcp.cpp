@@ -37,6 +37,15 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
   return opts;
 }
 
+namespace {
+const Measure kMeasures[] = {
+    {"connect_seconds", MeasureType::kNumber, "seconds",
+     "time to an established connection (including name resolution)"},
+};
+}  // namespace
+
+std::span<const Measure> measures() { return kMeasures; }
+
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) {
   return std::make_unique<TcpEngine>(context);
 }

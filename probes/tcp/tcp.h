@@ -27,6 +27,8 @@ struct TcpOptions final : ProbeOptions {
 
 std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::string& default_name);
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context);
+// What its samples carry (the registry entry's `measures`).
+std::span<const Measure> measures();
 
 class TcpEngine final : public ProbeEngine {
  public:

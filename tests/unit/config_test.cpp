@@ -209,8 +209,41 @@ TEST(ConfigTest, RuleConditionErrorsPointIntoTheString) {
   const char* text = "[[rule]]\nname = \"slow\"\ncondition = \"rtt_p95 > 150ms and los > 1%\"\n";
   ConfigResult r = parse_config(text, "t.toml");
   ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_THAT(r.errors[0].to_string(), StartsWith("t.toml:3:34: rule[0].condition: expected a known variable ("));
+  EXPECT_THAT(r.errors[0].to_string(), StartsWith("t.toml:3:34: rule[0].condition: expected a known variable (did you mean"));
   EXPECT_THAT(r.errors[0].to_string(), HasSubstr("found \"los\""));
+}
+
+TEST(ConfigTest, RuleConditionErrorColumnsCountEscapesAsTheyAreWritten) {
+  // In the file: condition = "reason == \"a\\b\" and los > 1" -- the escapes
+  // take two source columns for each character of the condition.
+  const char* text = "[[rule]]\nname = \"r\"\ncondition = \"reason == \\\"a\\\\b\\\" and los > 1\"\n";
+  ConfigResult r = parse_config(text, "t.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  // "condition = " is 12 columns, the quote is 13; `los` is at source column 37.
+  EXPECT_THAT(r.errors[0].to_string(), StartsWith("t.toml:3:37: rule[0].condition: expected a known variable"));
+  EXPECT_THAT(r.errors[0].to_string(), HasSubstr("did you mean \"loss\"?"));
+}
+
+TEST(ConfigTest, SnmpScaleIsANumber) {
+  const char* text =
+      "[[target]]\nname = \"sw\"\naddress = \"127.0.0.1\"\n  [[target.probe]]\n  kind = \"snmp\"\n"
+      "  community_env = \"NIGHTSHIFT_TEST_COMMUNITY\"\n"
+      "  oids = [ { name = \"rx\", oid = \"1.3.6.1.4.1.9.9.91.1.1.1.1.4\", walk = true, scale = 0.1 },\n"
+      "           { name = \"cpu\", oid = \"1.3.6.1.4.1.2021.10.1.5.1\", scale = 2 } ]\n";
+  ::setenv("NIGHTSHIFT_TEST_COMMUNITY", "public-test", 1);
+  ConfigResult r = parse_config(text, "t.toml");
+  EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front().to_string());
+  ConfigResult bad = parse_config(std::string(text).replace(std::string(text).find("scale = 2"), 9, "scale = \"x\""),
+                                  "t.toml");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_THAT(bad.errors[0].to_string(), HasSubstr("scale: expected a finite number like 0.1"));
+}
+
+TEST(ConfigTest, AnUnknownRuleVariableSuggestsTheClosest) {
+  const char* text = "[[rule]]\nname = \"r\"\ncondition = \"consecutive_failure >= 3\"\n";
+  ConfigResult r = parse_config(text, "t.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_THAT(r.errors[0].to_string(), HasSubstr("did you mean \"consecutive_failures\"?"));
 }
 
 TEST(ConfigTest, RulesReplaceBuiltinsByNameOrDropThem) {

@@ -13,7 +13,7 @@ packages=(
   # fuzzing (scripts/fuzz.sh): clang with libFuzzer
   clang-14 libclang-rt-14-dev
   # test peers and tools: network namespaces, firewall rules, HTTP client
-  iproute2 nftables iptables curl procps libcap2-bin snmpd snmp
+  iproute2 nftables iptables iputils-ping curl procps libcap2-bin snmpd snmp
   # status page test: a real browser
   chromium
   # paging tests: a real Alertmanager

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "rules/default_rules.h"
@@ -205,6 +206,20 @@ bool Agent::open_store() {
   }
   store_ = std::move(opened->store);
   incidents_ = std::make_unique<IncidentManager>(clock_, config_.incidents);
+  // The id tag lives with the store: a new store (first start, or a damaged
+  // one set aside) draws a new one, so no id is ever issued twice.
+  std::string id_tag;
+  if (auto t = store_->get_meta("id_tag"); t.ok() && valid_id_tag(*t)) {
+    id_tag = *t;
+  } else {
+    std::random_device rd;
+    id_tag = new_id_tag((std::uint64_t{rd()} << 32) | rd());
+    if (Status s = store_->set_meta("id_tag", id_tag); !s.ok()) {
+      metrics_.store_error();
+      log::error("cannot save the incident id tag", {{"error", s.error().message}});
+    }
+  }
+  incidents_->set_id_tag(id_tag);
   auto restored = store_->load(24 * 3600);
   if (!restored.ok()) {
     log::error("cannot read incidents from the state store; starting without them",

@@ -181,6 +181,11 @@ int Agent::run() {
                                    {"config", config_path_},
                                    {"targets", config_.targets.size()},
                                    {"probes", scheduler_.size()}});
+  if (config_.fleet.enabled) {
+    // The fleet library exists (fleet/); joining waits for the pipeline unit (issue 18).
+    log::warn("[fleet] is configured, but this build does not join a fleet yet: the agent detects and pages alone",
+              {{"fleet", config_.fleet.name}});
+  }
   // After a restart, incidents whose alerts never fire again (the outage ended
   // while the agent was down) are resolved once every probe has had time to
   // run a few times and every sustain to pass.

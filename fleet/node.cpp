@@ -63,7 +63,7 @@ struct FleetNode::Shared {
   std::string agent;
 
   natsOptions* opts = nullptr;
-  natsConnection* nc = nullptr;
+  std::atomic<natsConnection*> nc{nullptr};  // set once by the worker; the reactor publishes through it
   jsCtx* js = nullptr;
   kvStore* incidents = nullptr;
   kvStore* leases = nullptr;
@@ -256,7 +256,9 @@ void FleetNode::start() {
     if (!fs.tls_cert_file.empty()) {
       natsOptions_LoadCertificatesChain(s.opts, fs.tls_cert_file.c_str(), fs.tls_key_file.c_str());
     }
-    natsStatus st = natsConnection_Connect(&s.nc, s.opts);
+    natsConnection* conn = nullptr;
+    natsStatus st = natsConnection_Connect(&conn, s.opts);
+    s.nc = conn;
     if (st != NATS_OK && st != NATS_NOT_YET_CONNECTED) {
       const std::string why = nats_error(st);
       s.post([why](FleetNode&) { log::error("fleet: cannot set up the NATS connection; running alone", {{"error", why}}); });
@@ -308,9 +310,9 @@ void FleetNode::stop() {
   if (sh.incidents) kvStore_Destroy(sh.incidents);
   if (sh.leases) kvStore_Destroy(sh.leases);
   if (sh.js) jsCtx_Destroy(sh.js);
-  if (sh.nc) {
-    natsConnection_Close(sh.nc);
-    natsConnection_Destroy(sh.nc);
+  if (natsConnection* conn = sh.nc.exchange(nullptr)) {
+    natsConnection_Close(conn);
+    natsConnection_Destroy(conn);
   }
   if (sh.opts) natsOptions_Destroy(sh.opts);
   sh.incidents = sh.leases = nullptr;
@@ -468,10 +470,11 @@ void FleetNode::set_ready(bool ready) {
 
 void FleetNode::publish(const std::string& subj, const std::string& data, const std::string& reply) {
   Shared& s = *shared_;
-  if (!s.nc) return;
+  natsConnection* conn = s.nc;
+  if (!conn) return;
   natsStatus st = reply.empty()
-                      ? natsConnection_Publish(s.nc, subj.c_str(), data.data(), static_cast<int>(data.size()))
-                      : natsConnection_PublishRequest(s.nc, subj.c_str(), reply.c_str(), data.data(),
+                      ? natsConnection_Publish(conn, subj.c_str(), data.data(), static_cast<int>(data.size()))
+                      : natsConnection_PublishRequest(conn, subj.c_str(), reply.c_str(), data.data(),
                                                       static_cast<int>(data.size()));
   if (st == NATS_OK) {
     ++s.messages_out;
@@ -656,8 +659,10 @@ const FleetIncident* FleetNode::find_incident(const std::string& key) const {
 void FleetNode::on_incident_entry(const std::string& key, std::optional<FleetIncident> inc) {
   if (!inc) {
     incidents_.erase(key);
+    first_seen_open_.erase(key);
     return;
   }
+  if (!incidents_.count(key) || !incidents_[key].open) first_seen_open_[key] = reactor_.clock().now();
   incidents_[key] = *inc;
   if (!inc->open) owned_.erase(key);  // resolved: nothing left to announce
   if (hooks_.incident_changed) hooks_.incident_changed(*inc);
@@ -833,8 +838,14 @@ void FleetNode::poll_takeovers() {
   takeover_timer_ = reactor_.call_after(std::max<Duration>(settings_.lease / 4, std::chrono::milliseconds(250)),
                                         [this] { poll_takeovers(); });
   if (!ready_) return;
+  const SteadyTime now = reactor_.clock().now();
   for (const auto& [key, inc] : incidents_) {
     if (!inc.open || owned_.count(key) || takeover_in_flight_.count(key)) continue;
+    // A new incident's creator takes its lease right after creating it: only
+    // one open for a lease already can have lost its owner.
+    if (auto seen = first_seen_open_.find(key); seen != first_seen_open_.end() && now - seen->second < settings_.lease) {
+      continue;
+    }
     takeover_in_flight_.insert(key);
     run_on_worker([key = key](Shared& s) {
       std::optional<FleetIncident> won;

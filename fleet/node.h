@@ -185,6 +185,7 @@ class FleetNode {
   std::map<std::string, FleetIncident> incidents_;
   std::set<std::string> owned_;  // keys whose lease this node holds
   std::set<std::string> takeover_in_flight_;
+  std::map<std::string, SteadyTime> first_seen_open_;
   bool renew_in_flight_ = false;
   std::uint64_t takeovers_ = 0;
   std::set<std::string> warned_tags_;

@@ -416,8 +416,14 @@ void FleetNode::watch_loop(Shared& s, void* watcher) {
     if (st == NATS_TIMEOUT) continue;
     if (st != NATS_OK) {
       if (s.watch_stop) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      continue;
+      // The watcher's consumer is gone (its server died, say): attach again,
+      // which makes a new one and delivers every current value.
+      const std::string why = nats_error(st);
+      s.post([why](FleetNode& n) {
+        log::warn("fleet: the incident watcher failed; attaching again", {{"error", why}});
+        if (n.connected_) n.on_connection(true);
+      });
+      return;
     }
     if (!e) {  // initial values delivered
       s.post([](FleetNode& n) { n.on_ready(Status{}); });

@@ -355,7 +355,7 @@ TEST_F(FleetTest, OneServerOfAThreeNodeClusterDiesAndNothingIsLost) {
   ASSERT_TRUE(pump_until(reactor_, [&] {
     const FleetIncident* inc = b.node->find_incident(key);
     return inc && !inc->open && inc->id == "NS-20261201-taga-0001";
-  }, 10s)) << "b saw the resolve written after the server died";
+  }, 20s)) << "b saw the resolve written after the server died";
 }
 
 }  // namespace

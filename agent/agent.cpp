@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "rules/default_rules.h"
@@ -116,6 +117,7 @@ int Agent::run() {
   if (!open_store()) return 1;
   // Settings again in apply(), once the HTTP port (for the status link) is known.
   pipeline_ = std::make_unique<Pipeline>(clock_, pipeline_settings(), static_cast<PipelineEffects&>(*this));
+  pipeline_->set_id_tag(id_tag_);
 
   http_.route("/metrics", [this](const HttpRequest&) {
     HttpResponse r;
@@ -184,6 +186,11 @@ int Agent::run() {
                                    {"config", config_path_},
                                    {"targets", config_.targets.size()},
                                    {"probes", scheduler_.size()}});
+  if (config_.fleet.enabled) {
+    // The fleet library exists (fleet/); joining waits for the pipeline unit (issue 18).
+    log::warn("[fleet] is configured, but this build does not join a fleet yet: the agent detects and pages alone",
+              {{"fleet", config_.fleet.name}});
+  }
   // After a restart, incidents whose alerts never fire again (the outage ended
   // while the agent was down) are resolved once every probe has had time to
   // run a few times and every sustain to pass.
@@ -211,6 +218,18 @@ bool Agent::open_store() {
                {{"kept_as", opened->moved_aside}, {"path", opened->store->path()}});
   }
   store_ = std::move(opened->store);
+  // The id tag lives with the store: a new store (first start, or a damaged
+  // one set aside) draws a new one, so no id is ever issued twice.
+  if (auto t = store_->get_meta("id_tag"); t.ok() && valid_id_tag(*t)) {
+    id_tag_ = *t;
+  } else {
+    std::random_device rd;
+    id_tag_ = new_id_tag((std::uint64_t{rd()} << 32) | rd());
+    if (Status s = store_->set_meta("id_tag", id_tag_); !s.ok()) {
+      metrics_.store_error();
+      log::error("cannot save the incident id tag", {{"error", s.error().message}});
+    }
+  }
   auto restored = store_->load(24 * 3600);
   if (!restored.ok()) {
     log::error("cannot read incidents from the state store; starting without them",

@@ -92,6 +92,7 @@ class Agent final : private PipelineEffects {
   std::vector<Incident> restored_incidents_;
   std::vector<Silence> restored_silences_;
   std::uint64_t restored_sequence_ = 1;
+  std::string id_tag_;  // this store's part of every incident id (incidents/incidents.h)
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<Api> api_;
   // Last result per (target, probe): health for the status page and the API.

@@ -946,6 +946,39 @@ std::string rule_variables_markdown() {
   return out;
 }
 
+void parse_fleet(TableReader& root, Config& cfg, Errors& errors) {
+  const toml::table* t = root.table("fleet");
+  if (!t) return;
+  TableReader r(*t, "fleet", errors);
+  fleet::FleetSettings& f = cfg.fleet;
+  f.enabled = true;
+  const auto servers = r.strings("servers", true);
+  if (servers) f.servers = *servers;
+  if (auto v = r.string("name", false)) f.name = *v;
+  if (auto v = r.string("credentials_file", false)) f.credentials_file = *v;
+  if (auto v = r.string("user", false)) f.user = *v;
+  if (auto v = read_secret(r, "password", false, false)) f.password = *v;
+  if (auto v = read_secret(r, "token", false, false)) f.token = *v;
+  if (auto v = r.string("tls_ca_file", false)) f.tls_ca_file = *v;
+  if (auto v = r.string("tls_cert_file", false)) f.tls_cert_file = *v;
+  if (auto v = r.string("tls_key_file", false)) f.tls_key_file = *v;
+  if (auto v = r.integer("quorum", 0, 1000, false)) f.quorum = static_cast<int>(*v);
+  if (auto v = r.integer("replicas", 0, 5, false)) f.replicas = static_cast<int>(*v);
+  if (auto d = r.duration("heartbeat", false)) f.heartbeat = *d;
+  if (auto d = r.duration("lease", false)) f.lease = *d;
+  if (auto d = r.duration("confirm_timeout", false)) f.confirm_timeout = *d;
+  // The library's own checks ("key: what"), pointed at the key they name.
+  for (const auto& e : fleet::validate(f)) {
+    const auto colon = e.find(": ");
+    std::string key = colon == std::string::npos ? "" : e.substr(0, colon);
+    const auto cut = key.find_first_of("[ ,/");
+    if (cut != std::string::npos) key.resize(cut);  // "servers[1]", "user and password": keep the whole text
+    if (key == "servers" && !servers) continue;     // already reported as missing
+    r.error(key, cut == std::string::npos && colon != std::string::npos ? e.substr(colon + 2) : e);
+  }
+  r.report_unknown_keys();
+}
+
 ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   ConfigResult result;
   Errors errors(file_name, text);
@@ -966,6 +999,7 @@ ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   parse_incidents(r, cfg, errors);
   parse_notify(r, cfg, errors);
   parse_api_and_status(r, cfg, errors);
+  parse_fleet(r, cfg, errors);
   r.report_unknown_keys();
   if (!errors.list().empty()) {
     result.errors = std::move(errors.list());

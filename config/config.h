@@ -19,6 +19,7 @@
 #include "rules/rule_engine.h"
 #include "core/duration.h"
 #include "core/log.h"
+#include "fleet/settings.h"
 #include "notify/sinks.h"
 #include "nightshift/clock.h"
 #include "nightshift/result.h"
@@ -55,6 +56,9 @@ struct Config {
   bool api_public_read = false;
   // [status]: where to export status.html and status.json on every change.
   std::string status_export_dir;
+  // [fleet]: NATS servers, credentials (secrets from *_file / *_env) and the
+  // quorum; enabled when the section is present.
+  fleet::FleetSettings fleet;
 };
 
 struct ConfigError {

@@ -81,6 +81,8 @@ class Pipeline {
   // After a restart: incidents as stored, the next id number, silences.
   // Paging follows the open incidents as if they had been announced.
   void restore(std::vector<Incident> incidents, std::uint64_t next_sequence, std::vector<Silence> silences);
+  // This store's tag in every incident id it issues (see IncidentManager).
+  void set_id_tag(std::string tag) { incidents_->set_id_tag(std::move(tag)); }
 
   // One probe run or confirmation of `target`. Samples of probes no longer
   // configured (in flight across a reload) are ignored.

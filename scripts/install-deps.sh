@@ -10,6 +10,8 @@ packages=(
   libpcap-dev libsnmp-dev prometheus-cpp-dev libcivetweb-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev
   libbenchmark-dev
+  # fleet mode: the NATS C client (JetStream, KV) and the server its tests start
+  libnats-dev nats-server
   # fuzzing (scripts/fuzz.sh): clang with libFuzzer
   clang-14 libclang-rt-14-dev
   # test peers and tools: network namespaces, firewall rules, HTTP client

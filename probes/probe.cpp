@@ -1,6 +1,9 @@
 #include "probes/probe.h"
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cstdint>
 
 #include "probes/icmp/icmp.h"
 #include "probes/snmp/snmp.h"
@@ -11,10 +14,10 @@ namespace nightshift {
 
 namespace {
 const std::array<ProbeKind, 4> kKinds = {{
-    {"tcp", &tcp::parse_options, &tcp::make_engine},
-    {"icmp", &icmp::parse_options, &icmp::make_engine},
-    {"snmp", &snmp::parse_options, &snmp::make_engine},
-    {"pcap", &pcap::parse_options, &pcap::make_engine},
+    {"tcp", &tcp::parse_options, &tcp::make_engine, ExporterFormat::kBlackbox, &tcp::port_of},
+    {"icmp", &icmp::parse_options, &icmp::make_engine, ExporterFormat::kBlackbox, nullptr},
+    {"snmp", &snmp::parse_options, &snmp::make_engine, ExporterFormat::kSnmp, &snmp::port_of},
+    {"pcap", &pcap::parse_options, &pcap::make_engine, ExporterFormat::kNone, nullptr},
 }};
 }  // namespace
 
@@ -52,6 +55,23 @@ Sample make_sample(const ProbeRequest& req, SteadyTime started) {
   return s;
 }
 
+void add_gauge(Sample& sample, std::string metric, double value,
+               std::vector<std::pair<std::string, std::string>> labels) {
+  sample.series.push_back({std::move(metric), std::move(labels), value, LabeledValue::Type::kGauge});
+}
+
+void add_address_series(Sample& sample, Duration lookup, const SocketAddress* address) {
+  add_gauge(sample, "probe_dns_lookup_time_seconds", std::chrono::duration<double>(lookup).count());
+  if (address == nullptr) return;
+  add_gauge(sample, "probe_ip_protocol", address->family() == AF_INET6 ? 6 : 4);
+  std::uint32_t hash = 2166136261u;  // FNV-1a, 32 bits
+  for (unsigned char c : address->to_string()) {
+    hash ^= c;
+    hash *= 16777619u;
+  }
+  add_gauge(sample, "probe_ip_addr_hash", hash);
+}
+
 std::string_view to_string(FailureReason reason) {
   switch (reason) {
     case FailureReason::kNone: return "ok";
@@ -63,6 +83,8 @@ std::string_view to_string(FailureReason reason) {
     case FailureReason::kBannerMismatch: return "banner_mismatch";
     case FailureReason::kConnectionClosed: return "connection_closed";
     case FailureReason::kAuthFailure: return "auth_failure";
+    case FailureReason::kTlsHandshake: return "tls_handshake";
+    case FailureReason::kTlsVerify: return "tls_verify";
     case FailureReason::kResourceLimit: return "resource_limit";
     case FailureReason::kError: return "error";
   }

@@ -102,9 +102,11 @@ std::string if_type_name(double value) {
   return it != kNames.end() ? it->second : std::to_string(n);
 }
 
-// A MAC address as snmp_exporter's PhysAddress48 shows it: "02:FC:00:00:00:01".
-std::string phys_address(const std::string& bytes) {
+// A MAC address as snmp_exporter's PhysAddress48 shows it: "02:FC:00:00:00:01",
+// at least 6 bytes (an interface without one, like lo, shows 00:00:00:00:00:00).
+std::string phys_address(std::string bytes) {
   static const char* hex = "0123456789ABCDEF";
+  if (bytes.size() < 6) bytes.resize(6, '\0');
   std::string out;
   for (unsigned char c : bytes) {
     if (!out.empty()) out += ':';

@@ -52,7 +52,8 @@ std::vector<std::vector<Varbind>> table(const SnmpOptions& o = SnmpOptions{}) {
   c[11] = {text("1.3.6.1.2.1.2.2.1.2.1", "Intel 82599 port 0"), text("1.3.6.1.2.1.2.2.1.2.2", "eth1")};
   if (c.size() > 16) {
     c[13] = {num("1.3.6.1.2.1.2.2.1.3.1", 6), num("1.3.6.1.2.1.2.2.1.3.2", 9999)};
-    c[16] = {bytes("1.3.6.1.2.1.2.2.1.6.1", std::string("\x02\xfc\x00\x00\x00\x01", 6))};
+    c[16] = {bytes("1.3.6.1.2.1.2.2.1.6.1", std::string("\x02\xfc\x00\x00\x00\x01", 6)),
+             bytes("1.3.6.1.2.1.2.2.1.6.2", "")};
   }
   return c;
 }
@@ -156,6 +157,8 @@ TEST(SnmpInterpretTest, SeriesCarrySnmpExporterNamesLabelsAndUnits) {
   const LabeledValue* mac = find(r, "ifPhysAddress", "1");
   ASSERT_NE(mac, nullptr);
   EXPECT_EQ(label(*mac, "ifPhysAddress"), "02:FC:00:00:00:01");
+  ASSERT_NE(find(r, "ifPhysAddress", "2"), nullptr);
+  EXPECT_EQ(label(*find(r, "ifPhysAddress", "2"), "ifPhysAddress"), "00:00:00:00:00:00") << "none, as snmp_exporter shows lo's";
   EXPECT_EQ(find(r, "ifName", "1"), nullptr) << "names are labels, not series";
   EXPECT_EQ(find(r, "ifDescr", "1"), nullptr);
 }

@@ -23,6 +23,7 @@
 #include "serve/http.h"
 #include "incidents/incidents.h"
 #include "store/store.h"
+#include "serve/exporter_view.h"
 #include "serve/metrics.h"
 #include "notify/notifier.h"
 #include "notify/paging.h"
@@ -87,6 +88,7 @@ class Agent {
   Resolver resolver_;
   EngineContext engine_context_;
   AgentMetrics metrics_;
+  ExporterView exporter_view_;  // /probe and /snmp: the latest results in the exporters' formats
   Scheduler scheduler_;
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind

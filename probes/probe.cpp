@@ -1,5 +1,6 @@
 #include "probes/probe.h"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -64,9 +65,19 @@ void add_address_series(Sample& sample, Duration lookup, const SocketAddress* ad
   add_gauge(sample, "probe_dns_lookup_time_seconds", std::chrono::duration<double>(lookup).count());
   if (address == nullptr) return;
   add_gauge(sample, "probe_ip_protocol", address->family() == AF_INET6 ? 6 : 4);
-  std::uint32_t hash = 2166136261u;  // FNV-1a, 32 bits
-  for (unsigned char c : address->to_string()) {
-    hash ^= c;
+  // FNV-1a (32 bits) over the address bytes, 4 for IPv4 and 16 for IPv6, as blackbox hashes them.
+  const unsigned char* bytes = nullptr;
+  std::size_t size = 0;
+  if (address->family() == AF_INET6) {
+    bytes = reinterpret_cast<const sockaddr_in6*>(&address->storage)->sin6_addr.s6_addr;
+    size = 16;
+  } else {
+    bytes = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in*>(&address->storage)->sin_addr);
+    size = 4;
+  }
+  std::uint32_t hash = 2166136261u;
+  for (std::size_t i = 0; i < size; ++i) {
+    hash ^= bytes[i];
     hash *= 16777619u;
   }
   add_gauge(sample, "probe_ip_addr_hash", hash);

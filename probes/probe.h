@@ -90,8 +90,8 @@ Sample make_sample(const ProbeRequest& req, SteadyTime started);
 // blackbox_exporter's series about the address a probe resolved, added to
 // `sample.series` (so /metrics and /probe both carry them):
 // probe_dns_lookup_time_seconds, and with an address probe_ip_protocol (4 or 6)
-// and probe_ip_addr_hash (FNV-1a of the address text, as blackbox computes it:
-// a change is a DNS change). Shared by the kinds that resolve.
+// and probe_ip_addr_hash (FNV-1a of the address bytes, as blackbox computes
+// it: a change is a DNS change). Shared by the kinds that resolve.
 void add_address_series(Sample& sample, Duration lookup, const SocketAddress* address);
 
 // One label-free gauge in `sample.series` under exactly `metric`.

@@ -314,6 +314,28 @@ address = "198.51.100.2"
     EXPECT_TRUE(missing.empty()) << "series the exporter has and nightshift lacks:\n" << missing;
     EXPECT_TRUE(extra.empty()) << "series nightshift has and the exporter does not:\n" << extra;
   }
+
+  // Values that do not move between two scrapes of the same target are equal.
+  for (const char* name : {"probe_ip_addr_hash", "probe_ip_protocol", "probe_icmp_reply_hop_limit",
+                           "probe_failed_due_to_regex", "probe_ssl_earliest_cert_expiry",
+                           "probe_ssl_last_chain_expiry_timestamp_seconds", "probe_tls_version_info", "ifMtu",
+                           "ifIndex", "ifAdminStatus", "ifType_info", "ifPhysAddress", "ifNumber", "ifHighSpeed"}) {
+    SCOPED_TRACE(name);
+    auto j = api("/api/v1/query?query=" + escape(name));
+    ASSERT_TRUE(j.is_object() && j["status"] == "success") << j.dump();
+    std::map<std::string, std::map<bool, std::string>> values;  // series without job -> side -> value
+    for (const auto& r : j["data"]["result"]) {
+      std::string key;
+      std::string job;
+      for (const auto& [k, v] : r["metric"].items()) {
+        if (k == "job") job = v.get<std::string>();
+        else key += k + "=" + v.get<std::string>() + ",";
+      }
+      values[base_job(job) + " " + key][exporter_job(job)] = r["value"][1];
+    }
+    EXPECT_FALSE(values.empty());
+    for (auto& [key, sides] : values) EXPECT_EQ(sides[true], sides[false]) << key;
+  }
 }
 
 }  // namespace

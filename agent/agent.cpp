@@ -126,6 +126,9 @@ int Agent::run() {
     return r;
   });
   http_.route("/healthz", [this](const HttpRequest&) { return healthz(); });
+  // blackbox_exporter's and snmp_exporter's endpoints (docs/compatibility.md).
+  http_.route("/probe", [this](const HttpRequest& req) { return exporter_view_.probe(req); });
+  http_.route("/snmp", [this](const HttpRequest& req) { return exporter_view_.snmp(req); });
   http_.route("/status", [this](const HttpRequest& req) { return serve_status(req, false); });
   http_.route("/status.json", [this](const HttpRequest& req) { return serve_status(req, true); });
   api_ = std::make_unique<Api>(reactor_, make_operator_backend(
@@ -139,6 +142,7 @@ int Agent::run() {
     r.body = "<!doctype html><title>nightshift " + log::quote(config_.agent.name) +
              "</title><h1>nightshift</h1><ul><li><a href=\"/metrics\">/metrics</a></li>"
              "<li><a href=\"/healthz\">/healthz</a></li>"
+             "<li>/probe?target=…&amp;module=… (blackbox_exporter format), /snmp?target=… (snmp_exporter format)</li>"
              "<li><a href=\"/status\">/status</a></li><li><a href=\"/status.json\">/status.json</a></li>"
              "<li><a href=\"/api/v1/incidents\">/api/v1/incidents</a></li></ul>\n";
     return r;
@@ -396,6 +400,7 @@ void Agent::apply(Config config) {
     }
   }
   metrics_.sync_targets(config_.targets);
+  exporter_view_.sync_targets(config_.targets);
   if (pipeline_->configure(pipeline_settings())) {
     // New rules start from scratch: incidents whose alerts the new rules do
     // not raise again are resolved after the usual grace.
@@ -424,6 +429,7 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
 
 void Agent::on_sample(const std::shared_ptr<const Target>& target, const Sample& sample) {
   metrics_.record(sample);
+  exporter_view_.record(sample);
   pipeline_->on_sample(target, sample);
   schedule_pipeline_tick();
   ProbeState& state = probe_states_[sample.target][sample.probe];

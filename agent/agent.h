@@ -16,6 +16,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "serve/exporter_view.h"
 #include "core/scheduler.h"
 #include "notify/notifier.h"
 #include "pipeline/pipeline.h"
@@ -84,6 +85,7 @@ class Agent final : private PipelineEffects {
   Resolver resolver_;
   EngineContext engine_context_;
   AgentMetrics metrics_;
+  ExporterView exporter_view_;  // /probe and /snmp: the latest results in the exporters' formats
   Scheduler scheduler_;
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind

@@ -62,6 +62,10 @@ struct EngineContext {
   Resolver& resolver;
 };
 
+// Which exporter's format /probe and /snmp serve a kind's latest result in
+// (serve/exporter_view.h): blackbox_exporter's, snmp_exporter's, or neither.
+enum class ExporterFormat { kNone, kBlackbox, kSnmp };
+
 struct ProbeKind {
   std::string_view name;  // the `kind` value in config
   // Reads the kind's own keys; returns nullptr after reporting errors.
@@ -70,6 +74,10 @@ struct ProbeKind {
   std::unique_ptr<ProbeEngine> (*make_engine)(EngineContext& context);
   // Every value and observation its samples carry (see nightshift/measure.h).
   std::span<const Measure> (*measures)();
+  ExporterFormat exporter;
+  // The port a probe of this kind talks to, for exporter-style "host:port"
+  // targets; nullptr when the kind has none.
+  int (*port)(const ProbeOptions& options);
 };
 
 // Reads the optional `ip_family` key ("any", "ipv4", "ipv6") into `family`;
@@ -78,5 +86,16 @@ bool read_ip_family(OptionReader& reader, AddressFamily& family);
 
 // Fills the fields every sample has from the request. Shared by all engines.
 Sample make_sample(const ProbeRequest& req, SteadyTime started);
+
+// blackbox_exporter's series about the address a probe resolved, added to
+// `sample.series` (so /metrics and /probe both carry them):
+// probe_dns_lookup_time_seconds, and with an address probe_ip_protocol (4 or 6)
+// and probe_ip_addr_hash (FNV-1a of the address bytes, as blackbox computes
+// it: a change is a DNS change). Shared by the kinds that resolve.
+void add_address_series(Sample& sample, Duration lookup, const SocketAddress* address);
+
+// One label-free gauge in `sample.series` under exactly `metric`.
+void add_gauge(Sample& sample, std::string metric, double value,
+               std::vector<std::pair<std::string, std::string>> labels = {});
 
 }  // namespace nightshift

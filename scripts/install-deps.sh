@@ -20,6 +20,9 @@ packages=(
   chromium
   # paging tests: a real Alertmanager
   prometheus-alertmanager prometheus
+  # compatibility test (tests/e2e/compat_test.cpp): the exporters nightshift
+  # stands in for, and openssl for its TLS server and certificates
+  prometheus-blackbox-exporter prometheus-snmp-exporter openssl
   # fault tests: delay packets through NFQUEUE
   libnetfilter-queue-dev
 )

@@ -11,10 +11,10 @@ namespace nightshift {
 
 namespace {
 const std::array<ProbeKind, 4> kKinds = {{
-    {"tcp", &tcp::parse_options, &tcp::make_engine, &tcp::measures},
-    {"icmp", &icmp::parse_options, &icmp::make_engine, &icmp::measures},
-    {"snmp", &snmp::parse_options, &snmp::make_engine, &snmp::measures},
-    {"pcap", &pcap::parse_options, &pcap::make_engine, &pcap::measures},
+    {"tcp", &tcp::parse_options, &tcp::make_engine, &tcp::measures, ExporterFormat::kBlackbox, &tcp::port_of},
+    {"icmp", &icmp::parse_options, &icmp::make_engine, &icmp::measures, ExporterFormat::kBlackbox, nullptr},
+    {"snmp", &snmp::parse_options, &snmp::make_engine, &snmp::measures, ExporterFormat::kSnmp, &snmp::port_of},
+    {"pcap", &pcap::parse_options, &pcap::make_engine, &pcap::measures, ExporterFormat::kNone, nullptr},
 }};
 }  // namespace
 

@@ -12,9 +12,9 @@
 #include <filesystem>
 #include <set>
 
-#include "agent/default_rules.h"
-#include "agent/incident_json.h"
-#include "agent/log.h"
+#include "rules/default_rules.h"
+#include "incidents/incident_json.h"
+#include "core/log.h"
 
 namespace nightshift {
 

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/config.h"
+#include "config/config.h"
 
 namespace nightshift::cli {
 

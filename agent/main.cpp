@@ -13,11 +13,11 @@
 #include "agent/agent.h"
 #include "agent/cli.h"
 #include "agent/probe_cli.h"
-#include "agent/config.h"
-#include "agent/log.h"
+#include "config/config.h"
+#include "core/log.h"
 #include "nightshift/version.h"
-#include "probes/icmp.h"
-#include "probes/pcap.h"
+#include "probes/icmp/icmp.h"
+#include "probes/pcap/pcap.h"
 
 namespace {
 
@@ -186,7 +186,19 @@ int main(int argc, char** argv) {
   }
   if (cmd == "run") return run(rest);
   if (nightshift::cli::is_command(cmd)) return nightshift::cli::run(cmd, rest);
-  if (cmd == "replay") return nightshift::pcap::replay_cli(rest, std::cout, std::cerr);
+  if (cmd == "replay") {
+    return nightshift::pcap::replay_cli(
+        rest, std::cout, std::cerr,
+        [](const std::string& path, std::vector<std::shared_ptr<const nightshift::Target>>& targets, std::ostream& err) {
+          auto loaded = nightshift::load_config(path);
+          if (!loaded.ok()) {
+            for (const auto& e : loaded.errors) err << e.to_string() << "\n";
+            return false;
+          }
+          targets = loaded.config->targets;
+          return true;
+        });
+  }
   if (cmd == "probe") {
     if (rest.empty()) return usage_error("probe needs a kind\n\n" + nightshift::probe_usage());
     const std::string kind = rest.front();

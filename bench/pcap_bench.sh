@@ -28,7 +28,7 @@ fi
 
 work=$(mktemp -d /tmp/pcap-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-g++ -std=c++20 -O2 -I"$root" -I"$root/include" bench/pcap_gen.cpp probes/pcap_frames.cpp probes/pcap_codec.cpp \
+g++ -std=c++20 -O2 -I"$root" -I"$root/include" bench/pcap_gen.cpp probes/pcap/pcap_frames.cpp probes/pcap/pcap_codec.cpp \
   -o "$work/pcap_gen" -lpcap
 "$work/pcap_gen" "$work/capture.pcap" "$PACKETS" 100
 size=$(stat -c %s "$work/capture.pcap")

@@ -12,7 +12,7 @@
 #include <random>
 #include <string>
 
-#include "probes/pcap_frames.h"
+#include "probes/pcap/pcap_frames.h"
 
 using namespace nightshift::pcap;
 

@@ -2,10 +2,10 @@
 
 #include <array>
 
-#include "probes/icmp.h"
-#include "probes/snmp.h"
-#include "probes/pcap.h"
-#include "probes/tcp.h"
+#include "probes/icmp/icmp.h"
+#include "probes/snmp/snmp.h"
+#include "probes/pcap/pcap.h"
+#include "probes/tcp/tcp.h"
 
 namespace nightshift {
 

@@ -9,9 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/http.h"
-#include "agent/incident_json.h"
-#include "agent/silences.h"
+#include "serve/http.h"
+#include "incidents/incident_json.h"
+#include "incidents/silences.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace nightshift;

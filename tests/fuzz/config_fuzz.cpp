@@ -7,7 +7,7 @@
 #include <set>
 #include <string_view>
 
-#include "agent/config.h"
+#include "config/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "probes/icmp_codec.h"
+#include "probes/icmp/icmp_codec.h"
 
 using namespace nightshift::icmp;
 

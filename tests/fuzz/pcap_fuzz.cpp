@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "probes/pcap_codec.h"
+#include "probes/pcap/pcap_codec.h"
 
 using namespace nightshift;
 using namespace nightshift::pcap;

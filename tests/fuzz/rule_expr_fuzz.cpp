@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "agent/rule_engine.h"
+#include "rules/rule_engine.h"
 
 namespace {
 using namespace nightshift::rules;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "probes/snmp.h"
+#include "probes/snmp/snmp.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace nightshift::snmp;

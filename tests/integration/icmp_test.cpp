@@ -8,7 +8,7 @@
 //   2001:db8:2::2; .4 whose replies the router duplicates)
 //
 // The router also has an `unreachable` route for 203.0.113.128/25.
-#include "probes/icmp.h"
+#include "probes/icmp/icmp.h"
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -22,7 +22,7 @@
 #include <sstream>
 #include <thread>
 
-#include "agent/metrics.h"
+#include "serve/metrics.h"
 
 namespace nightshift::icmp {
 namespace {

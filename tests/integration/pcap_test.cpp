@@ -15,8 +15,8 @@
 #include <functional>
 #include <sstream>
 
-#include "probes/pcap_codec.h"
-#include "probes/pcap_frames.h"
+#include "probes/pcap/pcap_codec.h"
+#include "probes/pcap/pcap_frames.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/prom_text.h"

@@ -2,7 +2,7 @@
 // network namespaces this test makes (198.51.100.0/24, 2001:db8::/32, no route
 // out). The engine runs in a real Reactor on the SystemClock, driven by
 // run_once() in loops bounded in count and time.
-#include "probes/tcp.h"
+#include "probes/tcp/tcp.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -1,6 +1,6 @@
 // Alert state machine on explicit times: sustain and hysteresis exactly at their
 // boundaries, single misses never fire, flapping is notified once.
-#include "agent/alert_state.h"
+#include "rules/alert_state.h"
 
 #include <gtest/gtest.h>
 

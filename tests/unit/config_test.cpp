@@ -1,7 +1,7 @@
 // Config: every error names file:line:col, the key, what was expected and what
 // was found; validation reports all errors, not the first.
-#include "agent/config.h"
-#include "probes/tcp.h"
+#include "config/config.h"
+#include "probes/tcp/tcp.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // ICMP codec: pure functions over bytes. Spec lines quoted above each group.
-#include "probes/icmp_codec.h"
+#include "probes/icmp/icmp_codec.h"
 
 #include <gtest/gtest.h>
 

@@ -2,8 +2,8 @@
 // the value's position.
 #include <gtest/gtest.h>
 
-#include "agent/config.h"
-#include "probes/icmp.h"
+#include "config/config.h"
+#include "probes/icmp/icmp.h"
 
 namespace nightshift::icmp {
 namespace {

@@ -1,7 +1,7 @@
 // The one-line path trace finding that goes into an incident's timeline.
 #include <gtest/gtest.h>
 
-#include "probes/icmp.h"
+#include "probes/icmp/icmp.h"
 
 namespace nightshift::icmp {
 namespace {

@@ -1,6 +1,6 @@
 // Incident manager on a simulated clock: declare at once, group, topology,
 // vantage isolation, lifecycle, reopen, promised updates.
-#include "agent/incidents.h"
+#include "incidents/incidents.h"
 
 #include <gtest/gtest.h>
 

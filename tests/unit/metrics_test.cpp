@@ -1,5 +1,5 @@
 // AgentMetrics: labeled series from Sample::series, as SNMP interfaces use them.
-#include "agent/metrics.h"
+#include "serve/metrics.h"
 
 #include <gtest/gtest.h>
 

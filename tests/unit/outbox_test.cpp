@@ -1,10 +1,10 @@
 // Outbox: per-sink order, retries, dead letters and coalesced keep-alives, on a
 // real SQLite file shared by the store's connection and the notifier's.
-#include "agent/outbox.h"
+#include "notify/outbox.h"
 
 #include <gtest/gtest.h>
 
-#include "agent/store.h"
+#include "store/store.h"
 #include "tests/support/temp_dir.h"
 
 namespace nightshift {

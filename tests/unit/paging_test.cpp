@@ -1,6 +1,6 @@
 // Paging on a simulated clock: who hears what, renotify, escalation, the
 // Alertmanager keep-alive and silences.
-#include "agent/paging.h"
+#include "notify/paging.h"
 
 #include <gtest/gtest.h>
 

@@ -1,10 +1,10 @@
 // Pcap watch analysis: header decoding, prefixes, handshakes, retransmissions,
 // ICMP unreachable by router, the baseline. Pure; time from ManualClock.
-#include "probes/pcap_codec.h"
+#include "probes/pcap/pcap_codec.h"
 
 #include <gtest/gtest.h>
 
-#include "probes/pcap_frames.h"
+#include "probes/pcap/pcap_frames.h"
 
 namespace nightshift::pcap {
 namespace {

@@ -1,5 +1,5 @@
 // Rule engine on a simulated clock: timelines of samples in, alert changes out.
-#include "agent/rule_engine.h"
+#include "rules/rule_engine.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Rule conditions: grammar, types, units, Kleene logic for missing values,
 // and parse errors that point at the column.
-#include "agent/rule_expr.h"
+#include "rules/rule_expr.h"
 
 #include <gtest/gtest.h>
 

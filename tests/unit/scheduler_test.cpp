@@ -1,5 +1,5 @@
 // Scheduler on a simulated clock: phase spread, exact cadence, rate cap, reload.
-#include "agent/scheduler.h"
+#include "core/scheduler.h"
 
 #include <gtest/gtest.h>
 

@@ -1,9 +1,9 @@
 // Silences on a simulated clock: matchers, time range, expiry, validation.
-#include "agent/silences.h"
+#include "incidents/silences.h"
 
 #include <gtest/gtest.h>
 
-#include "agent/incident_json.h"
+#include "incidents/incident_json.h"
 
 namespace nightshift {
 namespace {

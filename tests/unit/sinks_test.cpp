@@ -1,10 +1,10 @@
 // Sinks: payloads per type, routing, and what must never be in a body.
-#include "agent/sinks.h"
+#include "notify/sinks.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/incident_json.h"
+#include "incidents/incident_json.h"
 
 namespace nightshift {
 namespace {

@@ -1,6 +1,6 @@
 // SNMP poll interpretation without a network: rows from walked columns,
 // selection, admin-down versus outage, reboots, custom OIDs.
-#include "probes/snmp.h"
+#include "probes/snmp/snmp.h"
 
 #include <gtest/gtest.h>
 

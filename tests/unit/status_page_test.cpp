@@ -1,5 +1,5 @@
 // Status page rendering: public content only, escaped, ETag by content.
-#include "agent/status_page.h"
+#include "serve/status_page.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // Store on a real SQLite file in a temporary directory.
-#include "agent/store.h"
+#include "store/store.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "agent/incident_json.h"
+#include "incidents/incident_json.h"
 
 namespace nightshift {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "probes/tcp.h"
+#include "probes/tcp/tcp.h"
 
 namespace nightshift::tcp {
 namespace {

@@ -1,0 +1,82 @@
+// Config: the TOML file, parsed (toml++) and validated into typed settings.
+//
+// Every error names file:line:col, the key path, what was expected and what was
+// found, compiler-style, and validation collects them all instead of stopping
+// at the first. Unknown keys are errors: a typo must never silently disable
+// monitoring. toml++ exceptions stop here; callers see values.
+//
+// Thread safety: pure functions, any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "incidents/incidents.h"
+#include "rules/rule_engine.h"
+#include "core/duration.h"
+#include "core/log.h"
+#include "notify/sinks.h"
+#include "nightshift/clock.h"
+#include "nightshift/result.h"
+#include "nightshift/target.h"
+
+namespace nightshift {
+
+struct AgentSettings {
+  std::string name;             // the `agent` label; defaults to the host name
+  std::string site;             // default site for targets that set none
+  std::string listen = "127.0.0.1:9650";  // HTTP: /metrics, /healthz
+  std::string state_dir = "/var/lib/nightshift";
+  double max_probes_per_second = 2000;  // global cap on probe starts
+  int http_threads = 128;               // HTTP workers: one per open connection (civetweb)
+  LogLevel log_level = LogLevel::kInfo;
+};
+
+struct Config {
+  AgentSettings agent;
+  Duration default_interval = std::chrono::seconds(10);
+  Duration default_timeout = std::chrono::seconds(3);
+  std::vector<std::shared_ptr<const Target>> targets;
+  // Rules: the built-in ones (unless [rules] builtin = false; a [[rule]] of the
+  // same name replaces one) and those from [[rule]].
+  std::vector<rules::RuleSpec> rules;
+  IncidentPolicy incidents;  // from [incidents]; agent_name is filled in from [agent]
+  // Paging: [[sink]] endpoints and the [notify] policy. Secrets are read from
+  // their *_file / *_env keys at load time and never logged.
+  std::vector<SinkSpec> sinks;
+  NotifyPolicy notify;
+  // [api]: the bearer token for the operator API (empty: read-only), and
+  // whether reads need it too.
+  std::string api_token;
+  bool api_public_read = false;
+  // [status]: where to export status.html and status.json on every change.
+  std::string status_export_dir;
+};
+
+struct ConfigError {
+  std::string file;
+  std::uint32_t line = 0;    // 0: no position (e.g. the file could not be read)
+  std::uint32_t column = 0;
+  std::string key;           // e.g. "target[2].probe[0].port"; may be empty
+  std::string message;
+  bool warning = false;      // a warning does not reject the config
+  // "agent.toml:14:11: target[2].interval: expected a duration like \"30s\", found integer 30"
+  // (a warning: "agent.toml:3:1: warning: notify.status_url: ...")
+  std::string to_string() const;
+};
+
+struct ConfigResult {
+  std::optional<Config> config;  // set only when errors is empty
+  std::vector<ConfigError> errors;
+  std::vector<ConfigError> warnings;  // set whether or not the config is valid
+  bool ok() const { return config.has_value(); }
+};
+
+ConfigResult parse_config(std::string_view text, const std::string& file_name);
+ConfigResult load_config(const std::string& path);
+
+}  // namespace nightshift

@@ -1,0 +1,570 @@
+#include "incidents/incidents.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+
+namespace nightshift {
+
+std::string_view to_string(IncidentStatus status) {
+  switch (status) {
+    case IncidentStatus::kDeclared: return "declared";
+    case IncidentStatus::kAcknowledged: return "acknowledged";
+    case IncidentStatus::kResolved: return "resolved";
+  }
+  return "declared";
+}
+
+std::string_view to_string(IncidentEvent::Kind kind) {
+  switch (kind) {
+    case IncidentEvent::Kind::kDeclared: return "declared";
+    case IncidentEvent::Kind::kUpdated: return "updated";
+    case IncidentEvent::Kind::kAcknowledged: return "acknowledged";
+    case IncidentEvent::Kind::kNote: return "note";
+    case IncidentEvent::Kind::kResolved: return "resolved";
+    case IncidentEvent::Kind::kReopened: return "reopened";
+    case IncidentEvent::Kind::kMerged: return "merged";
+    case IncidentEvent::Kind::kUpdateOverdue: return "update_overdue";
+  }
+  return "updated";
+}
+
+std::size_t Incident::active_impact() const {
+  return static_cast<std::size_t>(
+      std::count_if(impacted.begin(), impacted.end(), [](const ImpactedTarget& t) { return t.active; }));
+}
+
+namespace {
+int severity_rank(const std::string& s) {
+  if (s == "critical") return 3;
+  if (s == "warning") return 2;
+  return 1;
+}
+
+bool same_alert(const ImpactedTarget& t, const rules::AlertEvent& a) {
+  return t.target == a.target && t.probe == a.probe && t.rule == a.rule;
+}
+}  // namespace
+
+IncidentManager::IncidentManager(const Clock& clock, IncidentPolicy policy) : clock_(clock), policy_(std::move(policy)) {}
+
+void IncidentManager::set_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
+  targets_.clear();
+  for (const auto& t : targets) targets_[t->name] = t;
+}
+
+SystemTime IncidentManager::wall(SteadyTime t) const {
+  return clock_.wall_now() - std::chrono::duration_cast<SystemTime::duration>(clock_.now() - t);
+}
+
+std::map<std::string, std::string> IncidentManager::scope_of(const std::string& target) const {
+  std::map<std::string, std::string> scope;
+  auto it = targets_.find(target);
+  for (const auto& label : policy_.group_by) {
+    std::string value;
+    if (it != targets_.end()) {
+      const Target& t = *it->second;
+      if (label == "site") value = t.site;
+      else if (label == "group") value = t.group;
+      else if (label == "target") value = t.name;
+      else if (auto l = t.labels.find(label); l != t.labels.end()) value = l->second;
+    }
+    scope[label] = value;
+  }
+  return scope;
+}
+
+std::string IncidentManager::new_id() {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(clock_.wall_now());
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "NS-%04d%02d%02d-%04llu", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                static_cast<unsigned long long>(next_sequence_++));
+  return buf;
+}
+
+void IncidentManager::retitle(Incident& inc) const {
+  std::vector<const ImpactedTarget*> active;
+  std::set<std::string> targets;
+  for (const auto& t : inc.impacted) {
+    if (!t.active) continue;
+    active.push_back(&t);
+    targets.insert(t.target);
+  }
+  if (inc.vantage) {
+    inc.title = "Agent " + policy_.agent_name + " cannot reach " + std::to_string(targets.size()) + " of " +
+                std::to_string(targets_.size()) + " targets: its own vantage point is isolated";
+    return;
+  }
+  if (targets.size() == 1) {
+    inc.title = *targets.begin() + ": " + active.front()->rule;
+    return;
+  }
+  // One failing target with the rest behind it (depends_on): named after it.
+  std::set<std::string> roots;
+  const ImpactedTarget* root = nullptr;
+  for (const auto* t : active) {
+    if (t->via_parent.empty()) {
+      roots.insert(t->target);
+      root = t;
+    }
+  }
+  if (roots.size() == 1) {
+    const std::size_t behind = targets.size() - 1;
+    inc.title = root->target + ": " + root->rule + " (" + std::to_string(behind) +
+                (behind == 1 ? " target" : " targets") + " behind it)";
+    return;
+  }
+  std::string scope;
+  for (const auto& [k, v] : inc.scope) {
+    if (!v.empty()) scope += (scope.empty() ? "" : " ") + k + "=" + v;
+  }
+  const std::size_t n = targets.empty() ? inc.impacted.size() : targets.size();
+  inc.title = (scope.empty() ? std::string() : scope + ": ") + std::to_string(n) + " targets affected";
+}
+
+void IncidentManager::touch(State& s, const std::string& kind, const std::string& text) {
+  s.incident.timeline.push_back({clock_.wall_now(), kind, text, false, ""});
+  s.last_change = clock_.now();
+  int worst = 0;
+  for (const auto& t : s.incident.impacted) {
+    if (t.active && severity_rank(t.severity) > worst) {
+      worst = severity_rank(t.severity);
+      s.incident.severity = t.severity;
+    }
+  }
+  retitle(s.incident);
+}
+
+ImpactedTarget IncidentManager::impact_of(const rules::AlertEvent& alert, const std::string& via_parent) const {
+  ImpactedTarget t;
+  t.target = alert.target;
+  t.probe = alert.probe;
+  t.rule = alert.rule;
+  t.severity = alert.severity;
+  t.summary = alert.summary;
+  t.via_parent = via_parent;
+  t.since = wall(alert.since == SteadyTime{} ? alert.change.at : alert.since);
+  return t;
+}
+
+IncidentEvent IncidentManager::declare(std::map<std::string, std::string> scope, std::vector<ImpactedTarget> impact,
+                                       bool vantage) {
+  // Memory stays bounded over months of uptime: forget long-resolved incidents.
+  const Duration keep = std::max(policy_.keep_resolved, policy_.reopen_window);
+  std::erase_if(incidents_, [&](const auto& entry) {
+    return !entry.second.incident.open() && clock_.now() - entry.second.resolved_steady > keep;
+  });
+  const std::string id = new_id();
+  State& s = incidents_[id];
+  Incident& inc = s.incident;
+  inc.id = id;
+  inc.scope = std::move(scope);
+  inc.impacted = std::move(impact);
+  inc.vantage = vantage;
+  inc.declared_at = clock_.wall_now();
+  inc.started_at = inc.declared_at;
+  for (const auto& t : inc.impacted) inc.started_at = std::min(inc.started_at, t.since);
+  inc.next_update_due = clock_.wall_now() + std::chrono::duration_cast<SystemTime::duration>(policy_.update_every);
+  s.next_update_steady = clock_.now() + policy_.update_every;
+  touch(s, "declared", "");
+  s.incident.timeline.back().text = "declared: " + inc.title;
+  return {IncidentEvent::Kind::kDeclared, inc, true};
+}
+
+IncidentManager::State* IncidentManager::open_incident_with(const std::string& target) {
+  for (auto& [id, s] : incidents_) {
+    if (!s.incident.open()) continue;
+    for (const auto& t : s.incident.impacted) {
+      if (t.active && t.target == target) return &s;
+    }
+  }
+  return nullptr;
+}
+
+IncidentManager::State* IncidentManager::open_incident_for_scope(const std::map<std::string, std::string>& scope) {
+  for (auto& [id, s] : incidents_) {
+    if (s.incident.open() && !s.incident.vantage && s.incident.scope == scope) return &s;
+  }
+  return nullptr;
+}
+
+bool IncidentManager::vantage_plausible() const {
+  for (const auto& [name, t] : targets_) {
+    if (t->canary && critical_targets_.count(name)) return true;
+  }
+  return false;
+}
+
+std::vector<IncidentEvent> IncidentManager::on_alert(const rules::AlertEvent& alert) {
+  if (!alert.change.notify || alert.change.flapping_changed) return {};
+  if (alert.change.to == rules::AlertPhase::kFiring) {
+    if (alert.severity == "critical") critical_targets_.insert(alert.target);
+    // Isolation first: the alert that completes it joins the isolation incident
+    // instead of declaring one of its own that would be merged at once.
+    auto events = check_vantage();
+    auto placed = place(alert);
+    events.insert(events.end(), placed.begin(), placed.end());
+    return events;
+  }
+  if (alert.change.from == rules::AlertPhase::kFiring && alert.change.to == rules::AlertPhase::kInactive) {
+    return on_resolved(alert);
+  }
+  return {};
+}
+
+std::vector<IncidentEvent> IncidentManager::place(const rules::AlertEvent& alert) {
+  const SteadyTime now = clock_.now();
+  auto joined = [&](State& s, ImpactedTarget impact, const std::string& how) {
+    auto it = std::find_if(s.incident.impacted.begin(), s.incident.impacted.end(),
+                           [&](const ImpactedTarget& t) { return same_alert(t, alert); });
+    if (it != s.incident.impacted.end()) {
+      *it = std::move(impact);
+    } else {
+      s.incident.impacted.push_back(std::move(impact));
+    }
+    touch(s, "joined", alert.target + " (" + alert.rule + ")" + how);
+    if (!s.update_pending) {
+      s.update_pending = true;
+      s.update_due = now + policy_.batch;
+    }
+  };
+
+  // Already part of an open incident (it resolved and fired again): re-activate.
+  for (auto& [id, s] : incidents_) {
+    if (!s.incident.open()) continue;
+    for (const auto& t : s.incident.impacted) {
+      if (same_alert(t, alert)) {
+        joined(s, impact_of(alert, t.via_parent), " again");
+        return {};
+      }
+    }
+  }
+  // Topology: impact of a parent that is down.
+  if (auto t = targets_.find(alert.target); t != targets_.end() && !t->second->depends_on.empty()) {
+    if (State* parent = open_incident_with(t->second->depends_on)) {
+      joined(*parent, impact_of(alert, t->second->depends_on), " behind " + t->second->depends_on);
+      return {};
+    }
+  }
+  // Isolation already declared: everything is its impact.
+  for (auto& [id, s] : incidents_) {
+    if (s.incident.open() && s.incident.vantage) {
+      joined(s, impact_of(alert, ""), "");
+      return {};
+    }
+  }
+  // A failing canary makes isolation plausible: hold briefly to tell.
+  if (vantage_plausible() && alert.severity == "critical") {
+    held_.push_back({alert, now + policy_.vantage_hold});
+    return {};
+  }
+  return place_in_scope(alert);
+}
+
+std::vector<IncidentEvent> IncidentManager::place_in_scope(const rules::AlertEvent& alert) {
+  const SteadyTime now = clock_.now();
+  std::vector<IncidentEvent> events;
+  const auto scope = scope_of(alert.target);
+  if (State* open = open_incident_for_scope(scope)) {
+    // Its children that went down first are its impact now: the incident is
+    // about the parent (the title says so), not about whichever child failed first.
+    for (auto& t : open->incident.impacted) {
+      auto tt = targets_.find(t.target);
+      if (t.active && t.via_parent.empty() && tt != targets_.end() && tt->second->depends_on == alert.target) {
+        t.via_parent = alert.target;
+      }
+    }
+    open->incident.impacted.push_back(impact_of(alert, ""));
+    touch(*open, "joined", alert.target + " (" + alert.rule + ")");
+    if (!open->update_pending) {
+      open->update_pending = true;
+      open->update_due = now + policy_.batch;
+    }
+  } else {
+    // Reopen the scope's incident if it resolved recently, rather than page twice for one outage.
+    State* recent = nullptr;
+    for (auto& [id, s] : incidents_) {
+      if (s.incident.open() || s.incident.vantage || s.incident.scope != scope) continue;
+      if (now - s.resolved_steady > policy_.reopen_window) continue;
+      if (!recent || s.resolved_steady > recent->resolved_steady) recent = &s;
+    }
+    if (recent != nullptr) {
+      Incident& inc = recent->incident;
+      inc.status = IncidentStatus::kDeclared;
+      inc.resolved_at = {};
+      inc.acknowledged_by.clear();
+      inc.acknowledged_at = {};
+      for (auto& t : inc.impacted) t.active = false;
+      inc.impacted.push_back(impact_of(alert, ""));
+      touch(*recent, "reopened", alert.target + " (" + alert.rule + ") fired again");
+      inc.next_update_due = clock_.wall_now() + std::chrono::duration_cast<SystemTime::duration>(policy_.update_every);
+      recent->next_update_steady = now + policy_.update_every;
+      recent->overdue_reported = false;
+      events.push_back({IncidentEvent::Kind::kReopened, inc, true});
+    } else {
+      events.push_back(declare(scope, {impact_of(alert, "")}, false));
+    }
+  }
+  // Children that went down before their parent: merge their incidents into the parent's.
+  State* parent = open_incident_with(alert.target);
+  for (auto& [id, s] : incidents_) {
+    if (&s == parent || !s.incident.open() || s.incident.vantage) continue;
+    bool all_children = s.incident.active_impact() > 0;
+    for (const auto& t : s.incident.impacted) {
+      if (!t.active) continue;
+      auto tt = targets_.find(t.target);
+      if (tt == targets_.end() || tt->second->depends_on != alert.target) all_children = false;
+    }
+    if (!all_children || parent == nullptr) continue;
+    for (auto t : s.incident.impacted) {
+      if (!t.active) continue;
+      t.via_parent = alert.target;
+      parent->incident.impacted.push_back(t);
+    }
+    touch(*parent, "joined", "impact of " + alert.target + " merged from " + id);
+    s.incident.status = IncidentStatus::kResolved;
+    s.incident.resolved_at = clock_.wall_now();
+    s.resolved_steady = now;
+    touch(s, "merged", "merged into " + parent->incident.id + " (" + alert.target + " is down)");
+    events.push_back({IncidentEvent::Kind::kMerged, s.incident, false});
+    if (!parent->update_pending) {
+      parent->update_pending = true;
+      parent->update_due = now + policy_.batch;
+    }
+  }
+  return events;
+}
+
+std::vector<IncidentEvent> IncidentManager::on_resolved(const rules::AlertEvent& alert) {
+  const SteadyTime now = clock_.now();
+  std::vector<IncidentEvent> events;
+  held_.erase(std::remove_if(held_.begin(), held_.end(),
+                             [&](const Held& h) {
+                               return h.alert.target == alert.target && h.alert.probe == alert.probe &&
+                                      h.alert.rule == alert.rule;
+                             }),
+              held_.end());
+  bool still_critical = false;
+  for (auto& [id, s] : incidents_) {
+    if (!s.incident.open()) continue;
+    bool changed = false;
+    for (auto& t : s.incident.impacted) {
+      if (t.active && same_alert(t, alert)) {
+        t.active = false;
+        changed = true;
+      }
+    }
+    for (const auto& t : s.incident.impacted) {
+      if (t.active && t.target == alert.target && t.severity == "critical") still_critical = true;
+    }
+    if (!changed) continue;
+    if (s.incident.active_impact() == 0) {
+      s.incident.status = IncidentStatus::kResolved;
+      s.incident.resolved_at = clock_.wall_now();
+      s.resolved_steady = now;
+      s.update_pending = false;
+      touch(s, "resolved", "every alert has cleared");
+      events.push_back({IncidentEvent::Kind::kResolved, s.incident, true});
+    } else {
+      touch(s, "cleared", alert.target + " (" + alert.rule + ") recovered");
+      if (!s.update_pending) {
+        s.update_pending = true;
+        s.update_due = now + policy_.batch;
+      }
+    }
+  }
+  if (!still_critical) critical_targets_.erase(alert.target);
+  return events;
+}
+
+std::vector<IncidentEvent> IncidentManager::check_vantage() {
+  for (const auto& [id, s] : incidents_) {
+    if (s.incident.open() && s.incident.vantage) return {};
+  }
+  const std::size_t total = targets_.size();
+  if (total < policy_.vantage_min_targets) return {};
+  std::size_t down = 0;
+  bool canaries = false, all_canaries_down = true;
+  for (const auto& [name, t] : targets_) {
+    const bool is_down = critical_targets_.count(name) > 0;
+    if (is_down) ++down;
+    if (t->canary) {
+      canaries = true;
+      if (!is_down) all_canaries_down = false;
+    }
+  }
+  if (static_cast<double>(down) < policy_.vantage_ratio * static_cast<double>(total)) return {};
+  if (canaries) {
+    if (!all_canaries_down) return {};
+  } else {
+    // Without canaries, a whole site going dark looks like isolation by ratio
+    // alone; isolation is when *every* scope has lost targets.
+    std::map<std::map<std::string, std::string>, bool> scope_down;
+    for (const auto& [name, t] : targets_) scope_down[scope_of(name)] |= critical_targets_.count(name) > 0;
+    if (scope_down.size() < 2) return {};
+    for (const auto& [scope, any_down] : scope_down) {
+      if (!any_down) return {};
+    }
+  }
+
+  std::vector<IncidentEvent> events;
+  std::vector<ImpactedTarget> impact;
+  const SteadyTime now = clock_.now();
+  for (auto& [id, s] : incidents_) {
+    if (!s.incident.open()) continue;
+    for (const auto& t : s.incident.impacted) {
+      if (t.active) impact.push_back(t);
+    }
+  }
+  for (const auto& h : held_) impact.push_back(impact_of(h.alert, ""));
+  held_.clear();
+  IncidentEvent declared = declare({}, std::move(impact), true);
+  const std::string vantage_id = declared.incident.id;
+  for (auto& [id, s] : incidents_) {
+    if (id == vantage_id || !s.incident.open()) continue;
+    s.incident.status = IncidentStatus::kResolved;
+    s.incident.resolved_at = clock_.wall_now();
+    s.resolved_steady = now;
+    s.update_pending = false;
+    touch(s, "merged", "merged into " + vantage_id + ": the agent itself is isolated");
+    events.push_back({IncidentEvent::Kind::kMerged, s.incident, false});
+  }
+  events.insert(events.begin(), std::move(declared));
+  return events;
+}
+
+std::vector<IncidentEvent> IncidentManager::tick() {
+  const SteadyTime now = clock_.now();
+  std::vector<IncidentEvent> events;
+  // Held declarations: isolation first, then whatever was not absorbed by it.
+  if (std::any_of(held_.begin(), held_.end(), [&](const Held& h) { return h.until <= now; })) {
+    auto vantage = check_vantage();
+    events.insert(events.end(), vantage.begin(), vantage.end());
+    std::vector<Held> due;
+    for (auto it = held_.begin(); it != held_.end();) {
+      if (it->until <= now) {
+        due.push_back(std::move(*it));
+        it = held_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& h : due) {
+      auto placed = place_in_scope(h.alert);
+      events.insert(events.end(), placed.begin(), placed.end());
+    }
+  }
+  for (auto& [id, s] : incidents_) {
+    if (!s.incident.open()) continue;
+    if (s.update_pending && s.update_due <= now) {
+      s.update_pending = false;
+      s.incident.next_update_due =
+          clock_.wall_now() + std::chrono::duration_cast<SystemTime::duration>(policy_.update_every);
+      s.next_update_steady = now + policy_.update_every;
+      s.overdue_reported = false;
+      events.push_back({IncidentEvent::Kind::kUpdated, s.incident, false});
+    }
+    if (!s.overdue_reported && s.next_update_steady <= now) {
+      s.overdue_reported = true;
+      touch(s, "update_overdue", "the promised update is due and nobody has given one");
+      events.push_back({IncidentEvent::Kind::kUpdateOverdue, s.incident, true});
+    }
+  }
+  return events;
+}
+
+std::optional<SteadyTime> IncidentManager::next_deadline() const {
+  std::optional<SteadyTime> d;
+  auto earliest = [&](SteadyTime t) {
+    if (!d || t < *d) d = t;
+  };
+  for (const auto& h : held_) earliest(h.until);
+  for (const auto& [id, s] : incidents_) {
+    if (!s.incident.open()) continue;
+    if (s.update_pending) earliest(s.update_due);
+    if (!s.overdue_reported) earliest(s.next_update_steady);
+  }
+  return d;
+}
+
+Result<IncidentEvent> IncidentManager::acknowledge(const std::string& id, const std::string& who) {
+  auto it = incidents_.find(id);
+  if (it == incidents_.end()) return Error::not_found("no incident " + id);
+  State& s = it->second;
+  if (!s.incident.open()) return Error::invalid("incident " + id + " is resolved");
+  if (s.incident.status == IncidentStatus::kAcknowledged) return Error::invalid("incident " + id + " is already acknowledged by " + s.incident.acknowledged_by);
+  s.incident.status = IncidentStatus::kAcknowledged;
+  s.incident.acknowledged_by = who;
+  s.incident.acknowledged_at = clock_.wall_now();
+  touch(s, "acknowledged", "acknowledged by " + who);
+  s.incident.timeline.back().author = who;
+  return IncidentEvent{IncidentEvent::Kind::kAcknowledged, s.incident, false};
+}
+
+Result<IncidentEvent> IncidentManager::add_note(const std::string& id, const std::string& text, bool is_public,
+                                                const std::string& author) {
+  auto it = incidents_.find(id);
+  if (it == incidents_.end()) return Error::not_found("no incident " + id);
+  if (text.empty()) return Error::invalid("a note needs text");
+  State& s = it->second;
+  touch(s, "note", text);
+  s.incident.timeline.back().is_public = is_public;
+  s.incident.timeline.back().author = author;
+  if (is_public && s.incident.open()) {
+    // A public update keeps the promise: the next one is due a full period later.
+    s.incident.next_update_due =
+        clock_.wall_now() + std::chrono::duration_cast<SystemTime::duration>(policy_.update_every);
+    s.next_update_steady = clock_.now() + policy_.update_every;
+    s.overdue_reported = false;
+  }
+  return IncidentEvent{IncidentEvent::Kind::kNote, s.incident, false};
+}
+
+Result<IncidentEvent> IncidentManager::resolve(const std::string& id, const std::string& who) {
+  auto it = incidents_.find(id);
+  if (it == incidents_.end()) return Error::not_found("no incident " + id);
+  State& s = it->second;
+  if (!s.incident.open()) return Error::invalid("incident " + id + " is already resolved");
+  s.incident.status = IncidentStatus::kResolved;
+  s.incident.resolved_at = clock_.wall_now();
+  s.resolved_steady = clock_.now();
+  s.update_pending = false;
+  touch(s, "resolved", "resolved by " + who);
+  s.incident.timeline.back().author = who;
+  return IncidentEvent{IncidentEvent::Kind::kResolved, s.incident, true};
+}
+
+std::vector<Incident> IncidentManager::incidents() const {
+  std::vector<Incident> out;
+  for (const auto& [id, s] : incidents_) out.push_back(s.incident);
+  std::sort(out.begin(), out.end(), [](const Incident& a, const Incident& b) {
+    if (a.open() != b.open()) return a.open();
+    return a.declared_at > b.declared_at;
+  });
+  return out;
+}
+
+const Incident* IncidentManager::find(const std::string& id) const {
+  auto it = incidents_.find(id);
+  return it == incidents_.end() ? nullptr : &it->second.incident;
+}
+
+void IncidentManager::restore(std::vector<Incident> incidents, std::uint64_t next_sequence) {
+  const SteadyTime now = clock_.now();
+  for (auto& inc : incidents) {
+    State s;
+    const auto until_due = inc.next_update_due - clock_.wall_now();
+    s.next_update_steady = now + std::chrono::duration_cast<Duration>(until_due);
+    s.resolved_steady = inc.open() ? SteadyTime{} : now - std::chrono::duration_cast<Duration>(clock_.wall_now() - inc.resolved_at);
+    for (const auto& t : inc.impacted) {
+      if (inc.open() && t.active && t.severity == "critical") critical_targets_.insert(t.target);
+    }
+    s.incident = std::move(inc);
+    incidents_[s.incident.id] = std::move(s);
+  }
+  next_sequence_ = std::max(next_sequence_, next_sequence);
+}
+
+}  // namespace nightshift

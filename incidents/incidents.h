@@ -1,0 +1,131 @@
+// IncidentManager: turns alerts into declared incidents, the unit people are
+// paged and told about.
+//
+// - Declared at the first firing alert: grouping never delays the first page.
+// - Grouping: a firing alert joins the open incident of its scope (the values
+//   of the `group_by` labels, default site and group); joins are announced as
+//   batched updates, at most one per `batch` per incident.
+// - Topology: a target whose `depends_on` parent is down in an open incident
+//   joins that incident as impact (via_parent) and never pages on its own; when
+//   a parent goes down after its children, the children's incidents merge into
+//   the parent's.
+// - Vantage: when at least `vantage_ratio` of all targets have critical alerts
+//   at once, and every canary is down (or, with no canaries configured, every
+//   scope has lost targets — one dark site is an outage, not isolation), one
+//   "this agent is isolated" incident replaces the per-target ones. Declarations are held for
+//   `vantage_hold` only while a canary is failing — the one case where
+//   isolation is plausible.
+// - Lifecycle: declared → acknowledged → resolved (automatically when every
+//   impacted alert has resolved, which already includes its clear_for; or by
+//   hand); reopened rather than duplicated if its scope fires again within
+//   `reopen_window`. `next_update_due` moves `update_every` ahead at every
+//   change; tick() reports when a promise is overdue.
+//
+// Pure logic over a Clock; persistence is the caller's. Thread safety: one thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "rules/rule_engine.h"
+#include "nightshift/clock.h"
+#include "nightshift/incident.h"
+#include "nightshift/result.h"
+#include "nightshift/target.h"
+
+namespace nightshift {
+
+struct IncidentPolicy {
+  std::vector<std::string> group_by = {"site", "group"};
+  Duration reopen_window = std::chrono::minutes(30);
+  Duration update_every = std::chrono::minutes(30);
+  Duration batch = std::chrono::seconds(5);
+  double vantage_ratio = 0.9;
+  std::size_t vantage_min_targets = 4;
+  Duration vantage_hold = std::chrono::seconds(2);
+  // Resolved incidents stay in memory this long (for reopening and for people
+  // to see); the store keeps them all.
+  Duration keep_resolved = std::chrono::hours(24);
+  std::string agent_name = "nightshift";
+};
+
+struct IncidentEvent {
+  enum class Kind { kDeclared, kUpdated, kAcknowledged, kNote, kResolved, kReopened, kMerged, kUpdateOverdue };
+  Kind kind;
+  Incident incident;  // snapshot after the change
+  bool page = false;  // true: the on-call should hear about it now
+};
+std::string_view to_string(IncidentEvent::Kind kind);
+
+class IncidentManager {
+ public:
+  IncidentManager(const Clock& clock, IncidentPolicy policy);
+
+  // Targets' labels, topology and canaries. Call at start and every reload.
+  void set_targets(const std::vector<std::shared_ptr<const Target>>& targets);
+  void set_policy(IncidentPolicy policy) { policy_ = std::move(policy); }
+
+  // Only notified changes matter (AlertChange::notify); the rest are ignored.
+  std::vector<IncidentEvent> on_alert(const rules::AlertEvent& alert);
+  // Releases held declarations, batched updates and overdue reminders due now.
+  std::vector<IncidentEvent> tick();
+  std::optional<SteadyTime> next_deadline() const;
+
+  Result<IncidentEvent> acknowledge(const std::string& id, const std::string& who);
+  Result<IncidentEvent> add_note(const std::string& id, const std::string& text, bool is_public,
+                                 const std::string& author);
+  Result<IncidentEvent> resolve(const std::string& id, const std::string& who);
+
+  // Open incidents first, then resolved ones, newest first.
+  std::vector<Incident> incidents() const;
+  const Incident* find(const std::string& id) const;
+
+  // Restores state after a restart (from the store): incidents as they were,
+  // and the next id number.
+  void restore(std::vector<Incident> incidents, std::uint64_t next_sequence);
+  std::uint64_t next_sequence() const { return next_sequence_; }
+
+ private:
+  struct State {
+    Incident incident;
+    SteadyTime last_change{};
+    SteadyTime resolved_steady{};
+    bool update_pending = false;
+    SteadyTime update_due{};
+    SteadyTime next_update_steady{};
+    bool overdue_reported = false;
+  };
+  struct Held {
+    rules::AlertEvent alert;
+    SteadyTime until;
+  };
+
+  std::map<std::string, std::string> scope_of(const std::string& target) const;
+  std::string new_id();
+  State* open_incident_with(const std::string& target);
+  State* open_incident_for_scope(const std::map<std::string, std::string>& scope);
+  std::vector<IncidentEvent> place(const rules::AlertEvent& alert);
+  std::vector<IncidentEvent> place_in_scope(const rules::AlertEvent& alert);
+  std::vector<IncidentEvent> on_resolved(const rules::AlertEvent& alert);
+  std::vector<IncidentEvent> check_vantage();
+  bool vantage_plausible() const;
+  IncidentEvent declare(std::map<std::string, std::string> scope, std::vector<ImpactedTarget> impact, bool vantage);
+  void touch(State& s, const std::string& kind, const std::string& text);
+  void retitle(Incident& inc) const;
+  SystemTime wall(SteadyTime t) const;
+  ImpactedTarget impact_of(const rules::AlertEvent& alert, const std::string& via_parent) const;
+
+  const Clock& clock_;
+  IncidentPolicy policy_;
+  std::map<std::string, std::shared_ptr<const Target>> targets_;
+  std::map<std::string, State> incidents_;  // by id
+  std::set<std::string> critical_targets_;  // targets with a firing critical alert
+  std::vector<Held> held_;
+  std::uint64_t next_sequence_ = 1;
+};
+
+}  // namespace nightshift

@@ -1,0 +1,13 @@
+// The rules every agent runs unless the config says otherwise, so that a
+// config with only targets still detects outages. See docs/rules.md.
+#pragma once
+
+#include <vector>
+
+#include "rules/rule_engine.h"
+
+namespace nightshift::rules {
+
+std::vector<RuleSpec> default_rules();
+
+}  // namespace nightshift::rules

@@ -1,0 +1,319 @@
+#include "rules/rule_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <unordered_set>
+#include <sstream>
+
+namespace nightshift::rules {
+
+const std::vector<Variable>& variables() {
+  static const std::vector<Variable> kVariables = {
+      {"success", ValueType::kNumber, "1 if the last run succeeded, else 0"},
+      {"consecutive_failures", ValueType::kNumber, "failed runs in a row"},
+      {"failure_ratio", ValueType::kNumber, "failed runs / runs over the window"},
+      {"loss", ValueType::kNumber, "packet loss ratio over the window"},
+      {"rtt_avg", ValueType::kNumber, "mean round-trip time over the window, seconds"},
+      {"rtt_p50", ValueType::kNumber, "median round-trip time over the window, seconds"},
+      {"rtt_p95", ValueType::kNumber, "95th percentile round-trip time, seconds"},
+      {"rtt_p99", ValueType::kNumber, "99th percentile round-trip time, seconds"},
+      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT, seconds"},
+      {"rtt_ratio", ValueType::kNumber, "rtt_p95 over the learned baseline"},
+      {"duration", ValueType::kNumber, "seconds the last run took"},
+      {"samples", ValueType::kNumber, "runs in the window"},
+      {"confirmed_down", ValueType::kBool, "the last sample was a confirmation burst that got no answer"},
+      {"reason", ValueType::kString, "last failure reason, \"ok\" if none"},
+      {"kind", ValueType::kString, "probe kind"},
+      {"jitter_seconds", ValueType::kNumber, "last jitter (ICMP)"},
+      {"reply_ttl", ValueType::kNumber, "last reply TTL (ICMP)"},
+      {"loss_ratio", ValueType::kNumber, "last round's loss ratio (ICMP)"},
+      {"connect_seconds", ValueType::kNumber, "last connect time (TCP)"},
+      {"uptime_seconds", ValueType::kNumber, "device uptime from sysUpTime (SNMP)"},
+      {"rebooted", ValueType::kNumber, "1 when the last poll saw sysUpTime go back: the device rebooted (SNMP)"},
+      {"interfaces_down", ValueType::kNumber, "selected interfaces admin up and oper down (SNMP)"},
+      {"interfaces", ValueType::kNumber, "selected interfaces (SNMP)"},
+      {"packets_per_second", ValueType::kNumber, "traffic to or from the prefix (pcap)"},
+      {"bytes_per_second", ValueType::kNumber, "bytes to or from the prefix (pcap)"},
+      {"baseline_pps", ValueType::kNumber, "learned packets/s for this hour of the week (pcap)"},
+      {"traffic_drop", ValueType::kNumber, "1 - packets/s over the baseline, 0 to 1 (pcap)"},
+      {"syn_failed_ratio", ValueType::kNumber, "handshakes with no SYN-ACK in time / judged (pcap)"},
+      {"rst_per_second", ValueType::kNumber, "TCP resets (pcap)"},
+      {"retransmits_per_second", ValueType::kNumber, "TCP retransmissions (pcap)"},
+      {"icmp_unreachable_per_second", ValueType::kNumber, "ICMP destination unreachable (pcap)"},
+  };
+  return kVariables;
+}
+
+// The variables over one window, as seen from one rule (its own window length).
+class RuleEngine::WindowEnv final : public Environment {
+ public:
+  WindowEnv(const Window& w, SteadyTime since) : w_(w) {
+    for (const auto& e : w.entries) {
+      if (e.at < since) continue;
+      ++runs_;
+      if (!e.ok) ++failures_;
+      loss_sum_ += e.loss;
+      rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
+    }
+    std::sort(rtts_.begin(), rtts_.end());
+  }
+
+  std::optional<Value> get(std::string_view name) const override {
+    const Sample& last = w_.last;
+    if (name == "success") return Value(last.ok ? 1.0 : 0.0);
+    if (name == "consecutive_failures") return Value(static_cast<double>(w_.consecutive_failures));
+    if (name == "samples") return Value(static_cast<double>(runs_));
+    if (name == "confirmed_down") {
+      bool confirmation = false;
+      for (const auto& [k, v] : last.values) confirmation |= k == "confirmation" && v == 1.0;
+      return Value(confirmation && !last.ok);
+    }
+    if (name == "reason") return Value(std::string(to_string(last.reason)));
+    if (name == "kind") return Value(last.kind);
+    if (name == "duration") return Value(std::chrono::duration<double>(last.duration).count());
+    if (name == "failure_ratio" || name == "loss") {
+      if (runs_ == 0) return std::nullopt;
+      return Value((name == "loss" ? loss_sum_ : static_cast<double>(failures_)) / static_cast<double>(runs_));
+    }
+    if (name == "rtt_baseline" || name == "rtt_ratio") {
+      if (w_.baseline_samples < kBaselineWarmup || w_.rtt_baseline <= 0) return std::nullopt;
+      if (name == "rtt_baseline") return Value(w_.rtt_baseline);
+      auto p95 = get("rtt_p95");
+      if (!p95) return std::nullopt;
+      return Value(std::get<double>(*p95) / w_.rtt_baseline);
+    }
+    if (name.substr(0, 4) == "rtt_") {
+      if (rtts_.empty()) return std::nullopt;
+      if (name == "rtt_avg") {
+        double sum = 0;
+        for (double r : rtts_) sum += r;
+        return Value(sum / static_cast<double>(rtts_.size()));
+      }
+      double q = 0;
+      if (name == "rtt_p50") q = 0.50;
+      else if (name == "rtt_p95") q = 0.95;
+      else if (name == "rtt_p99") q = 0.99;
+      else return std::nullopt;
+      // Nearest rank: the smallest value with at least q of the values at or below it.
+      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtts_.size())));
+      return Value(rtts_[rank == 0 ? 0 : rank - 1]);
+    }
+    for (const auto& [k, v] : last.values) {
+      if (k == name) return Value(v);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  const Window& w_;
+  std::size_t runs_ = 0;
+  std::size_t failures_ = 0;
+  double loss_sum_ = 0;
+  std::vector<double> rtts_;
+};
+
+std::string fingerprint(const std::vector<RuleSpec>& rules) {
+  std::ostringstream out;
+  for (const auto& r : rules) {
+    out << r.name << '\x1f' << r.condition.text() << '\x1f' << r.timing.for_duration.count() << '\x1f'
+        << r.timing.clear_for.count() << '\x1f' << r.timing.max_flips << '\x1f' << r.timing.flap_window.count()
+        << '\x1f' << r.severity << '\x1f' << r.window.count();
+    for (const auto& [k, v] : r.selector) out << '\x1f' << k << '=' << v;
+    out << '\x1e';
+  }
+  return out.str();
+}
+
+std::string describe_values(const Condition& condition, const Environment& env) {
+  std::ostringstream out;
+  bool first = true;
+  for (const auto& name : condition.variables()) {
+    out << (first ? "" : " ") << name << "=";
+    first = false;
+    auto v = env.get(name);
+    if (!v) {
+      out << "none";
+    } else if (const double* d = std::get_if<double>(&*v)) {
+      out << *d;
+    } else if (const std::string* s = std::get_if<std::string>(&*v)) {
+      out << '"' << *s << '"';
+    } else {
+      out << (std::get<bool>(*v) ? "true" : "false");
+    }
+  }
+  return out.str();
+}
+
+RuleEngine::RuleEngine(const Clock& clock, std::vector<RuleSpec> rules) : clock_(clock), rules_(std::move(rules)) {
+  for (const auto& r : rules_) max_window_ = std::max(max_window_, r.window);
+}
+
+bool RuleEngine::selects(const RuleSpec& rule, const Target& target, const Sample& sample) {
+  for (const auto& [label, want] : rule.selector) {
+    std::string have;
+    if (label == "target") have = target.name;
+    else if (label == "probe") have = sample.probe;
+    else if (label == "kind") have = sample.kind;
+    else if (label == "group") have = target.group;
+    else if (label == "site") have = target.site;
+    else if (auto it = target.labels.find(label); it != target.labels.end()) have = it->second;
+    else return false;
+    if (want != "*" && want != have) return false;
+  }
+  return true;
+}
+
+AlertEvent RuleEngine::event(std::size_t rule, const Key& key, const Window& w, const Tracked& t,
+                             const AlertChange& change) const {
+  AlertEvent e;
+  e.rule = rules_[rule].name;
+  e.severity = rules_[rule].severity;
+  e.target = key.target;
+  e.probe = key.probe;
+  e.change = change;
+  e.summary = t.summary;
+  // The anomaly began at the first true evaluation, or earlier, at the first
+  // failure of the run that led to it (a "3 failures in a row" rule is true
+  // only at the third).
+  e.since = change.at;
+  if (change.to != AlertPhase::kInactive) {
+    e.since = t.state.active_since();
+    if (w.consecutive_failures > 0) e.since = std::min(e.since, w.failing_since);
+  }
+  return e;
+}
+
+void RuleEngine::reindex(const Key& key, std::size_t rule, Tracked& t) {
+  const std::optional<SteadyTime> due = t.state.next_deadline();
+  if (due == t.indexed_deadline) return;
+  if (t.indexed_deadline) deadlines_.erase({*t.indexed_deadline, &key, rule});
+  if (due) deadlines_.insert({*due, &key, rule});
+  t.indexed_deadline = due;
+}
+
+std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample& sample) {
+  const SteadyTime now = clock_.now();
+  auto [wit, created] = windows_.try_emplace(Key{target.name, sample.probe});
+  const Key& key = wit->first;
+  Window& w = wit->second;
+  if (created) w.alerts.resize(rules_.size());
+  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, 0, {}};
+  std::vector<double> rtts;
+  for (const auto& [name, value] : sample.values) {
+    if (name == "loss_ratio") entry.loss = static_cast<float>(value);
+    if (name == "connect_seconds" && sample.ok) rtts.push_back(value);
+  }
+  for (const auto& [name, value] : sample.observations) {
+    if (name == "rtt_seconds") rtts.push_back(value);
+  }
+  if (!rtts.empty()) {
+    std::sort(rtts.begin(), rtts.end());
+    // Keep all, or evenly spaced quantiles of a larger round (min and max included).
+    const std::size_t keep = std::min(rtts.size(), kRttsPerEntry);
+    for (std::size_t i = 0; i < keep; ++i) {
+      const std::size_t at = keep == 1 ? rtts.size() / 2 : i * (rtts.size() - 1) / (keep - 1);
+      entry.rtts[i] = static_cast<float>(rtts[at]);
+    }
+    entry.rtt_count = static_cast<std::uint8_t>(keep);
+    // Learn from this sample's median; a slow average, so an outage of minutes
+    // moves it little, while a permanent change of path is learned in hours.
+    const double median = rtts[rtts.size() / 2];
+    w.rtt_baseline = w.baseline_samples == 0
+                         ? median
+                         : w.rtt_baseline + (median - w.rtt_baseline) / static_cast<double>(kBaselineSamples);
+    ++w.baseline_samples;
+  }
+  w.entries.push_back(entry);
+  while (!w.entries.empty() && (now - w.entries.front().at > max_window_ || w.entries.size() > kMaxWindowEntries)) {
+    w.entries.pop_front();
+  }
+  w.consecutive_failures = sample.ok ? 0 : w.consecutive_failures + 1;
+  if (w.consecutive_failures == 1) w.failing_since = now;
+  w.last = sample;
+
+  std::vector<AlertEvent> events;
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    const RuleSpec& rule = rules_[i];
+    if (!selects(rule, target, sample)) continue;
+    const WindowEnv env(w, now - rule.window);
+    const bool active = rule.condition.fires(env);
+    auto& slot = w.alerts[i];
+    if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", std::nullopt});
+    Tracked& t = *slot;
+    if (active) {
+      t.summary = rule.condition.text() + " (" + describe_values(rule.condition, env) + ")";
+      if (!sample.ok) t.summary += "; last failure " + std::string(to_string(sample.reason)) +
+                                   (sample.detail.empty() ? "" : ": " + sample.detail);
+    }
+    if (auto change = t.state.observe(active, now)) events.push_back(event(i, key, w, t, *change));
+    reindex(key, i, t);
+  }
+  return events;
+}
+
+std::vector<AlertEvent> RuleEngine::tick() {
+  const SteadyTime now = clock_.now();
+  std::vector<AlertEvent> events;
+  // Take the due entries first: advancing may index a new deadline, which
+  // waits for the next tick even if it is already due.
+  std::vector<DeadlineEntry> due;
+  for (auto it = deadlines_.begin(); it != deadlines_.end() && std::get<0>(*it) <= now; ++it) due.push_back(*it);
+  for (const auto& [at, key, rule] : due) {
+    Window& w = windows_.at(*key);
+    Tracked& t = *w.alerts[rule];
+    if (auto change = t.state.advance(now)) events.push_back(event(rule, *key, w, t, *change));
+    reindex(*key, rule, t);
+  }
+  return events;
+}
+
+std::optional<SteadyTime> RuleEngine::next_deadline() const {
+  if (deadlines_.empty()) return std::nullopt;
+  return std::get<0>(*deadlines_.begin());
+}
+
+std::vector<AlertEvent> RuleEngine::retain(const std::vector<std::shared_ptr<const Target>>& targets) {
+  std::unordered_set<Key, KeyHash> keep;
+  for (const auto& t : targets) {
+    for (const auto& p : t->probes) keep.insert({t->name, p.name});
+  }
+  std::vector<AlertEvent> events;
+  const SteadyTime now = clock_.now();
+  for (auto it = windows_.begin(); it != windows_.end();) {
+    if (keep.count(it->first)) {
+      ++it;
+      continue;
+    }
+    for (std::size_t rule = 0; rule < it->second.alerts.size(); ++rule) {
+      Tracked* t = it->second.alerts[rule].get();
+      if (t == nullptr) continue;
+      if (t->indexed_deadline) deadlines_.erase({*t->indexed_deadline, &it->first, rule});
+      const AlertPhase phase = t->state.phase();
+      if (phase == AlertPhase::kInactive) continue;
+      // A pending alert goes too, recorded only (it never paged).
+      AlertChange c{phase, AlertPhase::kInactive, now};
+      c.notify = phase == AlertPhase::kFiring;
+      t->summary = "target removed from the config";
+      events.push_back(event(rule, it->first, it->second, *t, c));
+    }
+    it = windows_.erase(it);
+  }
+  return events;
+}
+
+std::vector<AlertEvent> RuleEngine::firing() const {
+  std::vector<AlertEvent> out;
+  for (const auto& [key, w] : windows_) {
+    for (std::size_t rule = 0; rule < w.alerts.size(); ++rule) {
+      const Tracked* t = w.alerts[rule].get();
+      if (t == nullptr || t->state.phase() != AlertPhase::kFiring) continue;
+      AlertChange c{AlertPhase::kFiring, AlertPhase::kFiring, t->state.firing_since()};
+      c.flapping = t->state.flapping();
+      out.push_back(event(rule, key, w, *t, c));
+    }
+  }
+  return out;
+}
+
+}  // namespace nightshift::rules

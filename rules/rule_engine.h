@@ -1,0 +1,164 @@
+// RuleEngine: turns Samples into alert changes. Probes measure; rules judge.
+//
+// For each (rule, target, probe) the rule selects, the engine keeps a window of
+// recent samples, computes the variables a condition can read, evaluates the
+// condition and feeds the result to an AlertState (sustain, hysteresis, flap
+// damping). Time comes from the Clock passed in, so tests run hours of
+// simulated time without sleeping.
+//
+// Variables (numbers unless noted):
+//   success               1 if the last run succeeded, else 0
+//   consecutive_failures  failed runs in a row, up to the last one
+//   failure_ratio         failed runs / runs, over the rule's window
+//   loss                  mean of the samples' loss_ratio values (ICMP) over the
+//                         window; for kinds without one, failure_ratio
+//   rtt_avg, rtt_p50, rtt_p95, rtt_p99
+//                         seconds, over the window's rtt_seconds observations
+//                         (TCP: connect_seconds)
+//   rtt_baseline          seconds: the target's learned normal median RTT
+//   rtt_ratio             rtt_p95 / rtt_baseline (e.g. 3 = three times slower than usual)
+//   duration              seconds the last run took
+//   samples               runs in the window
+//   confirmed_down        bool: the last sample was a confirmation burst (after a
+//                         miss) in which no packet was answered
+//   reason, kind          strings: the last failure reason ("ok" if none), the probe kind
+//   <value>               the last value of every Sample::values entry (e.g. jitter_seconds,
+//                         reply_ttl); missing until a sample carries it
+//
+// Thread safety: one thread (the reactor).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rules/alert_state.h"
+#include "core/hash.h"
+#include "rules/rule_expr.h"
+#include "nightshift/clock.h"
+#include "nightshift/sample.h"
+#include "nightshift/target.h"
+
+namespace nightshift::rules {
+
+// Which (target, probe) pairs a rule applies to: every given label must match
+// exactly ("*" matches any value). Labels: target, probe, kind, group, site and
+// the target's extra labels.
+using Selector = std::map<std::string, std::string>;
+
+struct RuleSpec {
+  std::string name;
+  Condition condition;
+  AlertTiming timing;
+  std::string severity = "critical";  // critical, warning, info
+  Selector selector;
+  Duration window = std::chrono::minutes(2);  // for ratios and percentiles
+};
+
+// The variables conditions may use (for Condition::parse).
+const std::vector<Variable>& variables();
+
+struct AlertEvent {
+  std::string rule;
+  std::string severity;
+  std::string target;
+  std::string probe;
+  AlertChange change;
+  SteadyTime since{};   // start of the anomaly (first true evaluation)
+  std::string summary;  // e.g. "loss = 0.35 (loss > 20%); last reason timeout: ..."
+};
+
+// A window keeps the samples of its rules' longest `window`, but at most this
+// many (2 minutes of 1 s probes; 21 minutes of 10 s probes).
+inline constexpr std::size_t kMaxWindowEntries = 128;
+// RTTs kept per sample: all of a default 3-packet ICMP round; quantiles of more.
+inline constexpr std::size_t kRttsPerEntry = 4;
+// Samples for the RTT baseline's moving average, and before it is trusted.
+inline constexpr int kBaselineSamples = 360;  // an hour at one sample per 10 s
+inline constexpr int kBaselineWarmup = 30;
+
+class RuleEngine {
+ public:
+  RuleEngine(const Clock& clock, std::vector<RuleSpec> rules);
+
+  // Feeds one sample; returns the alert changes it caused (possibly none).
+  std::vector<AlertEvent> on_sample(const Target& target, const Sample& sample);
+  // Completes time-based changes (sustain, hysteresis, flap settle) due now.
+  std::vector<AlertEvent> tick();
+  // When tick() next has work, if ever.
+  std::optional<SteadyTime> next_deadline() const;
+
+  // Drops state of (target, probe) pairs not in `targets` (after a reload).
+  // Alerts of dropped pairs that were firing are resolved in the returned events.
+  std::vector<AlertEvent> retain(const std::vector<std::shared_ptr<const Target>>& targets);
+
+  // Firing alerts, for status and restart recovery.
+  std::vector<AlertEvent> firing() const;
+
+  const std::vector<RuleSpec>& rules() const { return rules_; }
+
+ private:
+  struct Tracked {
+    AlertState state;
+    std::string summary;
+    std::optional<SteadyTime> indexed_deadline;  // its entry in deadlines_, if any
+  };
+  struct Window {
+    // Compact on purpose: 10 000 targets probed every second keep a window each.
+    struct Entry {
+      SteadyTime at;
+      float loss;  // loss_ratio if the sample had one, else 0/1 by ok
+      bool ok;
+      std::uint8_t rtt_count;
+      std::array<float, kRttsPerEntry> rtts;  // a sample's RTTs, or quantiles of them if it had more
+    };
+    std::deque<Entry> entries;  // at most kMaxWindowEntries, newest last
+    std::vector<std::unique_ptr<Tracked>> alerts;  // by rule index; null until the rule selects it
+    int consecutive_failures = 0;
+    SteadyTime failing_since{};  // first failure of the current run of failures
+    Sample last;
+    // The target's own normal latency: a slow moving average of each sample's
+    // median RTT (weight 1/kBaselineSamples), known after kBaselineWarmup samples.
+    double rtt_baseline = 0;
+    int baseline_samples = 0;
+  };
+  struct Key {
+    std::string target, probe;
+    bool operator==(const Key& o) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept { return StringPairHash{}({k.target, k.probe}); }
+  };
+  class WindowEnv;
+  // (deadline, window key, rule index): the alerts that tick() must advance, soonest first.
+  using DeadlineEntry = std::tuple<SteadyTime, const Key*, std::size_t>;
+
+  static bool selects(const RuleSpec& rule, const Target& target, const Sample& sample);
+  AlertEvent event(std::size_t rule, const Key& key, const Window& w, const Tracked& t,
+                   const AlertChange& change) const;
+  void reindex(const Key& key, std::size_t rule, Tracked& t);
+
+  const Clock& clock_;
+  std::vector<RuleSpec> rules_;
+  Duration max_window_{};
+  // Element addresses stay valid across rehashing: deadlines_ points at keys.
+  std::unordered_map<Key, Window, KeyHash> windows_;
+  std::set<DeadlineEntry> deadlines_;
+};
+
+// A stable text form of a rule set: equal fingerprints, equal behaviour.
+std::string fingerprint(const std::vector<RuleSpec>& rules);
+
+// Human-readable summary of the variables a condition read, e.g.
+// "loss=0.35 samples=12". Exposed for tests.
+std::string describe_values(const Condition& condition, const Environment& env);
+
+}  // namespace nightshift::rules

@@ -4,8 +4,10 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -183,14 +185,11 @@ int probe_cli(const std::string& kind, const std::vector<std::string>& args, std
     toml << "[[target]]\nname = " << toml_string(t.text) << "\naddress = " << toml_string(t.address)
          << "\n[[target.probe]]\nkind = " << toml_string(kind) << "\ntimeout = " << toml_string(timeout)
          << "\ninterval = \"1h\"\n";
-    bool has_port = false;
     for (const auto& [k, v] : keys) {
       if (k == "port" && !t.port.empty()) continue;  // TARGET:PORT wins over --port
-      has_port |= k == "port";
       toml << k << " = " << toml_value(v) << "\n";
     }
     if (!t.port.empty()) toml << "port = " << t.port << "\n";
-    (void)has_port;
   }
   ConfigResult parsed = parse_config(toml.str(), "command line");
   if (!parsed.ok()) {
@@ -198,12 +197,20 @@ int probe_cli(const std::string& kind, const std::vector<std::string>& args, std
     std::set<std::string> said;
     for (const auto& e : parsed.errors) {
       std::string key = e.key;
-      if (const auto dot = key.find("].probe[0]."); dot != std::string::npos) key = "--" + key.substr(dot + 11);
-      if (const auto bracket = key.find('['); key.rfind("target[", 0) == 0 && bracket != std::string::npos) {
-        key = key.substr(0, key.find('.') == std::string::npos ? key.size() : key.find('.'));
+      std::string target;
+      if (key.rfind("target[", 0) == 0) {
+        const std::size_t index = std::strtoul(key.c_str() + 7, nullptr, 10);
+        if (index < targets.size()) target = targets[index].text + ": ";
       }
-      std::replace(key.begin(), key.end(), '_', '-');
-      const std::string line = "nightshift probe " + kind + ": " + (key.empty() ? "" : key + ": ") + e.message;
+      if (const auto dot = key.find("].probe[0]."); dot != std::string::npos) {
+        key = "--" + key.substr(dot + 11);
+        std::replace(key.begin(), key.end(), '_', '-');
+        target.clear();  // the same option for every target: say it once
+      } else if (!target.empty()) {
+        key = key.substr(key.find('.') == std::string::npos ? key.size() : key.find('.') + 1);
+      }
+      const std::string line =
+          "nightshift probe " + kind + ": " + target + (key.empty() ? "" : key + ": ") + e.message;
       if (said.insert(line).second) err << line << "\n";
     }
     return 2;

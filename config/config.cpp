@@ -810,7 +810,8 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
 // 127.0.0.1) is a link the person paged on their phone cannot open.
 void warn_loopback_status_link(TableReader& root, const Config& cfg, Errors& errors) {
   if (cfg.sinks.empty()) return;
-  const toml::table* notify = root.table("notify");
+  const toml::node* notify_node = root.raw().get("notify");
+  const toml::table* notify = notify_node != nullptr ? notify_node->as_table() : nullptr;
   const toml::node* url_node = notify != nullptr ? notify->get("status_url") : nullptr;
   std::string link = cfg.notify.status_url;
   std::string host;

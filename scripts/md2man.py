@@ -85,7 +85,8 @@ def render(lines, name, section, summary, version):
     def flush():
         if paragraph:
             out.append(".PP")
-            out.extend(line_safe(inline(p)) for p in paragraph)
+            # Inline markup may span lines (`code` across a line break).
+            out.extend(line_safe(l) for l in inline("\n".join(paragraph)).split("\n"))
             paragraph.clear()
 
     while i < len(lines):
@@ -153,7 +154,7 @@ def render(lines, name, section, summary, version):
                 item.append(lines[i].strip())
                 i += 1
             out.append(r".IP \(bu 2")
-            out.extend(line_safe(inline(t)) for t in item)
+            out.extend(line_safe(l) for l in inline("\n".join(item)).split("\n"))
             continue
         if not stripped:
             flush()

@@ -105,7 +105,7 @@ TEST_F(ProbeCliTest, TcpUpAndRefusedOnLoopbackV4AndV6) {
   EXPECT_EQ(j[0]["target"], "127.0.0.1");
   EXPECT_EQ(j[0]["kind"], "tcp");
   EXPECT_EQ(j[0]["ok"], true);
-  EXPECT_EQ(j[0]["reason"], "none");
+  EXPECT_EQ(j[0]["reason"], "ok");
   EXPECT_GT(j[0]["duration_seconds"].get<double>(), 0.0);
 }
 

@@ -12,6 +12,8 @@
 // set, and every `*_credential` name is a file in $CREDENTIALS_DIRECTORY.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -39,6 +41,9 @@ struct Example {
     return n;
   }
 };
+
+// gtest prints a parameter in the test's name: where the example is.
+void PrintTo(const Example& ex, std::ostream* os) { *os << ex.file << ":" << ex.line; }
 
 std::vector<Example> examples_in(const std::string& root, const std::string& rel) {
   std::ifstream in(root + "/" + rel);
@@ -150,7 +155,7 @@ TEST_P(DocExample, PassesCheckConfig) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Docs, DocExample, ::testing::ValuesIn(all_examples()),
-                         [](const ::testing::TestParamInfo<Example>& info) { return info.param.name(); });
+                         [](const ::testing::TestParamInfo<Example>& param_info) { return param_info.param.name(); });
 
 // The extraction itself: a docs tree without a single example would make the
 // suite above pass by testing nothing.

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -165,6 +166,83 @@ TEST(DocExamples, FindsTheReadmeExamples) {
   for (const auto& ex : all) in_readme += ex.file == "README.md" ? 1 : 0;
   EXPECT_GE(in_readme, 2u);
   EXPECT_GE(all.size(), 6u);
+}
+
+}  // namespace
+}  // namespace nightshift
+
+// Every key the config parser knows is documented: the known keys each table
+// reports for an unknown one must all appear as `key` in the docs the man page
+// nightshift.toml(5) is made of (docs/configuration.md) or those it points to.
+namespace nightshift {
+namespace {
+
+std::vector<std::string> known_keys(const std::string& toml, const std::string& table) {
+  ConfigResult r = parse_config(toml, "keys.toml");
+  for (const auto& e : r.errors) {
+    const auto at = e.message.find("(known keys: ");
+    if (at == std::string::npos || e.key.find("zz_unknown") == std::string::npos) continue;
+    std::vector<std::string> keys;
+    std::string list = e.message.substr(at + 13, e.message.size() - at - 14);
+    for (std::size_t start = 0; start < list.size();) {
+      const auto comma = list.find(", ", start);
+      keys.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 2;
+    }
+    return keys;
+  }
+  ADD_FAILURE() << table << ": no \"known keys\" error for zz_unknown";
+  return {};
+}
+
+TEST(DocExamples, EveryConfigKeyIsDocumented) {
+  const std::string root = NIGHTSHIFT_TEST_SOURCE_DIR;
+  std::string docs;
+  for (const char* f : {"configuration.md", "rules.md", "incidents.md", "notifications.md", "status-and-api.md"}) {
+    docs += test::read_file(root + "/docs/" + f);
+  }
+  const std::string target = "[[target]]\nname = \"t\"\naddress = \"127.0.0.1\"\n";
+  const std::vector<std::pair<std::string, std::string>> tables = {
+      {"agent", "[agent]\nzz_unknown = 1\n"},
+      {"defaults", "[defaults]\nzz_unknown = 1\n"},
+      {"notify", "[notify]\nzz_unknown = 1\n"},
+      {"api", "[api]\nzz_unknown = 1\n"},
+      {"status", "[status]\nzz_unknown = 1\n"},
+      {"incidents", "[incidents]\nzz_unknown = 1\n"},
+      {"rules", "[rules]\nzz_unknown = 1\n"},
+      {"rule", "[[rule]]\nname = \"r\"\ncondition = \"success == 0\"\nzz_unknown = 1\n"},
+      {"sink", "[[sink]]\nname = \"s\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1/\"\nzz_unknown = 1\n"},
+      {"target", target + "zz_unknown = 1\n  [[target.probe]]\n  kind = \"icmp\"\n"},
+      {"probe tcp", target + "  [[target.probe]]\n  kind = \"tcp\"\n  port = 22\n  zz_unknown = 1\n"},
+      {"probe icmp", target + "  [[target.probe]]\n  kind = \"icmp\"\n  zz_unknown = 1\n"},
+      {"probe snmp", target + "  [[target.probe]]\n  kind = \"snmp\"\n  zz_unknown = 1\n"},
+  };
+  std::size_t checked = 0;
+  for (const auto& [table, toml] : tables) {
+    for (const auto& key : known_keys(toml, table)) {
+      SCOPED_TRACE(table + "." + key);
+      ++checked;
+      const std::string qualified = table.substr(0, table.find(' ')) + "." + key;  // `api.public_read`
+      if (docs.find("`" + key + "`") != std::string::npos || docs.find("`" + qualified + "`") != std::string::npos) {
+        continue;
+      }
+      // Secrets: `<base>_file` / `_env` / `_credential` are documented once,
+      // as forms of every secret key.
+      bool secret_form = false;
+      for (const char* suffix : {"_file", "_env", "_credential"}) {
+        const std::string s(suffix);
+        if (key.size() > s.size() && key.compare(key.size() - s.size(), s.size(), s) == 0) {
+          const std::string base = key.substr(0, key.size() - s.size());
+          secret_form = docs.find("`" + base + "`") != std::string::npos ||
+                        docs.find("`" + base + "_file`") != std::string::npos ||
+                        docs.find("`" + base + "_file`/") != std::string::npos;
+        }
+      }
+      EXPECT_TRUE(secret_form) << "config key " << table << "." << key << " is not documented in docs/";
+    }
+  }
+  EXPECT_GT(checked, 60u);
 }
 
 }  // namespace

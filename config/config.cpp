@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include <pwd.h>
+
 #include <toml++/toml.h>
 
 #include "core/suggest.h"
@@ -26,7 +28,7 @@ namespace nightshift {
 std::string ConfigError::to_string() const {
   std::string out = file;
   if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
-  out += ": ";
+  out += warning ? ": warning: " : ": ";
   if (!key.empty()) out += key + ": ";
   out += message;
   return out;
@@ -105,7 +107,12 @@ class Errors {
   void at(const toml::source_region& where, std::string key, std::string message) {
     errors_.push_back({file_, where.begin.line, where.begin.column, std::move(key), std::move(message)});
   }
+  // Does not make the config invalid: said by check-config and at start.
+  void warn_at(const toml::source_region& where, std::string key, std::string message) {
+    warnings_.push_back({file_, where.begin.line, where.begin.column, std::move(key), std::move(message), true});
+  }
   std::vector<ConfigError>& list() { return errors_; }
+  std::vector<ConfigError>& warnings() { return warnings_; }
   const std::string& file() const { return file_; }
   // The source column of character `offset` (1-based) of the string value
   // whose opening quote is at `value`: escapes (\" \\ \uXXXX ...) take more
@@ -141,6 +148,7 @@ class Errors {
   std::string file_;
   std::string_view text_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
 };
 
 class TableReader;
@@ -413,17 +421,45 @@ std::string host_name() {
   return buf;
 }
 
+// "ADDRESS:PORT" with an IPv4 literal, "[IPv6]:PORT", or ":PORT" (every
+// address). The HTTP server (serve/) binds what this accepts.
 bool valid_listen(const std::string& listen) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) return false;
-  const std::string host = listen.substr(0, colon);
+  std::string host = listen.substr(0, colon);
   const std::string port = listen.substr(colon + 1);
   if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit)) return false;
   if (std::stoi(port) > 65535) return false;
   if (host.empty()) return true;
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
   auto literal = Resolver::parse_literal(host);
-  // civetweb as packaged in Debian has no IPv6: accept IPv4 literals only.
-  return literal.has_value() && literal->family() == AF_INET;
+  if (!literal.has_value()) return false;
+  // An IPv6 address needs its brackets: "::1:9650" could be a port or not.
+  return bracketed ? literal->family() == AF_INET6 : literal->family() == AF_INET;
+}
+
+// Whether a URL's host (or a listen address) is one only this machine reaches:
+// loopback, or the unspecified address the agent's own link turns into
+// 127.0.0.1.
+bool loopback_host(std::string host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (host.empty() || host == "localhost" || host == "0.0.0.0" || host == "::" || host == "::1") return true;
+  if (host.size() > 10 && host.compare(host.size() - 10, 10, ".localhost") == 0) return true;
+  auto literal = Resolver::parse_literal(host);
+  return literal.has_value() && literal->family() == AF_INET && host.rfind("127.", 0) == 0;
+}
+
+// The host of an http(s) URL: "https://[::1]:8443/x" -> "[::1]".
+std::string url_host(const std::string& url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  std::string rest = url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (const auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
+  if (!rest.empty() && rest.front() == '[') return rest.substr(0, rest.find(']') + 1);
+  return rest.substr(0, rest.find(':'));
 }
 
 void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
@@ -441,7 +477,8 @@ void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
   if (auto v = r.string("site", false)) cfg.agent.site = *v;
   if (auto v = r.string("listen", false)) {
     if (!valid_listen(*v)) {
-      r.error("listen", "expected \"ADDRESS:PORT\" with an IPv4 address, e.g. \"127.0.0.1:9650\" or \":9650\", found \"" +
+      r.error("listen", "expected \"ADDRESS:PORT\" with an IPv4 address or a bracketed IPv6 one, e.g. "
+                        "\"127.0.0.1:9650\", \"[::1]:9650\", \"[::]:9650\" or \":9650\", found \"" +
                             *v + "\"");
     } else {
       cfg.agent.listen = *v;
@@ -670,33 +707,85 @@ void parse_incidents(TableReader& root, Config& cfg, Errors& errors) {
   r.report_unknown_keys();
 }
 
-// A secret from `<base>_file` (the file's content, trailing whitespace dropped)
-// or `<base>_env` (an environment variable). Errors name the key and the file
-// or variable, never the value. `plain` also allows `<base>` itself (a URL).
+// Who the agent runs as, for an error about a file it cannot read: under the
+// packaged unit's DynamicUser that is a user no file on disk belongs to.
+std::string current_user() {
+  const uid_t uid = ::geteuid();
+  std::string out = "uid " + std::to_string(uid);
+  if (const passwd* pw = ::getpwuid(uid)) out = "user " + std::string(pw->pw_name) + " (" + out + ")";
+  return out;
+}
+
+// A secret file's content, trailing whitespace dropped; empty and `error` set
+// when it cannot be read.
+std::optional<std::string> read_secret_file(const std::string& path, std::string& error, int& err) {
+  err = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    err = errno;
+    error = "cannot read \"" + path + "\": " + std::strerror(err);
+    if (err == EACCES) {
+      error += " (running as " + current_user() +
+               "; a service with DynamicUser= cannot read root-only files: pass the file with "
+               "LoadCredential= and name it with a _credential key, see docs/deploy.md)";
+    }
+    return std::nullopt;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  std::string v = buf.str();
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+  if (v.empty()) {
+    error = "\"" + path + "\" is empty";
+    return std::nullopt;
+  }
+  return v;
+}
+
+// A secret from `<base>_file` (the file's content, trailing whitespace dropped),
+// `<base>_env` (an environment variable) or `<base>_credential` (a systemd
+// credential: the file of that name in $CREDENTIALS_DIRECTORY, which
+// LoadCredential= fills). Errors name the key and the file or variable, never
+// the value. `plain` also allows `<base>` itself (a URL).
 std::optional<std::string> read_secret(TableReader& r, const std::string& base, bool required, bool plain) {
   auto file = r.string(base + "_file", false);
   auto env = r.string(base + "_env", false);
+  auto credential = r.string(base + "_credential", false);
   std::optional<std::string> inline_value = plain ? r.string(base, false) : std::nullopt;
-  const int given = (file ? 1 : 0) + (env ? 1 : 0) + (inline_value ? 1 : 0);
+  const int given = (file ? 1 : 0) + (env ? 1 : 0) + (credential ? 1 : 0) + (inline_value ? 1 : 0);
   if (given > 1) {
-    r.error(file ? base + "_file" : base + "_env",
-            "give only one of " + (plain ? base + ", " : std::string()) + base + "_file and " + base + "_env");
+    r.error(file ? base + "_file" : env ? base + "_env" : base + "_credential",
+            "give only one of " + (plain ? base + ", " : std::string()) + base + "_file, " + base + "_env and " +
+                base + "_credential");
     return std::nullopt;
   }
   if (inline_value) return inline_value;
   if (file) {
-    std::ifstream in(*file, std::ios::binary);
-    if (!in) {
-      r.error(base + "_file", "cannot read \"" + *file + "\": " + std::strerror(errno));
+    std::string error;
+    int err = 0;
+    auto v = read_secret_file(*file, error, err);
+    if (!v) r.error(base + "_file", error);
+    return v;
+  }
+  if (credential) {
+    const bool valid_name = !credential->empty() && credential->find('/') == std::string::npos &&
+                            *credential != "." && *credential != "..";
+    if (!valid_name) {
+      r.error(base + "_credential", "expected a credential name (a file name, no \"/\"), found \"" + *credential + "\"");
       return std::nullopt;
     }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    std::string v = buf.str();
-    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
-    if (v.empty()) {
-      r.error(base + "_file", "\"" + *file + "\" is empty");
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0') {
+      r.error(base + "_credential", "$CREDENTIALS_DIRECTORY is not set: run under systemd with LoadCredential=" +
+                                        *credential + ":/PATH/TO/FILE in the unit, or use " + base + "_file");
       return std::nullopt;
+    }
+    std::string error;
+    int err = 0;
+    auto v = read_secret_file(std::string(dir) + "/" + *credential, error, err);
+    if (!v) {
+      if (err == ENOENT) error += " (no LoadCredential=" + *credential + ":... in the unit?)";
+      r.error(base + "_credential", error);
     }
     return v;
   }
@@ -710,7 +799,7 @@ std::optional<std::string> read_secret(TableReader& r, const std::string& base, 
   }
   if (required) {
     r.error(base + (plain ? "" : "_file"), "required: give " + (plain ? base + ", " : std::string()) + base +
-                                             "_file or " + base + "_env");
+                                             "_file, " + base + "_env or " + base + "_credential");
   }
   return std::nullopt;
 }
@@ -724,7 +813,7 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
     TableReader r(*t, "api", errors);
     if (auto v = read_secret(r, "token", false, false)) {
       if (v->size() < 16) {
-        r.error(r.raw().get("token_file") ? "token_file" : "token_env",
+        r.error(r.raw().get("token_file") ? "token_file" : r.raw().get("token_env") ? "token_env" : "token_credential",
                 "the token must be at least 16 characters long");
       }
       cfg.api_token = *v;
@@ -740,6 +829,32 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
     }
     r.report_unknown_keys();
   }
+}
+
+// Every page links to its incident at notify.status_url; without one the agent
+// links to its own listen address, and 127.0.0.1 (or ":9650", which becomes
+// 127.0.0.1) is a link the person paged on their phone cannot open.
+void warn_loopback_status_link(TableReader& root, const Config& cfg, Errors& errors) {
+  if (cfg.sinks.empty()) return;
+  const toml::node* notify_node = root.raw().get("notify");
+  const toml::table* notify = notify_node != nullptr ? notify_node->as_table() : nullptr;
+  const toml::node* url_node = notify != nullptr ? notify->get("status_url") : nullptr;
+  std::string link = cfg.notify.status_url;
+  std::string host;
+  if (!link.empty()) {
+    host = url_host(link);
+  } else {
+    const std::string& listen = cfg.agent.listen;
+    host = listen.substr(0, listen.rfind(':'));
+    link = "http://" + (loopback_host(host) ? std::string("127.0.0.1") : host) + listen.substr(listen.rfind(':')) +
+           "/status";
+  }
+  if (!loopback_host(host)) return;
+  const toml::node* where = url_node != nullptr ? url_node : root.raw().get("sink");
+  errors.warn_at(where != nullptr ? where->source() : root.raw().source(), "notify.status_url",
+                 "pages will link to " + link +
+                     ", a loopback address the person paged cannot open; set notify.status_url to a "
+                     "URL they can reach (docs/configuration.md)");
 }
 
 void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
@@ -850,6 +965,7 @@ void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
     errors.at(root.raw().get("notify")->source(), "notify.escalate_after",
               "escalate_after is set but no [[sink]] has escalation_only = true: nobody to escalate to");
   }
+  warn_loopback_status_link(root, cfg, errors);
 }
 
 void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
@@ -1001,6 +1117,7 @@ ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   parse_api_and_status(r, cfg, errors);
   parse_fleet(r, cfg, errors);
   r.report_unknown_keys();
+  result.warnings = std::move(errors.warnings());
   if (!errors.list().empty()) {
     result.errors = std::move(errors.list());
     std::stable_sort(result.errors.begin(), result.errors.end(), [](const ConfigError& a, const ConfigError& b) {

@@ -67,13 +67,16 @@ struct ConfigError {
   std::uint32_t column = 0;
   std::string key;           // e.g. "target[2].probe[0].port"; may be empty
   std::string message;
+  bool warning = false;      // a warning does not reject the config
   // "agent.toml:14:11: target[2].interval: expected a duration like \"30s\", found integer 30"
+  // (a warning: "agent.toml:3:1: warning: notify.status_url: ...")
   std::string to_string() const;
 };
 
 struct ConfigResult {
   std::optional<Config> config;  // set only when errors is empty
   std::vector<ConfigError> errors;
+  std::vector<ConfigError> warnings;  // set whether or not the config is valid
   bool ok() const { return config.has_value(); }
 };
 

@@ -25,6 +25,9 @@ packages=(
   prometheus-blackbox-exporter prometheus-snmp-exporter openssl
   # fault tests: delay packets through NFQUEUE
   libnetfilter-queue-dev
+  # packaging: man pages rendered by scripts/md2man.py, the .deb checked by
+  # lintian (test deploy.deb_lintian), shell completion checked by zsh -n
+  python3 lintian man-db zsh
 )
 
 SUDO=""

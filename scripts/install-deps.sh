@@ -7,15 +7,15 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config
   # libraries
-  libpcap-dev libsnmp-dev prometheus-cpp-dev libcivetweb-dev libtomlplusplus-dev
+  libpcap-dev libsnmp-dev prometheus-cpp-dev libmicrohttpd-dev libcivetweb-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev
   libbenchmark-dev
   # fuzzing (scripts/fuzz.sh): clang with libFuzzer
   clang-14 libclang-rt-14-dev
   # test peers and tools: network namespaces, firewall rules, HTTP client
   iproute2 nftables iptables curl procps libcap2-bin snmpd snmp
-  # status page test: a real browser
-  chromium
+  # status page test: a real browser; its crowd bench: wrk against the agent and nginx
+  chromium wrk nginx-light
   # paging tests: a real Alertmanager
   prometheus-alertmanager prometheus
   # fault tests: delay packets through NFQUEUE

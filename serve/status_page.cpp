@@ -511,7 +511,15 @@ StatusPage render_status(const StatusInput& in) {
     if (!v.component->description.empty()) h += "<p class=\"meta\">" + html_escape(v.component->description) + "</p>";
     h += "<div class=\"bars\" role=\"img\" aria-label=\"" + html_escape(v.component->name) + ": " + percent(v.uptime) +
          " uptime over the last " + std::to_string(days) + " days\">";
-    for (const auto& day : v.days) {
+    // Days before the history began: one grey stretch, as wide as they are many.
+    std::size_t first_data = 0;
+    while (first_data < v.days.size() && !v.days[first_data].data) ++first_data;
+    if (first_data > 0) {
+      h += "<i class=\"nodata\" style=\"flex-grow:" + std::to_string(first_data) + "\" title=\"" +
+           std::to_string(first_data) + " days before monitoring began: no data\"></i>";
+    }
+    for (std::size_t d = first_data; d < v.days.size(); ++d) {
+      const DayBar& day = v.days[d];
       if (day.data && day.level() == Level::kNone) {
         h += "<i></i>";  // the common case, kept small: green, no incident
         continue;

@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -353,6 +354,9 @@ TEST_F(StatusPageTest, NginxServesTheExportWithTheDocumentedCaching) {
   }
   // The exported page is the one the agent serves (same snapshot).
   EXPECT_EQ(http_get(url("/status.json")).body, slurp(dir_.file("www/status.json")));
+  // SIGTERM, not the destructor's SIGKILL: the master takes its workers along.
+  ASSERT_EQ(::kill(nginx.pid(), SIGTERM), 0);
+  EXPECT_TRUE(nginx.wait_for(10s).has_value());
 }
 
 }  // namespace

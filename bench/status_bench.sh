@@ -132,7 +132,8 @@ row() {  # label connections path [slow]
     python3 bench/slow_readers.py 127.0.0.1 "$port" "$3" "$4" $((D + 8)) > "$work/slow.txt" & local sp=$!
     sleep 5
   fi
-  curl -s "127.0.0.1:$port/metrics" > "$work/lag$((++lag_runs))a"
+  lag_runs=$((lag_runs + 1))  # not inside the redirection: that expands in curl's child
+  curl -s "127.0.0.1:$port/metrics" > "$work/lag${lag_runs}a"
   a=$(wrk_run "$2" "http://127.0.0.1:$port$3")
   curl -s "127.0.0.1:$port/metrics" > "$work/lag${lag_runs}b"
   if [ -n "${4:-}" ]; then wait "$sp"; slow_a=" ($(awk '{print $5}' "$work/slow.txt") slow answers)"; fi

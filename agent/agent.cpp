@@ -125,12 +125,18 @@ int Agent::run() {
     r.shared_body = render_metrics();  // shared by concurrent scrapers, never copied
     return r;
   });
-  http_.route("/healthz", [this](const HttpRequest&) { return healthz(); });
+  // Snapshots and an atomic: answered on the event threads, never blocking.
+  constexpr auto kInline = HttpServer::Dispatch::kInline;
+  http_.route("/healthz", [this](const HttpRequest&) { return healthz(); }, {"GET"}, kInline);
+  http_.route("/status", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kHtml); }, {"GET"},
+              kInline);
+  http_.route("/status.json", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kJson); },
+              {"GET"}, kInline);
+  http_.route("/status/feed.atom", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kAtom); },
+              {"GET"}, kInline);
   // blackbox_exporter's and snmp_exporter's endpoints (docs/compatibility.md).
   http_.route("/probe", [this](const HttpRequest& req) { return exporter_view_.probe(req); });
   http_.route("/snmp", [this](const HttpRequest& req) { return exporter_view_.snmp(req); });
-  http_.route("/status", [this](const HttpRequest& req) { return serve_status(req, false); });
-  http_.route("/status.json", [this](const HttpRequest& req) { return serve_status(req, true); });
   api_ = std::make_unique<Api>(reactor_, make_operator_backend(
                                              *pipeline_, clock_, [this] { schedule_pipeline_tick(); },
                                              [this] { return targets_json(); }));
@@ -146,7 +152,7 @@ int Agent::run() {
              "<li><a href=\"/status\">/status</a></li><li><a href=\"/status.json\">/status.json</a></li>"
              "<li><a href=\"/api/v1/incidents\">/api/v1/incidents</a></li></ul>\n";
     return r;
-  });
+  }, {"GET"}, kInline);
   heartbeat_ns_ = clock_.now().time_since_epoch().count();
   HttpSettings http_settings;
   http_settings.threads = config_.agent.http_threads;
@@ -157,7 +163,9 @@ int Agent::run() {
   const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
   const std::string shown_host = host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host;
   log::info("listening", {{"address", shown_host + ":" + std::to_string(http_.port())},
-                          {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"}});
+                          {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"},
+                          {"open_files_limit", raise_open_files_limit()},
+                          {"max_connections", http_.max_connections()}});
 
   // Undelivered notifications from before a restart go out first.
   notifier_ = std::make_unique<Notifier>(store_->path(), *metrics_.registry(), config_.agent.name, clock_);
@@ -248,6 +256,7 @@ bool Agent::open_store() {
     log::error("cannot read silences from the state store; starting without them",
                {{"path", store_->path()}, {"error", silences.error().message}});
   }
+  load_status_history();
   return true;
 }
 
@@ -374,6 +383,9 @@ void Agent::update_open_incidents() {
 void Agent::heartbeat() {
   heartbeat_ns_ = clock_.now().time_since_epoch().count();
   expire_silences();
+  // An open incident's bar grows, and days roll over: render once a minute
+  // even without a change (the ETag moves only when the content does).
+  if (++heartbeats_ % 60 == 0) status_changed();
   reactor_.call_after(std::chrono::seconds(1), [this] { heartbeat(); });
 }
 
@@ -515,13 +527,42 @@ void Agent::status_changed() {
   });
 }
 
+void Agent::load_status_history() {
+  const SystemTime now = clock_.wall_now();
+  if (auto since = store_->get_meta("status_since"); since.ok() && !since->empty()) {
+    status_since_ = SystemTime(std::chrono::duration_cast<Duration>(std::chrono::seconds(std::stoll(*since))));
+  } else {
+    status_since_ = now;
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    if (Status s = store_->set_meta("status_since", std::to_string(secs)); !s.ok()) metrics_.store_error();
+  }
+  auto history = store_->load(kStatusHistoryDays * 24 * 3600);
+  if (!history.ok()) {
+    log::error("cannot read the incident history for the status page",
+               {{"path", store_->path()}, {"error", history.error().message}});
+    return;
+  }
+  for (auto& inc : *history) status_history_[inc.id] = std::move(inc);
+}
+
 void Agent::render_status_page() {
   if (!pipeline_) return;
   update_open_incidents();
   StatusInput in;
   in.agent = config_.agent.name;
+  in.title = config_.status.title;
   in.now = clock_.wall_now();
-  in.incidents = pipeline_->incidents().incidents();
+  in.monitoring_since = status_since_;
+  in.history_days = kStatusHistoryDays;
+  for (const auto& c : config_.status.components) in.components.push_back({c.name, c.description, c.match});
+  // The manager's incidents are the newest word on each; older ones come from
+  // the history, which forgets what left the 90 days.
+  for (auto& inc : pipeline_->incidents().incidents()) status_history_[inc.id] = std::move(inc);
+  for (auto it = status_history_.begin(); it != status_history_.end();) {
+    const bool gone = !it->second.open() && in.now - it->second.resolved_at > std::chrono::hours(24 * kStatusHistoryDays);
+    it = gone ? status_history_.erase(it) : std::next(it);
+  }
+  for (const auto& [id, inc] : status_history_) in.incidents.push_back(inc);
   for (const auto& inc : in.incidents) {
     if (inc.open() && pipeline_->silenced(inc)) in.silenced.push_back(inc.id);
   }
@@ -549,7 +590,7 @@ void Agent::render_status_page() {
   }
 }
 
-HttpResponse Agent::serve_status(const HttpRequest& req, bool json) {
+HttpResponse Agent::serve_status(const HttpRequest& req, StatusFormat format) {
   std::shared_ptr<const StatusPage> page;
   {
     std::lock_guard<std::mutex> lock(status_mu_);
@@ -558,15 +599,28 @@ HttpResponse Agent::serve_status(const HttpRequest& req, bool json) {
   if (!page) return HttpResponse::text(503, "the status page is being prepared; try again in a second\n");
   HttpResponse r;
   r.headers.emplace_back("ETag", page->etag);
-  // Short public caching: a CDN or browser may hold it for 5 s, then revalidate.
-  r.headers.emplace_back("Cache-Control", "public, max-age=5");
+  // Short public caching: a CDN or browser may hold the live page for 5 s
+  // (a feed reader a minute), then revalidate with the ETag.
+  r.headers.emplace_back("Cache-Control", format == StatusFormat::kAtom ? "public, max-age=60" : "public, max-age=5");
   if (req.header("if-none-match") == page->etag) {
     r.status = 304;
     return r;
   }
-  r.content_type = json ? "application/json" : "text/html; charset=utf-8";
   // The snapshot's bytes, shared by every response: no copy per request.
-  r.shared_body = std::shared_ptr<const std::string>(page, json ? &page->json : &page->html);
+  switch (format) {
+    case StatusFormat::kHtml:
+      r.content_type = "text/html; charset=utf-8";
+      r.shared_body = std::shared_ptr<const std::string>(page, &page->html);
+      break;
+    case StatusFormat::kJson:
+      r.content_type = "application/json";
+      r.shared_body = std::shared_ptr<const std::string>(page, &page->json);
+      break;
+    case StatusFormat::kAtom:
+      r.content_type = "application/atom+xml; charset=utf-8";
+      r.shared_body = std::shared_ptr<const std::string>(page, &page->atom);
+      break;
+  }
   return r;
 }
 

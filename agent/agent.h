@@ -72,7 +72,10 @@ class Agent final : private PipelineEffects {
   // change, served from the snapshot by any HTTP worker.
   void status_changed();
   void render_status_page();
-  HttpResponse serve_status(const HttpRequest& req, bool json);
+  void load_status_history();
+  static constexpr int kStatusHistoryDays = 90;
+  enum class StatusFormat { kHtml, kJson, kAtom };
+  HttpResponse serve_status(const HttpRequest& req, StatusFormat format);
   nlohmann::json targets_json() const;
   void expire_silences();
   std::shared_ptr<const std::string> render_metrics();  // any thread
@@ -106,6 +109,11 @@ class Agent final : private PipelineEffects {
   bool status_render_pending_ = false;
   std::mutex status_mu_;  // guards status_page_
   std::shared_ptr<const StatusPage> status_page_;
+  // Incidents of the status page's 90 days (the manager keeps a day): loaded
+  // from the store at start, kept current at each render. Reactor thread.
+  std::map<std::string, Incident> status_history_;
+  SystemTime status_since_{};
+  int heartbeats_ = 0;  // the first start with this store: older days show "no data"
   std::unique_ptr<Notifier> notifier_;
   EarliestTimer schedule_timer_;  // the scheduler's next due probe
   EarliestTimer pipeline_timer_;  // the pipeline's next sustain, batch, promise or renotify deadline

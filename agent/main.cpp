@@ -94,14 +94,10 @@ int check_config(const std::string& path) {
   return 0;
 }
 
-// Thousands of probes in flight need thousands of sockets: take the hard limit.
-void raise_fd_limit() {
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
+// Thousands of probes in flight and thousands of status-page readers need
+// thousands of sockets: take the hard limit (logged at "listening", exported
+// as process_max_fds).
+void raise_fd_limit() { (void)nightshift::raise_open_files_limit(); }
 
 int run(const std::vector<std::string>& args) {
   std::string config_path;

@@ -827,6 +827,43 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
       if (v->empty()) r.error("export_dir", "expected a directory path, found \"\"");
       cfg.status_export_dir = *v;
     }
+    if (auto v = r.string("title", false)) cfg.status.title = *v;
+    // [[status.component]]: what customers know as one part of the service.
+    if (const toml::array* a = table_array(r, "component", errors)) {
+      std::set<std::string> names;
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        TableReader c(*a->get(i)->as_table(), "status.component[" + std::to_string(i) + "]", errors);
+        StatusComponentConfig comp;
+        if (auto v = c.string("name", true)) {
+          if (v->empty()) c.error("name", "expected a public name, found \"\"");
+          if (!names.insert(*v).second) c.error("name", "duplicate component name \"" + *v + "\"");
+          comp.name = *v;
+        }
+        if (auto v = c.string("description", false)) comp.description = *v;
+        if (auto v = c.strings("match", true)) {
+          if (v->empty()) c.error("match", "expected at least one matcher like \"group=web\" or \"site=ams1 group=web\"");
+          for (const auto& text : *v) {
+            // "site=ams1 group=web": every pair must hold for a target.
+            std::map<std::string, std::string> m;
+            std::istringstream words(text);
+            std::string word;
+            while (words >> word) {
+              const std::size_t eq = word.find('=');
+              const std::string key = word.substr(0, eq);
+              if (eq == std::string::npos || eq + 1 == word.size() || (key != "site" && key != "group" && key != "target")) {
+                c.error("match", "expected site=X, group=X or target=X pairs separated by spaces, found \"" + text + "\"");
+                m.clear();
+                break;
+              }
+              m[key] = word.substr(eq + 1);
+            }
+            if (!m.empty()) comp.match.push_back(std::move(m));
+          }
+        }
+        c.report_unknown_keys();
+        cfg.status.components.push_back(std::move(comp));
+      }
+    }
     r.report_unknown_keys();
   }
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,8 +34,19 @@ struct AgentSettings {
   std::string listen = "127.0.0.1:9650";  // HTTP: /metrics, /healthz
   std::string state_dir = "/var/lib/nightshift";
   double max_probes_per_second = 2000;  // global cap on probe starts
-  int http_threads = 128;               // HTTP workers: one per open connection (civetweb)
+  int http_threads = 16;                // HTTP workers for handlers that may block (API, /metrics)
   LogLevel log_level = LogLevel::kInfo;
+};
+
+// [status] title and [[status.component]]: the public face of the service.
+struct StatusComponentConfig {
+  std::string name;  // public
+  std::string description;
+  std::vector<std::map<std::string, std::string>> match;  // any one: all its pairs (site, group, target) hold
+};
+struct StatusConfig {
+  std::string title;  // empty: "Service status"
+  std::vector<StatusComponentConfig> components;
 };
 
 struct Config {
@@ -54,11 +66,12 @@ struct Config {
   // whether reads need it too.
   std::string api_token;
   bool api_public_read = false;
-  // [status]: where to export status.html and status.json on every change.
+  // [status]: where to export status.html, status.json and feed.atom on every change.
   std::string status_export_dir;
   // [fleet]: NATS servers, credentials (secrets from *_file / *_env) and the
   // quorum; enabled when the section is present.
   fleet::FleetSettings fleet;
+  StatusConfig status;
 };
 
 struct ConfigError {

@@ -19,12 +19,13 @@ RuleSpec make(const char* name, const char* condition, Duration for_d, Duration 
 std::vector<RuleSpec> default_rules() {
   using namespace std::chrono_literals;
   return {
-      // Down on evidence, not on elapsed time. A failed ICMP round (3 packets
-      // lost: p = 0.3^3 = 0.027 at 30 % random loss) triggers a confirmation
-      // burst of 10 packets; all 10 lost has p = 0.3^10 = 6e-6, so a cut link is
-      // declared about 2 s after its first failed round. Kinds without a burst,
-      // or a burst the budget refused, need three failed runs in a row
-      // (p = 0.027^3 = 2e-5 per round for ICMP). Clearing needs 30 s of success.
+      // Down on evidence, not on elapsed time. A missed echo (ICMP) or a failed
+      // connect (TCP) makes the engine confirm at once: 12 echoes all lost
+      // (p = 0.3^12 = 5e-7 at 30 % random loss) or 3 refusals / 20 failed
+      // connects, and the sample says confirmed_down, within seconds of the
+      // miss. Kinds without a confirmation, or one the budget refused, need
+      // three failed runs in a row (p = 0.027^3 = 2e-5 per ICMP round).
+      // Clearing needs 30 s of success.
       make("target_down", "consecutive_failures >= 3 or confirmed_down", 0s, 30s, "critical", {}, 2min),
       // Sustained loss: a warning, never a "down" page.
       make("packet_loss", "loss > 20%", 2min, 2min, "warning", {{"kind", "icmp"}}, 2min),

@@ -286,6 +286,31 @@ void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
   schedule_incident_tick();
   schedule_paging_tick();
   if (!events.empty()) status_changed();
+  gather_evidence();
+}
+
+// Ask before paging: the incident manager holds a new critical alert while it
+// learns the state of the target's parents and the canaries; probe those now,
+// out of schedule, and tell it what they answered.
+void Agent::gather_evidence() {
+  for (const auto& name : incidents_->take_evidence_requests()) {
+    auto t = std::find_if(config_.targets.begin(), config_.targets.end(),
+                          [&](const auto& target) { return target->name == name; });
+    if (t == config_.targets.end()) continue;
+    const std::shared_ptr<const Target> target = *t;
+    for (const auto& p : target->probes) {
+      auto engine = engines_.find(p.kind);
+      if (engine == engines_.end()) continue;
+      ProbeRequest req;
+      req.target = target;
+      req.spec = &p;
+      req.done = [this, target](Sample s) {
+        on_confirmation(*target, s);
+        if (s.ok) on_incidents(incidents_->on_evidence(target->name, true));
+      };
+      if (engine->second->confirm(std::move(req))) metrics_.confirmation_started(p.kind);
+    }
+  }
 }
 
 void Agent::queue_notifications(std::vector<OutboxEntry> rows, const Incident* incident) {

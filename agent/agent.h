@@ -52,6 +52,7 @@ class Agent {
   void dispatch(const ScheduledProbe& probe, Duration lag);
   void on_sample(const std::shared_ptr<const Target>& target, const ProbeSpec* spec, const Sample& sample);
   void on_confirmation(const Target& target, const Sample& sample);
+  void gather_evidence();
   void on_alerts(const std::vector<rules::AlertEvent>& events);
   void schedule_rule_tick();
   void on_incidents(const std::vector<IncidentEvent>& events);

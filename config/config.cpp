@@ -636,6 +636,7 @@ void parse_incidents(TableReader& root, Config& cfg, Errors& errors) {
   if (auto d = r.duration("update_every", false)) cfg.incidents.update_every = *d;
   if (auto d = r.duration("batch", false)) cfg.incidents.batch = *d;
   if (auto d = r.duration("vantage_hold", false)) cfg.incidents.vantage_hold = *d;
+  if (auto d = r.duration("evidence_hold", false)) cfg.incidents.evidence_hold = *d;
   if (auto d = r.duration("keep_resolved", false)) cfg.incidents.keep_resolved = *d;
   if (auto v = r.number("vantage_ratio", 0, false)) {
     if (*v > 1) {

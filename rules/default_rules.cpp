@@ -32,6 +32,16 @@ std::vector<RuleSpec> default_rules() {
       // Far slower than the target's own learned normal for 5 minutes; the
       // absolute floor keeps microsecond-scale jitter on a LAN from counting.
       make("latency_anomaly", "rtt_ratio > 3 and rtt_p95 > 20ms", 5min, 5min, "warning", {{"kind", "icmp"}}, 5min),
+      // What SNMP already measures: an interface the operator left up (admin
+      // up) that is not (oper down) is an outage at once; which interfaces
+      // count is the probe's `interfaces` patterns. A device that went through
+      // a reboot is a notice (info: sinks with min_severity = "critical" stay
+      // quiet), cleared by the next poll.
+      make("interface_down", "interfaces_down > 0", 0s, 30s, "critical", {{"kind", "snmp"}}, 2min),
+      make("device_rebooted", "rebooted > 0", 0s, 0s, "info", {{"kind", "snmp"}}, 2min),
+      // Passive traffic on a watched prefix fell below a tenth of its normal
+      // for this hour of the week, for two minutes.
+      make("traffic_drop", "traffic_drop > 0.9", 2min, 2min, "warning", {{"kind", "pcap"}}, 2min),
   };
 }
 

@@ -268,7 +268,7 @@ canary = true
   ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << agent->stderr_text();
   // Whichever failed first, the incident ends up named after the router, with
   // the hosts behind it, in one batched update (batch: 5 s).
-  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: target_down (2 targets behind it)\"", 10s))
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host unreachable (2 targets behind it)\"", 10s))
       << agent->stderr_text();
   const std::string log = agent->stderr_text();
   EXPECT_EQ(count(log, "msg=\"incident declared\""), 1u) << log;

@@ -135,7 +135,7 @@ TEST_F(IncidentScenarioTest, LinkDownDeclaredRestartKeepsItLinkUpResolves) {
   ASSERT_TRUE(agent->wait_for_stderr("msg=\"incident declared\"", 5s)) << agent->stderr_text();
   const auto declared_after = std::chrono::steady_clock::now() - cut;
   EXPECT_LT(declared_after, 2s) << "3 probe intervals of 500 ms, plus one interval of slack";
-  EXPECT_THAT(agent->stderr_text(), HasSubstr("title=\"edge-host: target_down\""));
+  EXPECT_THAT(agent->stderr_text(), HasSubstr("title=\"edge-host: service tcp_9000 down\""));
   EXPECT_TRUE(wait_until([&] { return metric("nightshift_incidents_open", {{"severity", "critical"}}) == 1.0; }, 2s));
 
   // kill -9 in the middle of the outage, then start again on the same state.

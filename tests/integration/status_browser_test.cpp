@@ -68,7 +68,7 @@ site = "ams1"
     title = j["open_incidents"][0]["title"];
     return true;
   }, 8s)) << agent.stderr_text();
-  EXPECT_EQ(title, "checkout-api: target_down");
+  EXPECT_EQ(title, "checkout-api: service tcp_" + std::to_string(closed_port) + " down");
   const std::string html = http_get(base + "/status").body;
   EXPECT_EQ(html.find("<script"), std::string::npos);
   EXPECT_EQ(html.find("src="), std::string::npos) << "no external assets";

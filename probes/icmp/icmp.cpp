@@ -1062,9 +1062,13 @@ void IcmpEngine::complete_packet(std::uint64_t token, PacketResult result) {
     ++r.result.sent;
   }
   const bool reply = result.outcome == PacketResult::Outcome::kReply;
+  const bool failed = !reply && result.outcome != PacketResult::Outcome::kNotSent;
   if (reply) ++r.result.received;
   r.result.packets[index] = std::move(result);
   ++r.completed;
+  // A scheduled echo that failed outright (no route, an ICMP error, its
+  // deadline) is a miss too: ask for the evidence now, not at the round's end.
+  if (failed && !r.target_key.empty() && !r.stop_on_reply) on_suspect(round_id, index);
   if (reply && r.stop_on_reply) {
     stop_sending(round_id);  // may finish the round
     return;

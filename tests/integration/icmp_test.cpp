@@ -627,6 +627,24 @@ TEST(IcmpEngineTest, SpreadRoundConfirmsAMissAndEndsEarly) {
   EXPECT_GE(engine.budget_available(), 11999.0 - 12.0);
 }
 
+// A route that fails outright (the router answers "unreachable", or this host
+// has no route after a link cut) is a miss at once, not at the round's end
+// 6.7 s later: the confirmation runs on it and the round ends confirmed.
+TEST(IcmpEngineTest, UnreachableEchoIsConfirmedAtOnce) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto target = icmp_target("gone", "203.0.113.130", 10s, 3s);  // the router's unreachable route
+  std::optional<Sample> down;
+  const SteadyTime start = h.clock.now();
+  engine.submit({target, &target->probes.front(), [&](Sample s) { down = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return down.has_value(); }, 8s));
+  EXPECT_LT(h.clock.now() - start, 2s);
+  EXPECT_FALSE(down->ok);
+  EXPECT_EQ(down->reason, FailureReason::kUnreachable) << down->detail;
+  EXPECT_EQ(value_of(*down, "confirmation"), 1.0) << down->detail;
+}
+
 // Without a known RTT the round waits the capped 1 s before it suspects; the
 // confirmation of a live target stops at its first reply and gives the rest of
 // its packets back to the budget.

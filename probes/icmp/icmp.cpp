@@ -461,9 +461,15 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
     if (it == rounds_.end()) return;
     Round& round = *it->second;
     round.hold_finish = false;
+    // The round's own echoes answered meanwhile (slow, not lost): alive.
+    if (all_lost && round.result.received > 0) {
+      all_lost = false;
+      state.down = false;
+    }
     if (all_lost) {
       round.result.confirmed_down = true;
-      round.result.confirmation_sent = c.sent;
+      round.result.confirmation_sent = 0;
+      for (const auto& p : c.packets) round.result.confirmation_sent += p.outcome != PacketResult::Outcome::kNotSent ? 1 : 0;
       if (c.reason != FailureReason::kTimeout && c.reason != FailureReason::kNone) {
         round.result.reason = c.reason;
         round.result.detail = c.detail;
@@ -551,8 +557,11 @@ void IcmpEngine::submit(ProbeRequest req) {
     if (opts->spacing == Duration::zero()) {
       const SpreadPlan plan = spread_plan(opts->count, shared->spec->interval, timeout);
       const int count = std::clamp(opts->count, 1, 65535);
-      const std::uint64_t id = start_round(address, count, plan.spacing, plan.wait,
-                                           std::clamp(opts->payload_size, kStampSize, kMaxPayload), 0, 0, false, finish);
+      // Each echo may wait the whole timeout, overlapping the next one's send;
+      // the round ends within its interval (the last echo waits plan.wait).
+      const std::uint64_t id = start_round(address, count, plan.spacing, timeout,
+                                           std::clamp(opts->payload_size, kStampSize, kMaxPayload), 0, 0, true, finish);
+      if (auto it = rounds_.find(id); it != rounds_.end()) it->second->end = it->second->started + plan.spacing * (count - 1) + plan.wait;
       if (auto it = rounds_.find(id); it != rounds_.end() && settings_.confirm_count > 0) {
         Round& r = *it->second;
         r.target_key = key;
@@ -1070,7 +1079,18 @@ void IcmpEngine::complete_packet(std::uint64_t token, PacketResult result) {
   // deadline) is a miss too: ask for the evidence now, not at the round's end.
   if (failed && !r.target_key.empty() && !r.stop_on_reply) on_suspect(round_id, index);
   if (reply && r.stop_on_reply) {
+    // The answer is in: what is still in flight no longer matters.
     stop_sending(round_id);  // may finish the round
+    if (rounds_.find(round_id) == rounds_.end()) return;
+    for (std::uint64_t t : std::vector<std::uint64_t>(r.tokens)) {
+      auto pit = packets_.find(t);
+      if (pit == packets_.end() || pit->second.done) continue;
+      PacketResult lost;
+      lost.outcome = PacketResult::Outcome::kLost;
+      lost.reason = FailureReason::kTimeout;
+      complete_packet(t, std::move(lost));
+      if (rounds_.find(round_id) == rounds_.end()) return;
+    }
     return;
   }
   if (r.completed == r.count) finish_round(round_id);
@@ -1177,9 +1197,13 @@ Status IcmpEngine::confirm(const SocketAddress& address, const BurstSpec& spec, 
                               address.to_string() + " exceeds the extra-traffic budget");
   }
   const std::string shown = address.to_string();
+  // A stopping confirmation judges all its packets together, when the last
+  // one's wait ends: an early packet whose reply is merely slow (a sudden RTT
+  // jump) still counts, rather than being lost at its own short deadline.
+  const Duration wait = spec.stop_on_reply ? spec.spacing * (spec.count - 1) + spec.timeout : spec.timeout;
   const std::uint64_t id = start_round(
-      address, spec.count, spec.spacing, spec.timeout, std::clamp(spec.payload_size, kStampSize, kMaxPayload), 0, 0,
-      false, [this, shown, done = std::move(done)](RoundResult r) {
+      address, spec.count, spec.spacing, wait, std::clamp(spec.payload_size, kStampSize, kMaxPayload), 0, 0,
+      spec.stop_on_reply, [this, shown, done = std::move(done)](RoundResult r) {
                 int unsent = 0;
                 for (const auto& p : r.packets) unsent += p.outcome == PacketResult::Outcome::kNotSent ? 1 : 0;
                 refund_budget(unsent);

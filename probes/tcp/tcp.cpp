@@ -178,8 +178,9 @@ void TcpEngine::on_run_attempt(std::uint64_t run_id, Sample s) {
     if (down) {
       down_[key] = true;
       Sample out = std::move(first);
+      const std::string answer = last.reason == FailureReason::kUnreachable ? " unreachable" : " refused";
       out.detail += "; " + (refused == tried ? std::to_string(refused) + " of " + std::to_string(tried) +
-                                                   " confirmation connects refused"
+                                                   " confirmation connects" + answer
                                              : std::to_string(tried) + " of " + std::to_string(tried) +
                                                    " confirmation connects failed (" + std::to_string(refused) +
                                                    " refused)");
@@ -256,14 +257,17 @@ void TcpEngine::confirmation_step(std::uint64_t id) {
       if (conf.finished == conf.started) confirmations_.erase(cit);
       return;
     }
-    conf.refused_run = s.reason == FailureReason::kRefused ? conf.refused_run + 1 : 0;
+    // A reset or "no route" is an answer from the network, never random loss.
+    const bool answered_no = s.reason == FailureReason::kRefused || s.reason == FailureReason::kUnreachable;
+    conf.refused_run = answered_no ? conf.refused_run + 1 : 0;
     const bool alive = s.ok;
     const bool down = !alive && (conf.refused_run >= kConfirmRefusals ||
                                  (conf.started >= kConfirmAttempts && conf.finished == conf.started));
     conf.last = std::move(s);
     if (!alive && !down) {
       // Refused at once: the next try need not wait for the spacing.
-      if (conf.last.reason == FailureReason::kRefused && conf.timer != 0 && conf.started < kConfirmAttempts) {
+      if ((conf.last.reason == FailureReason::kRefused || conf.last.reason == FailureReason::kUnreachable) &&
+          conf.timer != 0 && conf.started < kConfirmAttempts) {
         reactor_.cancel(conf.timer);
         conf.timer = reactor_.call_after(std::chrono::milliseconds(20), [this, id] { confirmation_step(id); });
       }

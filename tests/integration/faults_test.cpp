@@ -305,7 +305,7 @@ severity = "warning"
     return peer_->exec_in_peer(argv);
   };
   ASSERT_EQ(iptables("-A"), 0);
-  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: slow\"", 10s)) << agent->stderr_text();
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host slow\"", 10s)) << agent->stderr_text();
   EXPECT_THAT(agent->stderr_text(), HasSubstr("msg=\"incident declared\""));
   EXPECT_THAT(agent->stderr_text(), ::testing::Not(HasSubstr("rule=target_down")));
   EXPECT_EQ(metric("probe_success", {{"target", "edge-host"}}), 1.0);

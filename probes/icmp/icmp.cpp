@@ -1073,6 +1073,8 @@ void IcmpEngine::complete_packet(std::uint64_t token, PacketResult result) {
   const bool reply = result.outcome == PacketResult::Outcome::kReply;
   const bool failed = !reply && result.outcome != PacketResult::Outcome::kNotSent;
   if (reply) ++r.result.received;
+  // The target answers again: the next miss needs new evidence, now, not after this round.
+  if (reply && !r.target_key.empty()) target_state(r.target_key).down = false;
   r.result.packets[index] = std::move(result);
   ++r.completed;
   // A scheduled echo that failed outright (no route, an ICMP error, its

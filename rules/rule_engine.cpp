@@ -15,13 +15,15 @@ const std::vector<Variable>& engine_variables() {
       {"consecutive_failures", ValueType::kNumber, "failed runs in a row", "count"},
       {"failure_ratio", ValueType::kNumber, "failed runs / runs over the rule's window", "ratio"},
       {"loss", ValueType::kNumber,
-       "mean of the samples' loss_ratio over the window (ICMP); other kinds: failure_ratio", "ratio"},
+       "mean loss_ratio over the window's rounds that got through (ICMP: a round with no reply, or a "
+       "confirmation, is target_down's evidence, not loss); other kinds: failure_ratio",
+       "ratio"},
       {"rtt_avg", ValueType::kNumber, "mean round-trip time over the window (ICMP replies; TCP connect time)",
        "seconds"},
       {"rtt_p50", ValueType::kNumber, "median round-trip time over the window", "seconds"},
       {"rtt_p95", ValueType::kNumber, "95th percentile round-trip time over the window", "seconds"},
       {"rtt_p99", ValueType::kNumber, "99th percentile round-trip time over the window", "seconds"},
-      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT (none before 30 samples)",
+      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT (none before 5 minutes of samples)",
        "seconds"},
       {"rtt_ratio", ValueType::kNumber, "rtt_p95 over the learned baseline", ""},
       {"duration", ValueType::kNumber, "seconds the last run took", "seconds"},
@@ -65,12 +67,15 @@ std::vector<Variable> variables(std::span<const KindMeasures> kinds) {
 // The variables over one window, as seen from one rule (its own window length).
 class RuleEngine::WindowEnv final : public Environment {
  public:
-  WindowEnv(const Window& w, SteadyTime since) : w_(w) {
+  WindowEnv(const Window& w, SteadyTime since, SteadyTime now) : w_(w), now_(now) {
     for (const auto& e : w.entries) {
       if (e.at < since) continue;
       ++runs_;
       if (!e.ok) ++failures_;
-      loss_sum_ += e.loss;
+      if (e.counts_loss) {
+        loss_sum_ += e.loss;
+        ++loss_runs_;
+      }
       rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
     }
     std::sort(rtts_.begin(), rtts_.end());
@@ -89,12 +94,19 @@ class RuleEngine::WindowEnv final : public Environment {
     if (name == "reason") return Value(std::string(to_string(last.reason)));
     if (name == "kind") return Value(last.kind);
     if (name == "duration") return Value(std::chrono::duration<double>(last.duration).count());
-    if (name == "failure_ratio" || name == "loss") {
+    if (name == "failure_ratio") {
       if (runs_ == 0) return std::nullopt;
-      return Value((name == "loss" ? loss_sum_ : static_cast<double>(failures_)) / static_cast<double>(runs_));
+      return Value(static_cast<double>(failures_) / static_cast<double>(runs_));
+    }
+    if (name == "loss") {
+      if (loss_runs_ == 0) return std::nullopt;
+      return Value(loss_sum_ / static_cast<double>(loss_runs_));
     }
     if (name == "rtt_baseline" || name == "rtt_ratio") {
-      if (w_.baseline_samples < kBaselineWarmup || w_.rtt_baseline <= 0) return std::nullopt;
+      if (w_.baseline_samples < kBaselineWarmupSamples || now_ - w_.baseline_first < kBaselineWarmup ||
+          w_.rtt_baseline <= 0) {
+        return std::nullopt;
+      }
       if (name == "rtt_baseline") return Value(w_.rtt_baseline);
       auto p95 = get("rtt_p95");
       if (!p95) return std::nullopt;
@@ -124,7 +136,9 @@ class RuleEngine::WindowEnv final : public Environment {
 
  private:
   const Window& w_;
+  SteadyTime now_;
   std::size_t runs_ = 0;
+  std::size_t loss_runs_ = 0;
   std::size_t failures_ = 0;
   double loss_sum_ = 0;
   std::vector<double> rtts_;
@@ -215,12 +229,18 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   const Key& key = wit->first;
   Window& w = wit->second;
   if (created) w.alerts.resize(rules_.size());
-  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, 0, {}};
+  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, true, 0, {}};
   std::vector<double> rtts;
+  bool has_loss = false, confirmation = false;
   for (const auto& [name, value] : sample.values) {
-    if (name == "loss_ratio") entry.loss = static_cast<float>(value);
+    if (name == "loss_ratio") {
+      entry.loss = static_cast<float>(value);
+      has_loss = true;
+    }
+    if (name == "confirmation" && value == 1.0) confirmation = true;
     if (name == "connect_seconds" && sample.ok) rtts.push_back(value);
   }
+  if (has_loss) entry.counts_loss = sample.ok && !confirmation;
   for (const auto& [name, value] : sample.observations) {
     if (name == "rtt_seconds") rtts.push_back(value);
   }
@@ -233,12 +253,19 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
       entry.rtts[i] = static_cast<float>(rtts[at]);
     }
     entry.rtt_count = static_cast<std::uint8_t>(keep);
-    // Learn from this sample's median; a slow average, so an outage of minutes
-    // moves it little, while a permanent change of path is learned in hours.
+    // Learn from this sample's median; a slow average in time, so an anomaly
+    // of minutes moves it little at any interval, while a permanent change of
+    // path is learned in hours.
     const double median = rtts[rtts.size() / 2];
-    w.rtt_baseline = w.baseline_samples == 0
-                         ? median
-                         : w.rtt_baseline + (median - w.rtt_baseline) / static_cast<double>(kBaselineSamples);
+    if (w.baseline_samples == 0) {
+      w.rtt_baseline = median;
+      w.baseline_first = now;
+    } else {
+      const double elapsed = std::chrono::duration<double>(now - w.baseline_updated).count();
+      const double weight = 1 - std::exp(-elapsed / std::chrono::duration<double>(kBaselineTau).count());
+      w.rtt_baseline += (median - w.rtt_baseline) * weight;
+    }
+    w.baseline_updated = now;
     ++w.baseline_samples;
   }
   w.entries.push_back(entry);
@@ -253,7 +280,7 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const RuleSpec& rule = rules_[i];
     if (!selects(rule, target, sample)) continue;
-    const WindowEnv env(w, now - rule.window);
+    const WindowEnv env(w, now - rule.window, now);
     const bool active = rule.condition.fires(env);
     auto& slot = w.alerts[i];
     if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", std::nullopt});

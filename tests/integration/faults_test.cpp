@@ -268,7 +268,7 @@ canary = true
   ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << agent->stderr_text();
   // Whichever failed first, the incident ends up named after the router, with
   // the hosts behind it, in one batched update (batch: 5 s).
-  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: target_down (2 targets behind it)\"", 10s))
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host unreachable (2 targets behind it)\"", 10s))
       << agent->stderr_text();
   const std::string log = agent->stderr_text();
   EXPECT_EQ(count(log, "msg=\"incident declared\""), 1u) << log;
@@ -305,7 +305,7 @@ severity = "warning"
     return peer_->exec_in_peer(argv);
   };
   ASSERT_EQ(iptables("-A"), 0);
-  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: slow\"", 10s)) << agent->stderr_text();
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host slow\"", 10s)) << agent->stderr_text();
   EXPECT_THAT(agent->stderr_text(), HasSubstr("msg=\"incident declared\""));
   EXPECT_THAT(agent->stderr_text(), ::testing::Not(HasSubstr("rule=target_down")));
   EXPECT_EQ(metric("probe_success", {{"target", "edge-host"}}), 1.0);

@@ -553,6 +553,120 @@ TEST(IcmpEngineTest, SubmittedRoundEndsAtTheProbeTimeout) {
   }
 }
 
+// --- spread rounds and their own confirmation -----------------------------
+
+std::shared_ptr<Target> icmp_target(const std::string& name, const std::string& address, Duration interval,
+                                    Duration timeout) {
+  auto target = std::make_shared<Target>();
+  target->name = name;
+  target->address = address;
+  ProbeSpec spec;
+  spec.kind = "icmp";
+  spec.name = "icmp";
+  spec.interval = interval;
+  spec.timeout = timeout;
+  spec.options = std::make_shared<IcmpOptions>();  // defaults: 3 echoes spread over the interval
+  target->probes.push_back(spec);
+  return target;
+}
+
+std::optional<double> value_of(const Sample& s, const std::string& name) {
+  for (const auto& [k, v] : s.values) {
+    if (k == name) return v;
+  }
+  return std::nullopt;
+}
+
+// The default round sends one echo every third of the interval: a healthy
+// target's round ends with the third reply, two thirds into it.
+TEST(IcmpEngineTest, SpreadRoundSendsOneEchoPerThirdOfTheInterval) {
+  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto target = icmp_target("lo", "127.0.0.1", 900ms, 450ms);
+  std::optional<Sample> sample;
+  engine.submit({target, &target->probes.front(), [&](Sample s) { sample = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return sample.has_value(); }));
+  EXPECT_TRUE(sample->ok) << sample->detail;
+  EXPECT_EQ(sample->observations.size(), 3u);
+  EXPECT_GE(sample->duration, 590ms) << "echoes at 0, 300 and 600 ms";
+  EXPECT_LT(sample->duration, 900ms);
+  EXPECT_EQ(engine.stats().sent, 3u) << "a healthy round sends nothing extra";
+  EXPECT_EQ(value_of(*sample, "confirmation"), std::nullopt);
+}
+
+// A missed echo starts the confirmation at once; 12 of 12 lost ends the round
+// early, failed, with `confirmation` = 1 for the rules. Known to answer in
+// microseconds, the target is judged within 0.2 s (miss) + 11 x 80 ms + 0.25 s.
+TEST(IcmpEngineTest, SpreadRoundConfirmsAMissAndEndsEarly) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context);
+  // First a healthy round at the live address, so the engine learns the RTT.
+  auto live = icmp_target("far", "203.0.113.2", 900ms, 450ms);
+  std::optional<Sample> first;
+  engine.submit({live, &live->probes.front(), [&](Sample s) { first = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return first.has_value(); }));
+  ASSERT_TRUE(first->ok) << first->detail;
+  // The same target, now silent, at the shipped defaults (10 s interval, 3 s timeout).
+  auto dead = icmp_target("far", "203.0.113.3", 10s, 3s);
+  std::optional<Sample> down;
+  const SteadyTime start = h.clock.now();
+  engine.submit({dead, &dead->probes.front(), [&](Sample s) { down = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return down.has_value(); }, 5s));
+  const Duration took = h.clock.now() - start;
+  EXPECT_FALSE(down->ok);
+  EXPECT_EQ(down->reason, FailureReason::kTimeout);
+  EXPECT_EQ(value_of(*down, "confirmation"), 1.0);
+  EXPECT_NE(down->detail.find("12 of 12 confirmation echoes lost"), std::string::npos) << down->detail;
+  EXPECT_LT(took, 1600ms) << "not the 3.3 s to the next echo, nor the 3 s timeout";
+  EXPECT_EQ(engine.stats().sent, 3u + 1u + 12u);
+  // Confirmed down: asked again, the engine has its evidence already.
+  ProbeRequest again{dead, &dead->probes.front(), [](Sample) { ADD_FAILURE() << "no second confirmation"; }};
+  EXPECT_FALSE(engine.confirm(std::move(again)));
+  EXPECT_GE(engine.budget_available(), 11999.0 - 12.0);
+}
+
+// A route that fails outright (the router answers "unreachable", or this host
+// has no route after a link cut) is a miss at once, not at the round's end
+// 6.7 s later: the confirmation runs on it and the round ends confirmed.
+TEST(IcmpEngineTest, UnreachableEchoIsConfirmedAtOnce) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto target = icmp_target("gone", "203.0.113.130", 10s, 3s);  // the router's unreachable route
+  std::optional<Sample> down;
+  const SteadyTime start = h.clock.now();
+  engine.submit({target, &target->probes.front(), [&](Sample s) { down = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return down.has_value(); }, 8s));
+  EXPECT_LT(h.clock.now() - start, 2s);
+  EXPECT_FALSE(down->ok);
+  EXPECT_EQ(down->reason, FailureReason::kUnreachable) << down->detail;
+  EXPECT_EQ(value_of(*down, "confirmation"), 1.0) << down->detail;
+}
+
+// Without a known RTT the round waits the capped 1 s before it suspects; the
+// confirmation of a live target stops at its first reply and gives the rest of
+// its packets back to the budget.
+TEST(IcmpEngineTest, ConfirmationStopsAtTheFirstReply) {
+  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  Harness h;
+  IcmpEngine engine(h.context);
+  const double before = engine.budget_available();
+  BurstSpec spec;
+  spec.count = 12;
+  spec.spacing = 80ms;
+  spec.timeout = 300ms;
+  spec.stop_on_reply = true;
+  std::optional<BurstReport> report;
+  ASSERT_TRUE(engine.confirm(addr("127.0.0.1"), spec, [&](BurstReport r) { report = std::move(r); }).ok());
+  ASSERT_TRUE(h.run_until([&] { return report.has_value(); }));
+  EXPECT_EQ(report->result.received, 1);
+  EXPECT_EQ(report->result.sent, 1) << "the first reply came before the second echo was due";
+  EXPECT_EQ(engine.stats().sent, 1u);
+  EXPECT_NEAR(engine.budget_available(), before - 1, 0.5);
+}
+
 TEST(IcmpEngineTest, UnresolvableHostIsDnsFailure) {
   if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
   Harness h;

@@ -331,7 +331,7 @@ TEST_F(AlertmanagerTest, IncidentShowsAsAnActiveAlertAndResolves) {
   EXPECT_EQ(alert["labels"]["site"], "lab");
   EXPECT_EQ(alert["labels"]["agent"], "pager-test");
   EXPECT_THAT(alert["labels"]["incident"].get<std::string>(), HasSubstr("NS-"));
-  EXPECT_EQ(alert["annotations"]["summary"], "svc: target_down");
+  EXPECT_EQ(alert["annotations"]["summary"], "svc: service tcp_" + std::to_string(service_.port()) + " down");
   EXPECT_THAT(alert["generatorURL"].get<std::string>(), HasSubstr("/status#NS-"));
   // Kept alive: the keep-alive re-posts it (every 2 s in this config).
   ASSERT_TRUE(wait_until([&] { return metric("nightshift_notifications_total", {{"sink", "am"}, {"result", "delivered"}}) >= 2.0; }, 6s));

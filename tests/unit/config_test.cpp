@@ -197,6 +197,29 @@ site = "ams"
   EXPECT_FALSE(c.rules.empty());
 }
 
+// A timeout set nowhere fits the interval: 3 s, or half the interval when
+// that is shorter, so `interval = "1s"` alone is a valid config.
+TEST(ConfigTest, UnsetTimeoutFitsTheInterval) {
+  ConfigResult r = parse_config(R"([defaults]
+interval = "1s"
+
+[[target]]
+name = "a"
+address = "127.0.0.1"
+  [[target.probe]]
+  kind = "icmp"
+  [[target.probe]]
+  kind = "tcp"
+  port = 22
+  interval = "10s"
+)",
+                                "t.toml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  const Target& a = *r.config->targets[0];
+  EXPECT_EQ(a.probes[0].timeout, 500ms);
+  EXPECT_EQ(a.probes[1].timeout, 3s) << "the 3 s default fits a 10 s interval";
+}
+
 TEST(ConfigTest, NoTargetsIsFine) {
   ConfigResult r = parse_config("[agent]\nname = \"x\"\n", "t.toml");
   ASSERT_TRUE(r.ok());

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 #include <memory>
 #include <string>
@@ -77,7 +78,6 @@ class Agent {
   ApiBackend api_backend();
   nlohmann::json targets_json() const;
   void expire_silences();
-  std::shared_ptr<const std::string> render_metrics();  // any thread
   void heartbeat();  // every second on the reactor: /healthz checks it is recent
 
   std::string config_path_;
@@ -104,7 +104,8 @@ class Agent {
     bool ok = false;
     std::string reason;
   };
-  std::map<std::string, std::map<std::string, ProbeState>> probe_states_;
+  // By target: hashed, as every sample looks its own up.
+  std::unordered_map<std::string, std::map<std::string, ProbeState>> probe_states_;
   bool status_render_pending_ = false;
   std::mutex status_mu_;  // guards status_page_
   std::shared_ptr<const StatusPage> status_page_;
@@ -116,11 +117,7 @@ class Agent {
   int signal_fd_ = -1;
   int exit_code_ = 0;
   std::atomic<Duration::rep> heartbeat_ns_{0};  // reactor liveness, read by /healthz
-  std::mutex metrics_mu_;  // guards the four below: single-flight /metrics rendering
-  std::condition_variable metrics_cv_;
-  bool metrics_rendering_ = false;
-  std::uint64_t metrics_generation_ = 0;
-  std::shared_ptr<const std::string> metrics_body_;
+  MetricsEndpoint metrics_endpoint_{metrics_};  // /metrics, any HTTP thread
 };
 
 }  // namespace nightshift

@@ -1080,10 +1080,15 @@ std::shared_ptr<const std::string> MetricsEndpoint::body(Variant v) {
   }
   rendering_ = true;
   current_ = v;
-  const std::size_t expect = v.gzip ? last_gzip_size_ : last_plain_size_;
+  std::size_t expect = v.gzip ? last_gzip_size_ : last_plain_size_;
   lock.unlock();
   auto out = std::make_shared<std::string>();
   try {
+    if (expect == 0 && !v.gzip) {
+      // The first plain body: count it first rather than let the string
+      // double its way there (at 100 000 targets, a 512 MiB buffer for 280 MB).
+      metrics_.render(v.format, [&expect](std::string_view piece) { expect += piece.size(); });
+    }
     out->reserve(expect + expect / 8);
     if (v.gzip) {
       GzipSink z(*out);

@@ -335,13 +335,9 @@ struct KindSchema {
   }
 };
 
-struct ProbeRecord {
-  std::shared_ptr<const Target> target;
-  const ProbeSpec* spec = nullptr;  // into *target
-  std::size_t kind = 0;             // into the kind schemas
-  std::string labels;               // agent="..",group="..",kind="..",probe="..",site="..",target=".."
-  std::size_t split = 0;            // just after probe="..": where result= and reason= sort in
-  bool seen = false;                // series exist from the first result on
+// What the samples change; the reactor writes it under the lock.
+struct ProbeState {
+  bool seen = false;  // series exist from the first result on
   bool ok = false;
   FailureReason reason = FailureReason::kNone;
   double duration = 0;
@@ -349,16 +345,16 @@ struct ProbeRecord {
   std::vector<std::optional<double>> values;  // by value slot
   std::vector<Histogram> observations;        // by observation slot; count 0 = none yet
   std::vector<Labeled> labeled;
+};
 
-  void reset_state() {
-    seen = ok = false;
-    reason = FailureReason::kNone;
-    duration = 0;
-    results = {};
-    values.clear();
-    observations.clear();
-    labeled.clear();
-  }
+struct ProbeRecord {
+  // Fixed from sync_targets on: read without the lock.
+  std::shared_ptr<const Target> target;
+  const ProbeSpec* spec = nullptr;  // into *target
+  std::size_t kind = 0;             // into the kind schemas
+  std::string labels;               // agent="..",group="..",kind="..",probe="..",site="..",target=".."
+  std::size_t split = 0;            // just after probe="..": where result= and reason= sort in
+  ProbeState state;
 };
 
 struct TargetRecord {
@@ -429,14 +425,7 @@ void ProbeFamilies::sync_targets(const std::vector<std::shared_ptr<const Target>
     if (old == prev->index.end()) continue;
     const ProbeRecord& o = prev->probes[old->second];
     if (o.labels != r.labels) continue;
-    r.seen = o.seen;
-    r.ok = o.ok;
-    r.reason = o.reason;
-    r.duration = o.duration;
-    r.results = o.results;
-    r.values = o.values;
-    r.observations = o.observations;
-    r.labeled = o.labeled;
+    r.state = o.state;
   }
   // A render still going on keeps the previous table, unchanged from here on.
   std::lock_guard<std::mutex> lock(mu_);
@@ -450,8 +439,9 @@ void ProbeFamilies::record(const Sample& sample) {
   // hash; short names fit std::string's inline buffer, so this key is free.
   auto it = t.index.find({sample.target, sample.probe});
   if (it == t.index.end()) return;  // removed by a reload while in flight
-  ProbeRecord& r = t.probes[it->second];
-  KindSchema& schema = t.kinds[r.kind];
+  ProbeRecord& rec = t.probes[it->second];
+  ProbeState& r = rec.state;
+  KindSchema& schema = t.kinds[rec.kind];
   r.seen = true;
   r.ok = sample.ok;
   r.reason = sample.ok ? FailureReason::kNone : sample.reason;
@@ -483,7 +473,7 @@ void ProbeFamilies::record(const Sample& sample) {
       Labeled l;
       l.metric = v.metric;
       l.type = v.type;
-      l.labels = probe_labels(*r.target, *r.spec, agent_);
+      l.labels = probe_labels(*rec.target, *rec.spec, agent_);
       for (const auto& [k, value] : v.labels) l.labels[k] = value;
       auto same = std::find_if(next.begin(), next.end(),
                                [&](const Labeled& o) { return o.metric == l.metric && o.labels == l.labels; });
@@ -545,9 +535,9 @@ std::vector<FamilySpec> family_specs(const std::vector<KindSchema>& kinds,
 }
 
 // Writes one probe's series of family `f`; false when it has none.
-bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, bool& header_done) {
+bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, const ProbeState& s, bool& header_done) {
   using W = FamilySpec::What;
-  if (!r.seen) return false;
+  if (!s.seen) return false;
   auto header = [&] {
     if (!header_done) w.header(f.name, f.help, f.type);
     header_done = true;
@@ -556,17 +546,17 @@ bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, bool& hea
     case W::kSuccess:
       header();
       w.head(f.name, "", r.labels);
-      w.number(r.ok ? 1 : 0);
+      w.number(s.ok ? 1 : 0);
       return true;
     case W::kDuration:
       header();
       w.head(f.name, "", r.labels);
-      w.number(r.duration);
+      w.number(s.duration);
       return true;
     case W::kFailureReason:
-      if (r.ok) return false;
+      if (s.ok) return false;
       header();
-      w.head_with(f.name, r.labels, r.split, "reason", to_string(r.reason));
+      w.head_with(f.name, r.labels, r.split, "reason", to_string(s.reason));
       w.number(1);
       return true;
     case W::kResults: {
@@ -579,23 +569,23 @@ bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, bool& hea
         return v;
       }();
       for (const auto& [name, i] : kByName) {
-        if (r.results[i] == 0) continue;
+        if (s.results[i] == 0) continue;
         header();
         w.head_with(f.name, r.labels, r.split, "result", name);
-        w.count(r.results[i]);
+        w.count(s.results[i]);
         any = true;
       }
       return any;
     }
     case W::kValue:
-      if (r.kind != f.kind || f.slot >= r.values.size() || !r.values[f.slot]) return false;
+      if (r.kind != f.kind || f.slot >= s.values.size() || !s.values[f.slot]) return false;
       header();
       w.head(f.name, "", r.labels);
-      w.number(*r.values[f.slot]);
+      w.number(*s.values[f.slot]);
       return true;
     case W::kObservation: {
-      if (r.kind != f.kind || f.slot >= r.observations.size() || r.observations[f.slot].count == 0) return false;
-      const Histogram& h = r.observations[f.slot];
+      if (r.kind != f.kind || f.slot >= s.observations.size() || s.observations[f.slot].count == 0) return false;
+      const Histogram& h = s.observations[f.slot];
       header();
       w.head(f.name, "_count", r.labels);
       w.count(h.count);
@@ -612,7 +602,7 @@ bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, bool& hea
     }
     case W::kLabeled: {
       bool any = false;
-      for (const auto& l : r.labeled) {
+      for (const auto& l : s.labeled) {
         if (l.metric != f.name || l.type != f.labeled_type) continue;
         header();
         w.head(f.name, "", l.text);
@@ -626,6 +616,31 @@ bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, bool& hea
 }
 }  // namespace
 
+// Copies what family `f` reads of a probe's state, reusing `to`'s buffers.
+void snapshot(const ProbeState& from, const FamilySpec& f, ProbeState& to) {
+  using W = FamilySpec::What;
+  to.seen = from.seen;
+  to.ok = from.ok;
+  to.reason = from.reason;
+  to.duration = from.duration;
+  switch (f.what) {
+    case W::kResults:
+      to.results = from.results;
+      break;
+    case W::kValue:
+      to.values = from.values;
+      break;
+    case W::kObservation:
+      to.observations = from.observations;
+      break;
+    case W::kLabeled:
+      to.labeled = from.labeled;
+      break;
+    default:
+      break;
+  }
+}
+
 void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const {
   std::shared_ptr<const Table> table;
   std::vector<KindSchema> kinds;
@@ -635,22 +650,28 @@ void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const 
     table = table_;
     kinds = table_->kinds;
     for (const auto& r : table_->probes) {
-      for (const auto& l : r.labeled) {
+      for (const auto& l : r.state.labeled) {
         const std::pair<std::string, LabeledValue::Type> key{l.metric, l.type};
         if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
       }
     }
   }
   Writer w(format, sink);
-  // A few hundred probes per lock: the reactor records between the chunks.
+  // A few hundred probes at a time: their state is copied under the lock and
+  // written out without it, so the reactor's record() never waits for text
+  // (nor for a render thread the machine preempted while holding the lock).
   constexpr std::size_t kChunk = 256;
+  std::vector<ProbeState> copies(kChunk);
   for (const FamilySpec& f : family_specs(kinds, labeled)) {
     bool header_done = false;
     for (std::size_t begin = 0; begin < table->probes.size(); begin += kChunk) {
       const std::size_t end = std::min(table->probes.size(), begin + kChunk);
-      std::lock_guard<std::mutex> lock(mu_);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (std::size_t i = begin; i < end; ++i) snapshot(table->probes[i].state, f, copies[i - begin]);
+      }
       for (std::size_t i = begin; i < end; ++i) {
-        if (write_probe(w, f, table->probes[i], header_done)) w.maybe_flush();
+        if (write_probe(w, f, table->probes[i], copies[i - begin], header_done)) w.maybe_flush();
       }
     }
   }
@@ -671,7 +692,7 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
   const Table& table = *table_;
   std::vector<std::pair<std::string, LabeledValue::Type>> labeled;
   for (const auto& r : table.probes) {
-    for (const auto& l : r.labeled) {
+    for (const auto& l : r.state.labeled) {
       const std::pair<std::string, LabeledValue::Type> key{l.metric, l.type};
       if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
     }
@@ -688,9 +709,10 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
     fam.name = f.name;
     fam.help = f.help;
     fam.type = f.type;
-    for (const auto& r : table.probes) {
+    for (const auto& rec : table.probes) {
+      const ProbeState& r = rec.state;
       if (!r.seen) continue;
-      const auto labels = probe_labels(*r.target, *r.spec, agent_);
+      const auto labels = probe_labels(*rec.target, *rec.spec, agent_);
       switch (f.what) {
         case W::kSuccess:
         case W::kDuration: {
@@ -719,14 +741,14 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
           }
           break;
         case W::kValue:
-          if (r.kind == f.kind && f.slot < r.values.size() && r.values[f.slot]) {
+          if (rec.kind == f.kind && f.slot < r.values.size() && r.values[f.slot]) {
             auto m = to_client(labels);
             m.gauge.value = *r.values[f.slot];
             fam.metric.push_back(std::move(m));
           }
           break;
         case W::kObservation:
-          if (r.kind == f.kind && f.slot < r.observations.size() && r.observations[f.slot].count > 0) {
+          if (rec.kind == f.kind && f.slot < r.observations.size() && r.observations[f.slot].count > 0) {
             const Histogram& h = r.observations[f.slot];
             auto m = to_client(labels);
             m.histogram.sample_count = h.count;

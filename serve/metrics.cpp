@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -381,8 +382,8 @@ struct ProbeFamilies::Table {
   std::vector<KindSchema> kinds;
 };
 
-ProbeFamilies::ProbeFamilies(std::string agent_name)
-    : agent_(std::move(agent_name)), table_(std::make_shared<Table>()) {}
+ProbeFamilies::ProbeFamilies(std::string agent_name, std::vector<KindMeasures> measures)
+    : agent_(std::move(agent_name)), measures_(std::move(measures)), table_(std::make_shared<Table>()) {}
 
 ProbeFamilies::~ProbeFamilies() = default;
 
@@ -504,8 +505,25 @@ struct FamilySpec {
   LabeledValue::Type labeled_type = LabeledValue::Type::kGauge;
 };
 
+// The declared help of kind's measure `name`, with its unit; `fallback` if undeclared.
+std::string measure_help(const std::vector<KindMeasures>& measures, const std::string& kind, const std::string& name,
+                         const std::string& fallback) {
+  for (const auto& k : measures) {
+    if (k.kind != kind) continue;
+    for (const auto& m : k.measures) {
+      if (m.name != name) continue;
+      std::string help(m.help);
+      if (!help.empty()) help[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(help[0])));
+      if (!m.unit.empty()) help += " (" + std::string(m.unit) + ")";
+      return help + ".";
+    }
+  }
+  return fallback;
+}
+
 std::vector<FamilySpec> family_specs(const std::vector<KindSchema>& kinds,
-                                     const std::vector<std::pair<std::string, LabeledValue::Type>>& labeled) {
+                                     const std::vector<std::pair<std::string, LabeledValue::Type>>& labeled,
+                                     const std::vector<KindMeasures>& measures) {
   using T = prometheus::MetricType;
   using W = FamilySpec::What;
   std::vector<FamilySpec> out = {
@@ -518,13 +536,16 @@ std::vector<FamilySpec> family_specs(const std::vector<KindSchema>& kinds,
     for (std::size_t s = 0; s < kinds[k].values.size(); ++s) {
       const std::string& v = kinds[k].values[s];
       out.push_back({W::kValue, "probe_" + kinds[k].kind + "_" + v,
-                     "Last measured " + v + " of the " + kinds[k].kind + " probe (see docs/metrics.md).", T::Gauge, k, s});
+                     measure_help(measures, kinds[k].kind, v,
+                                  "Last measured " + v + " of the " + kinds[k].kind + " probe (see docs/metrics.md)."),
+                     T::Gauge, k, s});
     }
     for (std::size_t s = 0; s < kinds[k].observations.size(); ++s) {
       const std::string& v = kinds[k].observations[s];
       out.push_back({W::kObservation, "probe_" + kinds[k].kind + "_" + v,
-                     "Distribution of the " + kinds[k].kind + " probe's " + v + " (see docs/metrics.md).", T::Histogram,
-                     k, s});
+                     measure_help(measures, kinds[k].kind, v,
+                                  "Distribution of the " + kinds[k].kind + " probe's " + v + " (see docs/metrics.md)."),
+                     T::Histogram, k, s});
     }
   }
   for (const auto& [metric, type] : labeled) {
@@ -662,7 +683,7 @@ void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const 
   // (nor for a render thread the machine preempted while holding the lock).
   constexpr std::size_t kChunk = 256;
   std::vector<ProbeState> copies(kChunk);
-  for (const FamilySpec& f : family_specs(kinds, labeled)) {
+  for (const FamilySpec& f : family_specs(kinds, labeled, measures_)) {
     bool header_done = false;
     for (std::size_t begin = 0; begin < table->probes.size(); begin += kChunk) {
       const std::size_t end = std::min(table->probes.size(), begin + kChunk);
@@ -704,7 +725,7 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
   };
   using W = FamilySpec::What;
   std::vector<prometheus::MetricFamily> out;
-  for (const FamilySpec& f : family_specs(table.kinds, labeled)) {
+  for (const FamilySpec& f : family_specs(table.kinds, labeled, measures_)) {
     prometheus::MetricFamily fam;
     fam.name = f.name;
     fam.help = f.help;
@@ -793,10 +814,10 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
 // ---------------------------------------------------------------------------
 // AgentMetrics
 
-AgentMetrics::AgentMetrics(std::string agent_name)
+AgentMetrics::AgentMetrics(std::string agent_name, std::vector<KindMeasures> measures)
     : agent_(std::move(agent_name)),
       registry_(std::make_shared<prometheus::Registry>()),
-      probes_(agent_),
+      probes_(agent_, std::move(measures)),
       probes_sent_(prometheus::BuildCounter()
                        .Name("nightshift_probes_sent_total")
                        .Help("Probe runs started, by probe kind.")

@@ -38,6 +38,7 @@
 
 #include "core/hash.h"
 #include "incidents/incidents.h"
+#include "nightshift/measure.h"
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
 #include "rules/rule_engine.h"
@@ -63,7 +64,9 @@ void write_families(const std::vector<prometheus::MetricFamily>& families, Metri
 // The per-probe families, from one compact record per configured probe.
 class ProbeFamilies final : public prometheus::Collectable {
  public:
-  explicit ProbeFamilies(std::string agent_name);
+  // `measures`: every kind's declared measures, for the help text of the
+  // probe_<kind>_<name> series (nightshift/measure.h).
+  ProbeFamilies(std::string agent_name, std::vector<KindMeasures> measures);
   ~ProbeFamilies() override;
 
   void sync_targets(const std::vector<std::shared_ptr<const Target>>& targets);
@@ -78,13 +81,16 @@ class ProbeFamilies final : public prometheus::Collectable {
 
  private:
   std::string agent_;
+  std::vector<KindMeasures> measures_;
   mutable std::mutex mu_;        // guards the records in *table_ and table_ itself
   std::shared_ptr<Table> table_;  // replaced (copied) by sync_targets
 };
 
 class AgentMetrics {
  public:
-  explicit AgentMetrics(std::string agent_name);
+  // `measures`: every kind's declared measures, for the help text of the
+  // probe_<kind>_<name> series (nightshift/measure.h).
+  explicit AgentMetrics(std::string agent_name, std::vector<KindMeasures> measures = {});
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   const ProbeFamilies& probe_families() const { return probes_; }

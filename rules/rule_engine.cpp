@@ -65,27 +65,17 @@ std::vector<Variable> variables(std::span<const KindMeasures> kinds) {
 }
 
 // The variables over one window, as seen from one rule (its own window length).
+// Computed on first use: a rule reads a few of them (target_down none of the
+// window's), and sorting RTTs for one that reads none was most of the cost.
 class RuleEngine::WindowEnv final : public Environment {
  public:
-  WindowEnv(const Window& w, SteadyTime since, SteadyTime now) : w_(w), now_(now) {
-    for (const auto& e : w.entries) {
-      if (e.at < since) continue;
-      ++runs_;
-      if (!e.ok) ++failures_;
-      if (e.counts_loss) {
-        loss_sum_ += e.loss;
-        ++loss_runs_;
-      }
-      rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
-    }
-    std::sort(rtts_.begin(), rtts_.end());
-  }
+  WindowEnv(const Window& w, SteadyTime since, SteadyTime now) : w_(w), since_(since), now_(now) {}
 
   std::optional<Value> get(std::string_view name) const override {
     const Sample& last = w_.last;
     if (name == "success") return Value(last.ok ? 1.0 : 0.0);
     if (name == "consecutive_failures") return Value(static_cast<double>(w_.consecutive_failures));
-    if (name == "samples") return Value(static_cast<double>(runs_));
+    if (name == "samples") return Value(static_cast<double>(counts().runs));
     if (name == "confirmed_down") {
       bool confirmation = false;
       for (const auto& [k, v] : last.values) confirmation |= k == "confirmation" && v == 1.0;
@@ -95,12 +85,14 @@ class RuleEngine::WindowEnv final : public Environment {
     if (name == "kind") return Value(last.kind);
     if (name == "duration") return Value(std::chrono::duration<double>(last.duration).count());
     if (name == "failure_ratio") {
-      if (runs_ == 0) return std::nullopt;
-      return Value(static_cast<double>(failures_) / static_cast<double>(runs_));
+      const Counts& c = counts();
+      if (c.runs == 0) return std::nullopt;
+      return Value(static_cast<double>(c.failures) / static_cast<double>(c.runs));
     }
     if (name == "loss") {
-      if (loss_runs_ == 0) return std::nullopt;
-      return Value(loss_sum_ / static_cast<double>(loss_runs_));
+      const Counts& c = counts();
+      if (c.loss_runs == 0) return std::nullopt;
+      return Value(c.loss_sum / static_cast<double>(c.loss_runs));
     }
     if (name == "rtt_baseline" || name == "rtt_ratio") {
       if (w_.baseline_samples < kBaselineWarmupSamples || now_ - w_.baseline_first < kBaselineWarmup ||
@@ -113,20 +105,30 @@ class RuleEngine::WindowEnv final : public Environment {
       return Value(std::get<double>(*p95) / w_.rtt_baseline);
     }
     if (name.substr(0, 4) == "rtt_") {
-      if (rtts_.empty()) return std::nullopt;
+      std::vector<double>& rtts = gathered_rtts();
+      if (rtts.empty()) return std::nullopt;
       if (name == "rtt_avg") {
+        // Summed in ascending order, as always: the same last bits.
+        if (!sorted_) std::sort(rtts.begin(), rtts.end());
+        sorted_ = true;
         double sum = 0;
-        for (double r : rtts_) sum += r;
-        return Value(sum / static_cast<double>(rtts_.size()));
+        for (double r : rtts) sum += r;
+        return Value(sum / static_cast<double>(rtts.size()));
       }
-      double q = 0;
-      if (name == "rtt_p50") q = 0.50;
-      else if (name == "rtt_p95") q = 0.95;
-      else if (name == "rtt_p99") q = 0.99;
-      else return std::nullopt;
-      // Nearest rank: the smallest value with at least q of the values at or below it.
-      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtts_.size())));
-      return Value(rtts_[rank == 0 ? 0 : rank - 1]);
+      static constexpr std::array<std::pair<std::string_view, double>, 3> kQuantiles = {
+          {{"rtt_p50", 0.50}, {"rtt_p95", 0.95}, {"rtt_p99", 0.99}}};
+      std::size_t which = 0;
+      while (which < kQuantiles.size() && kQuantiles[which].first != name) ++which;
+      if (which == kQuantiles.size()) return std::nullopt;
+      const double q = kQuantiles[which].second;
+      if (quantiles_[which]) return Value(*quantiles_[which]);
+      // Nearest rank: the smallest value with at least q of the values at or
+      // below it. nth_element finds the value a full sort would put there.
+      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtts.size())));
+      const auto at = rtts.begin() + static_cast<std::ptrdiff_t>(rank == 0 ? 0 : rank - 1);
+      if (!sorted_) std::nth_element(rtts.begin(), at, rtts.end());
+      quantiles_[which] = *at;
+      return Value(*at);
     }
     for (const auto& [k, v] : last.values) {
       if (k == name) return Value(v);
@@ -135,13 +137,46 @@ class RuleEngine::WindowEnv final : public Environment {
   }
 
  private:
+  struct Counts {
+    std::size_t runs = 0;
+    std::size_t failures = 0;
+    std::size_t loss_runs = 0;  // rounds that count for loss (got through, not a confirmation)
+    double loss_sum = 0;
+  };
+  const Counts& counts() const {
+    if (!counts_) {
+      Counts c;
+      for (const auto& e : w_.entries) {
+        if (e.at < since_) continue;
+        ++c.runs;
+        if (!e.ok) ++c.failures;
+        if (e.counts_loss) {
+          c.loss_sum += e.loss;
+          ++c.loss_runs;
+        }
+      }
+      counts_ = c;
+    }
+    return *counts_;
+  }
+  std::vector<double>& gathered_rtts() const {
+    if (!rtts_gathered_) {
+      for (const auto& e : w_.entries) {
+        if (e.at >= since_) rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
+      }
+      rtts_gathered_ = true;
+    }
+    return rtts_;
+  }
+
   const Window& w_;
-  SteadyTime now_;
-  std::size_t runs_ = 0;
-  std::size_t loss_runs_ = 0;
-  std::size_t failures_ = 0;
-  double loss_sum_ = 0;
-  std::vector<double> rtts_;
+  const SteadyTime since_;
+  const SteadyTime now_;
+  mutable std::optional<Counts> counts_;
+  mutable bool rtts_gathered_ = false;
+  mutable bool sorted_ = false;
+  mutable std::vector<double> rtts_;
+  mutable std::array<std::optional<double>, 3> quantiles_;  // p50, p95, p99
 };
 
 std::string fingerprint(const std::vector<RuleSpec>& rules) {
@@ -230,7 +265,9 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   Window& w = wit->second;
   if (created) w.alerts.resize(rules_.size());
   Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, true, 0, {}};
-  std::vector<double> rtts;
+  // Reused from sample to sample: the per-sample path does not allocate.
+  static thread_local std::vector<double> rtts;
+  rtts.clear();
   bool has_loss = false, confirmation = false;
   for (const auto& [name, value] : sample.values) {
     if (name == "loss_ratio") {

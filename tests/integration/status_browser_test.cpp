@@ -19,6 +19,7 @@
 #include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
+#include "tests/support/require.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
 
@@ -30,7 +31,7 @@ using ::testing::HasSubstr;
 
 TEST(StatusBrowserTest, OpenIncidentTitleRendersInHeadlessChromium) {
   ASSERT_FALSE(agent_binary().empty());
-  ASSERT_TRUE(std::filesystem::exists("/usr/bin/chromium")) << "chromium is installed by scripts/install-deps.sh";
+  NIGHTSHIFT_REQUIRE_PROGRAM("/usr/bin/chromium");
   TempDir dir;
   // A port nothing listens on: the service is down from the start.
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

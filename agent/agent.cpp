@@ -205,7 +205,12 @@ bool Agent::open_store() {
   }
   store_ = std::move(opened->store);
   incidents_ = std::make_unique<IncidentManager>(clock_, config_.incidents);
-  auto restored = store_->load(24 * 3600);
+  std::vector<std::string> skipped;
+  auto restored = store_->load(24 * 3600, &skipped);
+  for (const auto& why : skipped) {
+    log::error("skipped an incident the state store cannot read; the others are restored",
+               {{"path", store_->path()}, {"error", why}});
+  }
   if (!restored.ok()) {
     log::error("cannot read incidents from the state store; starting without them",
                {{"path", store_->path()}, {"error", restored.error().message}});

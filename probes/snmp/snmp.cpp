@@ -220,7 +220,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     }
     if (o->security_level >= 2) {
       if (auto v = reader.secret("auth_password", true, false)) {
-        if (v->size() < 8) reader.error("auth_password_file", "SNMPv3 passwords have at least 8 characters");
+        if (v->size() < 8) reader.error(reader.secret_key("auth_password"), "SNMPv3 passwords have at least 8 characters");
         o->auth_password = *v;
       } else {
         ok = false;
@@ -228,7 +228,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     }
     if (o->security_level == 3) {
       if (auto v = reader.secret("priv_password", true, false)) {
-        if (v->size() < 8) reader.error("priv_password_file", "SNMPv3 passwords have at least 8 characters");
+        if (v->size() < 8) reader.error(reader.secret_key("priv_password"), "SNMPv3 passwords have at least 8 characters");
         o->priv_password = *v;
       } else {
         ok = false;

@@ -499,8 +499,9 @@ class SnmpEngine final : public ProbeEngine {
     if (s.handle != nullptr) return &s;
     netsnmp_session cfg;
     snmp_sess_init(&cfg);
-    const std::string peer = "udp:" + (t.address.find(':') != std::string::npos ? "[" + t.address + "]" : t.address) +
-                             ":" + std::to_string(o.port);
+    // Net-SNMP's "udp:" transport is IPv4 only: an IPv6 literal needs "udp6:".
+    const bool v6 = t.address.find(':') != std::string::npos;
+    const std::string peer = (v6 ? "udp6:[" + t.address + "]" : "udp:" + t.address) + ":" + std::to_string(o.port);
     std::string peer_buf = peer;
     cfg.peername = peer_buf.data();
     cfg.retries = o.retries;

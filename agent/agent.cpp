@@ -10,10 +10,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "rules/default_rules.h"
 #include "incidents/incident_json.h"
+#include "serve/operator_backend.h"
 #include "core/log.h"
 
 namespace nightshift {
@@ -49,16 +51,17 @@ Agent::Agent(std::string config_path, Config config, Clock& clock)
       reactor_(clock),
       resolver_(reactor_),
       engine_context_{reactor_, resolver_},
-      metrics_(config_.agent.name),
+      metrics_(config_.agent.name, kind_measures()),
       scheduler_(clock, config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second)),
       schedule_timer_(reactor_,
                       [this] {
                         schedule_timer_.arm(scheduler_.run_due(
                             [this](const ScheduledProbe& p, Duration lag) { dispatch(p, lag); }));
                       }),
-      rule_timer_(reactor_, [this] { on_alerts(rules_->tick()); }),
-      incident_timer_(reactor_, [this] { on_incidents(incidents_->tick()); }),
-      paging_timer_(reactor_, [this] { on_paging_tick(); }) {}
+      pipeline_timer_(reactor_, [this] {
+        pipeline_->tick();
+        schedule_pipeline_tick();
+      }) {}
 
 Agent::~Agent() {
   http_.stop();
@@ -112,6 +115,9 @@ int Agent::run() {
   }
 
   if (!open_store()) return 1;
+  // Settings again in apply(), once the HTTP port (for the status link) is known.
+  pipeline_ = std::make_unique<Pipeline>(clock_, pipeline_settings(), static_cast<PipelineEffects&>(*this));
+  pipeline_->set_id_tag(id_tag_);
 
   http_.route("/metrics", [this](const HttpRequest&) {
     HttpResponse r;
@@ -119,10 +125,21 @@ int Agent::run() {
     r.shared_body = render_metrics();  // shared by concurrent scrapers, never copied
     return r;
   });
-  http_.route("/healthz", [this](const HttpRequest&) { return healthz(); });
-  http_.route("/status", [this](const HttpRequest& req) { return serve_status(req, false); });
-  http_.route("/status.json", [this](const HttpRequest& req) { return serve_status(req, true); });
-  api_ = std::make_unique<Api>(reactor_, api_backend());
+  // Snapshots and an atomic: answered on the event threads, never blocking.
+  constexpr auto kInline = HttpServer::Dispatch::kInline;
+  http_.route("/healthz", [this](const HttpRequest&) { return healthz(); }, {"GET"}, kInline);
+  http_.route("/status", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kHtml); }, {"GET"},
+              kInline);
+  http_.route("/status.json", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kJson); },
+              {"GET"}, kInline);
+  http_.route("/status/feed.atom", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kAtom); },
+              {"GET"}, kInline);
+  // blackbox_exporter's and snmp_exporter's endpoints (docs/compatibility.md).
+  http_.route("/probe", [this](const HttpRequest& req) { return exporter_view_.probe(req); });
+  http_.route("/snmp", [this](const HttpRequest& req) { return exporter_view_.snmp(req); });
+  api_ = std::make_unique<Api>(reactor_, make_operator_backend(
+                                             *pipeline_, clock_, [this] { schedule_pipeline_tick(); },
+                                             [this] { return targets_json(); }));
   api_->configure({config_.api_token, config_.api_public_read});
   api_->register_routes(http_);
   http_.route("/", [this](const HttpRequest&) {
@@ -131,10 +148,11 @@ int Agent::run() {
     r.body = "<!doctype html><title>nightshift " + log::quote(config_.agent.name) +
              "</title><h1>nightshift</h1><ul><li><a href=\"/metrics\">/metrics</a></li>"
              "<li><a href=\"/healthz\">/healthz</a></li>"
+             "<li>/probe?target=…&amp;module=… (blackbox_exporter format), /snmp?target=… (snmp_exporter format)</li>"
              "<li><a href=\"/status\">/status</a></li><li><a href=\"/status.json\">/status.json</a></li>"
              "<li><a href=\"/api/v1/incidents\">/api/v1/incidents</a></li></ul>\n";
     return r;
-  });
+  }, {"GET"}, kInline);
   heartbeat_ns_ = clock_.now().time_since_epoch().count();
   HttpSettings http_settings;
   http_settings.threads = config_.agent.http_threads;
@@ -145,17 +163,17 @@ int Agent::run() {
   const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
   const std::string shown_host = host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host;
   log::info("listening", {{"address", shown_host + ":" + std::to_string(http_.port())},
-                          {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"}});
+                          {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"},
+                          {"open_files_limit", raise_open_files_limit()},
+                          {"max_connections", http_.max_connections()}});
 
-  // Paging: undelivered notifications from before a restart go out first.
-  paging_ = std::make_unique<Paging>(clock_, config_.sinks, notify_policy(),
-                                     [this](const Incident& inc) { return silences_.silences(inc, clock_.wall_now()); });
-  paging_->restore(incidents_->incidents());
+  // Undelivered notifications from before a restart go out first.
   notifier_ = std::make_unique<Notifier>(store_->path(), *metrics_.registry(), config_.agent.name, clock_);
   if (Status s = notifier_->start(config_.sinks, notify_policy()); !s.ok()) {
     log::error("cannot start the notifier", {{"path", store_->path()}, {"error", s.error().message}});
     return 1;
   }
+  restore_from_store();
   if (!config_.sinks.empty()) {
     std::string names;
     for (const auto& sink : config_.sinks) names += (names.empty() ? "" : ",") + sink.name;
@@ -180,11 +198,19 @@ int Agent::run() {
                                    {"config", config_path_},
                                    {"targets", config_.targets.size()},
                                    {"probes", scheduler_.size()}});
+  if (config_.fleet.enabled) {
+    // The fleet library exists (fleet/); joining waits for the pipeline unit (issue 18).
+    log::warn("[fleet] is configured, but this build does not join a fleet yet: the agent detects and pages alone",
+              {{"fleet", config_.fleet.name}});
+  }
   // After a restart, incidents whose alerts never fire again (the outage ended
   // while the agent was down) are resolved once every probe has had time to
   // run a few times and every sustain to pass.
-  reactor_.call_after(reconcile_grace(), [this] { reconcile_restored_incidents(); });
-  schedule_paging_tick();
+  reactor_.call_after(pipeline_->reconcile_grace(), [this] {
+    pipeline_->reconcile();
+    schedule_pipeline_tick();
+  });
+  schedule_pipeline_tick();
   reactor_.run();
   log::info("shutting down");
   http_.stop();
@@ -204,7 +230,18 @@ bool Agent::open_store() {
                {{"kept_as", opened->moved_aside}, {"path", opened->store->path()}});
   }
   store_ = std::move(opened->store);
-  incidents_ = std::make_unique<IncidentManager>(clock_, config_.incidents);
+  // The id tag lives with the store: a new store (first start, or a damaged
+  // one set aside) draws a new one, so no id is ever issued twice.
+  if (auto t = store_->get_meta("id_tag"); t.ok() && valid_id_tag(*t)) {
+    id_tag_ = *t;
+  } else {
+    std::random_device rd;
+    id_tag_ = new_id_tag((std::uint64_t{rd()} << 32) | rd());
+    if (Status s = store_->set_meta("id_tag", id_tag_); !s.ok()) {
+      metrics_.store_error();
+      log::error("cannot save the incident id tag", {{"error", s.error().message}});
+    }
+  }
   std::vector<std::string> skipped;
   auto restored = store_->load(24 * 3600, &skipped);
   for (const auto& why : skipped) {
@@ -216,84 +253,65 @@ bool Agent::open_store() {
                {{"path", store_->path()}, {"error", restored.error().message}});
     return true;
   }
-  std::uint64_t next_sequence = 1;
-  if (auto seq = store_->get_meta("next_sequence"); seq.ok()) next_sequence = std::stoull(*seq);
-  std::size_t open = 0;
-  for (const auto& inc : *restored) open += inc.open() ? 1 : 0;
-  incidents_->restore(std::move(restored.value()), next_sequence);
-  update_open_incidents();
+  restored_incidents_ = std::move(restored.value());
+  if (auto seq = store_->get_meta("next_sequence"); seq.ok()) restored_sequence_ = std::stoull(*seq);
   if (auto silences = store_->load_silences(clock_.wall_now()); silences.ok()) {
-    silences_.restore(std::move(silences.value()));
+    restored_silences_ = std::move(silences.value());
   } else {
     log::error("cannot read silences from the state store; starting without them",
                {{"path", store_->path()}, {"error", silences.error().message}});
   }
-  if (open > 0) log::info("open incidents restored", {{"open", open}, {"path", store_->path()}});
+  load_status_history();
   return true;
 }
 
-Duration Agent::reconcile_grace() const {
-  Duration max_interval = std::chrono::seconds(10);
-  for (const auto& t : config_.targets) {
-    for (const auto& p : t->probes) max_interval = std::max(max_interval, p.interval);
-  }
-  Duration max_for{};
-  for (const auto& r : config_.rules) max_for = std::max(max_for, r.timing.for_duration);
-  return std::max<Duration>(std::chrono::minutes(3), 5 * max_interval + max_for);
+void Agent::restore_from_store() {
+  std::size_t open = 0;
+  for (const auto& inc : restored_incidents_) open += inc.open() ? 1 : 0;
+  pipeline_->restore(std::move(restored_incidents_), restored_sequence_, std::move(restored_silences_));
+  restored_incidents_.clear();
+  restored_silences_.clear();
+  update_open_incidents();
+  if (open > 0) log::info("open incidents restored", {{"open", open}, {"path", store_->path()}});
 }
 
-void Agent::reconcile_restored_incidents() {
-  std::set<std::tuple<std::string, std::string, std::string>> firing;
-  for (const auto& e : rules_->firing()) firing.insert({e.rule, e.target, e.probe});
-  std::vector<IncidentEvent> events;
-  for (const auto& inc : incidents_->incidents()) {
-    if (!inc.open()) continue;
-    for (const auto& t : inc.impacted) {
-      if (!t.active || firing.count({t.rule, t.target, t.probe})) continue;
-      rules::AlertEvent cleared;
-      cleared.rule = t.rule;
-      cleared.severity = t.severity;
-      cleared.target = t.target;
-      cleared.probe = t.probe;
-      cleared.change = {rules::AlertPhase::kFiring, rules::AlertPhase::kInactive, clock_.now()};
-      cleared.summary = "not firing since the agent restarted";
-      auto out = incidents_->on_alert(cleared);
-      events.insert(events.end(), out.begin(), out.end());
-    }
-  }
-  on_incidents(events);
+PipelineSettings Agent::pipeline_settings() const {
+  return {config_.rules, config_.incidents, config_.sinks, notify_policy(), config_.targets};
 }
 
-void Agent::on_incidents(const std::vector<IncidentEvent>& events) {
-  for (const auto& e : events) {
-    const Incident& inc = e.incident;
-    const std::string kind(to_string(e.kind));
-    const LogLevel level = e.page ? LogLevel::kWarn : LogLevel::kInfo;
-    log::write(level, "incident " + kind, {{"id", inc.id},
-                                          {"title", inc.title},
-                                          {"severity", inc.severity},
-                                          {"status", std::string(to_string(inc.status))},
-                                          {"impacted", inc.active_impact()},
-                                          {"page", e.page ? "yes" : "no"}});
-    metrics_.incident(e);
-    if ((e.kind == IncidentEvent::Kind::kDeclared || e.kind == IncidentEvent::Kind::kReopened) && !inc.vantage) {
-      diagnose(inc);
-    }
-    queue_notifications(paging_->on_event(e), &inc);
-  }
-  if (!events.empty()) {
-    if (Status s = store_->set_meta("next_sequence", std::to_string(incidents_->next_sequence())); !s.ok()) {
-      metrics_.store_error();
-      log::error("cannot save incident sequence", {{"error", s.error().message}});
-    }
-    update_open_incidents();
-  }
-  schedule_incident_tick();
-  schedule_paging_tick();
-  if (!events.empty()) status_changed();
+void Agent::schedule_pipeline_tick() {
+  if (!pipeline_) return;
+  if (auto due = pipeline_->next_deadline()) pipeline_timer_.arm(*due);
 }
 
-void Agent::queue_notifications(std::vector<OutboxEntry> rows, const Incident* incident) {
+void Agent::alert_changed(const rules::AlertEvent& event) { metrics_.alert(event); }
+
+void Agent::incident_changed(const IncidentEvent& event) {
+  metrics_.incident(event);
+  status_changed();  // also counts the open incidents again, coalesced
+}
+
+void Agent::sequence_changed(std::uint64_t next_sequence) {
+  if (Status s = store_->set_meta("next_sequence", std::to_string(next_sequence)); !s.ok()) {
+    metrics_.store_error();
+    log::error("cannot save incident sequence", {{"error", s.error().message}});
+  }
+}
+
+void Agent::silence_saved(const Silence& silence) {
+  if (Status s = store_->save_silence(silence); !s.ok()) {
+    metrics_.store_error();
+    log::error("cannot save silence; it holds until a restart", {{"id", silence.id}, {"error", s.error().message}});
+  }
+  status_changed();
+}
+
+void Agent::silence_removed(const std::string& id) {
+  if (Status s = store_->delete_silence(id); !s.ok()) metrics_.store_error();
+  status_changed();
+}
+
+void Agent::commit(const Incident* incident, std::vector<OutboxEntry> rows) {
   Status s = incident ? store_->save(*incident, rows) : store_->enqueue(rows);
   if (!s.ok()) {
     metrics_.store_error();
@@ -314,15 +332,21 @@ void Agent::queue_notifications(std::vector<OutboxEntry> rows, const Incident* i
   if (!rows.empty()) notifier_->wake();
 }
 
-void Agent::on_paging_tick() {
-  queue_notifications(paging_->tick(), nullptr);
-  schedule_paging_tick();
-}
-
-void Agent::schedule_paging_tick() {
-  if (paging_) {
-    if (auto due = paging_->next_deadline()) paging_timer_.arm(*due);
-  }
+bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) {
+  auto it = engines_.find(spec.kind);
+  if (it == engines_.end()) return false;
+  ProbeRequest req;
+  req.target = target;
+  req.spec = &spec;
+  req.done = [this, target](Sample s) {
+    metrics_.confirmation_done(s.kind, s.ok);
+    log::debug("confirmation", {{"target", s.target}, {"probe", s.probe}, {"detail", s.detail}});
+    pipeline_->on_sample(target, s);
+    schedule_pipeline_tick();
+  };
+  if (!it->second->confirm(std::move(req))) return false;
+  metrics_.confirmation_started(spec.kind);
+  return true;
 }
 
 NotifyPolicy Agent::notify_policy() const {
@@ -335,8 +359,6 @@ NotifyPolicy Agent::notify_policy() const {
   return p;
 }
 
-// Where does the path break? Asks the first impacted target's engines for a
-// finding (ICMP: a path trace) and adds it to the incident's timeline.
 void Agent::diagnose(const Incident& incident) {
   for (const auto& impact : incident.impacted) {
     if (!impact.active) continue;
@@ -348,13 +370,7 @@ void Agent::diagnose(const Incident& incident) {
       if (engine == engines_.end()) continue;
       const std::string id = incident.id;
       const bool started = engine->second->diagnose(*t, spec, [this, id](std::string finding) {
-        auto noted = incidents_->add_note(id, finding, /*is_public=*/false, "nightshift");
-        if (!noted.ok()) return;  // resolved and gone meanwhile
-        log::info("incident diagnosis", {{"id", id}, {"finding", finding}});
-        if (Status s = store_->save(noted->incident); !s.ok()) {
-          metrics_.store_error();
-          log::error("cannot save incident; it stays in memory", {{"id", id}, {"error", s.error().message}});
-        }
+        pipeline_->add_finding(id, finding);
       });
       if (started) return;
     }
@@ -363,42 +379,35 @@ void Agent::diagnose(const Incident& incident) {
 
 void Agent::update_open_incidents() {
   std::map<std::string, int> open;
-  for (const auto& inc : incidents_->incidents()) {
+  for (const auto& inc : pipeline_->incidents().incidents()) {
     if (inc.open()) open[inc.severity]++;
   }
   metrics_.set_open_incidents(open);
 }
 
-void Agent::schedule_incident_tick() {
-  if (auto due = incidents_->next_deadline()) incident_timer_.arm(*due);
-}
-
 void Agent::heartbeat() {
   heartbeat_ns_ = clock_.now().time_since_epoch().count();
   expire_silences();
+  // An open incident's bar grows, and days roll over: render once a minute
+  // even without a change (the ETag moves only when the content does).
+  if (++heartbeats_ % 60 == 0) status_changed();
   reactor_.call_after(std::chrono::seconds(1), [this] { heartbeat(); });
 }
 
 void Agent::apply(Config config) {
   config_ = std::move(config);
   log::set_level(config_.agent.log_level);
-  configured_probes_.clear();
+  std::set<std::pair<std::string, std::string>> configured;
   for (const auto& t : config_.targets) {
-    for (const auto& p : t->probes) configured_probes_.insert({t->name, p.name});
+    for (const auto& p : t->probes) configured.insert({t->name, p.name});
   }
-  std::erase_if(failing_, [this](const auto& key) { return !configured_probes_.count(key); });
   for (auto it = probe_states_.begin(); it != probe_states_.end();) {
-    std::erase_if(it->second, [&](const auto& p) { return !configured_probes_.count({it->first, p.first}); });
+    std::erase_if(it->second, [&](const auto& p) { return !configured.count({it->first, p.first}); });
     it = it->second.empty() ? probe_states_.erase(it) : std::next(it);
   }
   if (api_) api_->configure({config_.api_token, config_.api_public_read});
   status_changed();
-  incidents_->set_policy(config_.incidents);
-  incidents_->set_targets(config_.targets);
-  if (paging_) {
-    paging_->configure(config_.sinks, notify_policy());
-    notifier_->configure(config_.sinks, notify_policy());
-  }
+  notifier_->configure(config_.sinks, notify_policy());
   for (const auto& t : config_.targets) {
     for (const auto& p : t->probes) {
       if (engines_.count(p.kind)) continue;
@@ -408,18 +417,16 @@ void Agent::apply(Config config) {
     }
   }
   metrics_.sync_targets(config_.targets);
-  if (!rules_ || rules::fingerprint(rules_->rules()) != rules::fingerprint(config_.rules)) {
-    const bool replaced = rules_ != nullptr;
-    rules_ = std::make_unique<rules::RuleEngine>(clock_, config_.rules);
-    if (replaced) {
-      // New rules start from scratch: incidents whose alerts the new rules do
-      // not raise again are resolved after the usual grace.
-      log::info("rules changed: alert states start afresh", {{"rules", config_.rules.size()}});
-      reactor_.call_after(reconcile_grace(), [this] { reconcile_restored_incidents(); });
-    }
-  } else {
-    on_alerts(rules_->retain(config_.targets));
+  exporter_view_.sync_targets(config_.targets);
+  if (pipeline_->configure(pipeline_settings())) {
+    // New rules start from scratch: incidents whose alerts the new rules do
+    // not raise again are resolved after the usual grace.
+    reactor_.call_after(pipeline_->reconcile_grace(), [this] {
+      pipeline_->reconcile();
+      schedule_pipeline_tick();
+    });
   }
+  schedule_pipeline_tick();
   scheduler_.set_rate(config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second));
   scheduler_.set_targets(config_.targets);
   schedule_timer_.arm(clock_.now());
@@ -431,36 +438,22 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
   ProbeRequest req;
   req.target = probe.target;
   req.spec = probe.spec;
-  req.done = [this, target = probe.target, spec = probe.spec](Sample s) { on_sample(target, spec, s); };
+  req.done = [this, target = probe.target](Sample s) { on_sample(target, s); };
   engine->submit(std::move(req));
   metrics_.probe_sent(probe.spec->kind);
   metrics_.set_in_flight(probe.spec->kind, static_cast<double>(engine->in_flight()));
 }
 
-void Agent::on_sample(const std::shared_ptr<const Target>& target, const ProbeSpec* spec, const Sample& sample) {
+void Agent::on_sample(const std::shared_ptr<const Target>& target, const Sample& sample) {
   metrics_.record(sample);
-  const std::pair<std::string, std::string> key{sample.target, sample.probe};
-  // A probe still in flight when a reload removed it must not bring back rule state.
-  if (!configured_probes_.count(key)) return;
-  on_alerts(rules_->on_sample(*target, sample));
+  exporter_view_.record(sample);
+  pipeline_->on_sample(target, sample);
+  schedule_pipeline_tick();
   ProbeState& state = probe_states_[sample.target][sample.probe];
   const std::string reason(to_string(sample.reason));
   if (state.ok != sample.ok || state.reason != reason || !status_page_) status_changed();
   state.ok = sample.ok;
   state.reason = reason;
-  // The first miss asks the engine for evidence at once (an ICMP burst) rather
-  // than waiting for two more intervals.
-  if (sample.ok) {
-    failing_.erase(key);
-  } else if (failing_.insert(key).second) {
-    if (auto it = engines_.find(sample.kind); it != engines_.end()) {
-      ProbeRequest req;
-      req.target = target;
-      req.spec = spec;
-      req.done = [this, target](Sample s) { on_confirmation(*target, s); };
-      if (it->second->confirm(std::move(req))) metrics_.confirmation_started(sample.kind);
-    }
-  }
   if (auto it = engines_.find(sample.kind); it != engines_.end()) {
     metrics_.set_in_flight(sample.kind, static_cast<double>(it->second->in_flight()));
   }
@@ -470,41 +463,6 @@ void Agent::on_sample(const std::shared_ptr<const Target>& target, const ProbeSp
                                 {"reason", to_string(sample.reason)},
                                 {"detail", sample.detail}});
   }
-}
-
-void Agent::on_confirmation(const Target& target, const Sample& sample) {
-  metrics_.confirmation_done(sample.kind, sample.ok);
-  log::debug("confirmation", {{"target", sample.target}, {"probe", sample.probe}, {"detail", sample.detail}});
-  if (!configured_probes_.count({sample.target, sample.probe})) return;
-  on_alerts(rules_->on_sample(target, sample));
-}
-
-void Agent::on_alerts(const std::vector<rules::AlertEvent>& events) {
-  for (const auto& e : events) {
-    metrics_.alert(e);
-    const std::string state(rules::to_string(e.change.to));
-    std::string msg = e.change.flapping_changed ? (e.change.flapping ? "alert flapping" : "alert settled")
-                                                : "alert " + std::string(e.change.to == rules::AlertPhase::kInactive
-                                                                             ? "resolved"
-                                                                             : state);
-    const LogLevel level = !e.change.notify ? LogLevel::kDebug
-                           : e.change.to == rules::AlertPhase::kFiring ? LogLevel::kWarn
-                                                                      : LogLevel::kInfo;
-    log::write(level, msg, {{"rule", e.rule},
-                            {"severity", e.severity},
-                            {"target", e.target},
-                            {"probe", e.probe},
-                            {"state", state},
-                            {"summary", e.summary}});
-    on_incidents(incidents_->on_alert(e));
-  }
-  schedule_rule_tick();
-}
-
-// Sustain and hysteresis can complete between samples: wake at the rule
-// engine's next deadline.
-void Agent::schedule_rule_tick() {
-  if (auto due = rules_->next_deadline()) rule_timer_.arm(*due);
 }
 
 void Agent::reload() {
@@ -574,14 +532,44 @@ void Agent::status_changed() {
   });
 }
 
+void Agent::load_status_history() {
+  const SystemTime now = clock_.wall_now();
+  if (auto since = store_->get_meta("status_since"); since.ok() && !since->empty()) {
+    status_since_ = SystemTime(std::chrono::duration_cast<Duration>(std::chrono::seconds(std::stoll(*since))));
+  } else {
+    status_since_ = now;
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    if (Status s = store_->set_meta("status_since", std::to_string(secs)); !s.ok()) metrics_.store_error();
+  }
+  auto history = store_->load(kStatusHistoryDays * 24 * 3600);
+  if (!history.ok()) {
+    log::error("cannot read the incident history for the status page",
+               {{"path", store_->path()}, {"error", history.error().message}});
+    return;
+  }
+  for (auto& inc : *history) status_history_[inc.id] = std::move(inc);
+}
+
 void Agent::render_status_page() {
-  if (!incidents_) return;
+  if (!pipeline_) return;
+  update_open_incidents();
   StatusInput in;
   in.agent = config_.agent.name;
+  in.title = config_.status.title;
   in.now = clock_.wall_now();
-  in.incidents = incidents_->incidents();
+  in.monitoring_since = status_since_;
+  in.history_days = kStatusHistoryDays;
+  for (const auto& c : config_.status.components) in.components.push_back({c.name, c.description, c.match});
+  // The manager's incidents are the newest word on each; older ones come from
+  // the history, which forgets what left the 90 days.
+  for (auto& inc : pipeline_->incidents().incidents()) status_history_[inc.id] = std::move(inc);
+  for (auto it = status_history_.begin(); it != status_history_.end();) {
+    const bool gone = !it->second.open() && in.now - it->second.resolved_at > std::chrono::hours(24 * kStatusHistoryDays);
+    it = gone ? status_history_.erase(it) : std::next(it);
+  }
+  for (const auto& [id, inc] : status_history_) in.incidents.push_back(inc);
   for (const auto& inc : in.incidents) {
-    if (inc.open() && silences_.silences(inc, in.now)) in.silenced.push_back(inc.id);
+    if (inc.open() && pipeline_->silenced(inc)) in.silenced.push_back(inc.id);
   }
   for (const auto& t : config_.targets) {
     TargetHealth h{t->name, t->group, t->site, TargetHealth::State::kUnknown};
@@ -607,7 +595,7 @@ void Agent::render_status_page() {
   }
 }
 
-HttpResponse Agent::serve_status(const HttpRequest& req, bool json) {
+HttpResponse Agent::serve_status(const HttpRequest& req, StatusFormat format) {
   std::shared_ptr<const StatusPage> page;
   {
     std::lock_guard<std::mutex> lock(status_mu_);
@@ -616,30 +604,38 @@ HttpResponse Agent::serve_status(const HttpRequest& req, bool json) {
   if (!page) return HttpResponse::text(503, "the status page is being prepared; try again in a second\n");
   HttpResponse r;
   r.headers.emplace_back("ETag", page->etag);
-  // Short public caching: a CDN or browser may hold it for 5 s, then revalidate.
-  r.headers.emplace_back("Cache-Control", "public, max-age=5");
+  // Short public caching: a CDN or browser may hold the live page for 5 s
+  // (a feed reader a minute), then revalidate with the ETag.
+  r.headers.emplace_back("Cache-Control", format == StatusFormat::kAtom ? "public, max-age=60" : "public, max-age=5");
   if (req.header("if-none-match") == page->etag) {
     r.status = 304;
     return r;
   }
-  r.content_type = json ? "application/json" : "text/html; charset=utf-8";
   // The snapshot's bytes, shared by every response: no copy per request.
-  r.shared_body = std::shared_ptr<const std::string>(page, json ? &page->json : &page->html);
+  switch (format) {
+    case StatusFormat::kHtml:
+      r.content_type = "text/html; charset=utf-8";
+      r.shared_body = std::shared_ptr<const std::string>(page, &page->html);
+      break;
+    case StatusFormat::kJson:
+      r.content_type = "application/json";
+      r.shared_body = std::shared_ptr<const std::string>(page, &page->json);
+      break;
+    case StatusFormat::kAtom:
+      r.content_type = "application/atom+xml; charset=utf-8";
+      r.shared_body = std::shared_ptr<const std::string>(page, &page->atom);
+      break;
+  }
   return r;
 }
 
 void Agent::expire_silences() {
-  const auto gone = silences_.expire(clock_.wall_now());
-  for (const auto& id : gone) {
-    log::info("silence expired", {{"id", id}});
-    if (Status s = store_->delete_silence(id); !s.ok()) metrics_.store_error();
-  }
-  if (!gone.empty()) status_changed();
+  if (pipeline_) pipeline_->expire_silences();
 }
 
 nlohmann::json Agent::targets_json() const {
   std::map<std::string, std::vector<nlohmann::json>> alerts;
-  for (const auto& e : rules_->firing()) {
+  for (const auto& e : pipeline_->firing()) {
     alerts[e.target].push_back({{"rule", e.rule}, {"probe", e.probe}, {"severity", e.severity}, {"summary", e.summary}});
   }
   nlohmann::json out = nlohmann::json::array();
@@ -667,84 +663,6 @@ nlohmann::json Agent::targets_json() const {
                    {"firing_alerts", alerts.count(t->name) ? nlohmann::json(alerts[t->name]) : nlohmann::json::array()}});
   }
   return out;
-}
-
-ApiBackend Agent::api_backend() {
-  ApiBackend b;
-  b.list_incidents = [this](const std::string& filter) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& inc : incidents_->incidents()) {
-      if (filter == "open" && !inc.open()) continue;
-      if (filter == "resolved" && inc.open()) continue;
-      nlohmann::json j = to_json(inc);
-      j["silenced"] = inc.open() && silences_.silences(inc, clock_.wall_now());
-      out.push_back(std::move(j));
-    }
-    return out;
-  };
-  b.get_incident = [this](const std::string& id) -> Result<nlohmann::json> {
-    const Incident* inc = incidents_->find(id);
-    if (inc == nullptr) return Error::not_found("no such incident: " + id);
-    nlohmann::json j = to_json(*inc);
-    j["silenced"] = inc->open() && silences_.silences(*inc, clock_.wall_now());
-    return j;
-  };
-  auto apply_event = [this](Result<IncidentEvent> e) -> Result<nlohmann::json> {
-    if (!e.ok()) return e.error();
-    on_incidents({e.value()});
-    return to_json(e.value().incident);
-  };
-  b.acknowledge = [this, apply_event](const std::string& id, const std::string& by) {
-    if (!incidents_->find(id)) return Result<nlohmann::json>(Error::not_found("no such incident: " + id));
-    log::info("incident acknowledged by hand", {{"id", id}, {"by", by}});
-    return apply_event(incidents_->acknowledge(id, by.empty() ? "operator" : by));
-  };
-  b.add_note = [this, apply_event](const std::string& id, const std::string& text, bool is_public,
-                                   const std::string& by) {
-    if (!incidents_->find(id)) return Result<nlohmann::json>(Error::not_found("no such incident: " + id));
-    return apply_event(incidents_->add_note(id, text, is_public, by.empty() ? "operator" : by));
-  };
-  b.resolve = [this, apply_event](const std::string& id, const std::string& by) {
-    if (!incidents_->find(id)) return Result<nlohmann::json>(Error::not_found("no such incident: " + id));
-    log::info("incident resolved by hand", {{"id", id}, {"by", by}});
-    return apply_event(incidents_->resolve(id, by.empty() ? "operator" : by));
-  };
-  b.list_silences = [this] {
-    nlohmann::json out = nlohmann::json::array();
-    const SystemTime now = clock_.wall_now();
-    for (const auto& s : silences_.list()) {
-      nlohmann::json j = to_json(s);
-      j["active"] = s.active(now);
-      out.push_back(std::move(j));
-    }
-    return out;
-  };
-  b.add_silence = [this](const nlohmann::json& body) -> Result<nlohmann::json> {
-    const SystemTime now = clock_.wall_now();
-    auto parsed = silence_from_json(body, now);
-    if (!parsed.ok()) return parsed.error();
-    auto added = silences_.add(std::move(parsed.value()), now);
-    if (!added.ok()) return added.error();
-    if (Status s = store_->save_silence(*added); !s.ok()) {
-      metrics_.store_error();
-      log::error("cannot save silence; it holds until a restart", {{"id", added->id}, {"error", s.error().message}});
-    }
-    std::string matchers;
-    for (const auto& m : added->matchers) matchers += (matchers.empty() ? "" : ",") + m.to_string();
-    log::info("silence added", {{"id", added->id}, {"matchers", matchers}, {"author", added->author},
-                                {"ends_at", format_time(added->ends_at)}});
-    status_changed();
-    return to_json(*added);
-  };
-  b.remove_silence = [this](const std::string& id) -> Result<nlohmann::json> {
-    if (!silences_.remove(id)) return Error::not_found("no such silence: " + id);
-    if (Status s = store_->delete_silence(id); !s.ok()) metrics_.store_error();
-    log::info("silence removed", {{"id", id}});
-    status_changed();
-    return nlohmann::json{{"id", id}, {"removed", true}};
-  };
-  b.list_targets = [this] { return targets_json(); };
-  return b;
 }
 
 }  // namespace nightshift

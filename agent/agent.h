@@ -12,33 +12,28 @@
 #include <condition_variable>
 #include <mutex>
 #include <map>
-#include <set>
-#include <unordered_set>
 #include <memory>
 #include <string>
 
-#include "serve/api.h"
 #include "config/config.h"
-#include "core/hash.h"
-#include "serve/http.h"
-#include "incidents/incidents.h"
-#include "store/store.h"
-#include "serve/metrics.h"
-#include "notify/notifier.h"
-#include "notify/paging.h"
-#include "rules/rule_engine.h"
+#include "serve/exporter_view.h"
 #include "core/scheduler.h"
-#include "incidents/silences.h"
+#include "notify/notifier.h"
+#include "pipeline/pipeline.h"
+#include "serve/api.h"
+#include "serve/http.h"
+#include "serve/metrics.h"
 #include "serve/status_page.h"
+#include "store/store.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
-#include "probes/probe.h"
+#include "probes/registry/registry.h"
 
 namespace nightshift {
 
 void block_agent_signals();
 
-class Agent {
+class Agent final : private PipelineEffects {
  public:
   Agent(std::string config_path, Config config, Clock& clock);
   ~Agent();
@@ -50,31 +45,37 @@ class Agent {
   void apply(Config config);
   void reload();
   void dispatch(const ScheduledProbe& probe, Duration lag);
-  void on_sample(const std::shared_ptr<const Target>& target, const ProbeSpec* spec, const Sample& sample);
-  void on_confirmation(const Target& target, const Sample& sample);
-  void on_alerts(const std::vector<rules::AlertEvent>& events);
-  void schedule_rule_tick();
-  void on_incidents(const std::vector<IncidentEvent>& events);
-  void diagnose(const Incident& incident);
-  void schedule_incident_tick();
+  void on_sample(const std::shared_ptr<const Target>& target, const Sample& sample);
+  PipelineSettings pipeline_settings() const;
+  void schedule_pipeline_tick();
   void update_open_incidents();
-  // Writes notifications to the outbox (with `incident`, in one transaction,
-  // when given) and wakes the notifier; delivers from memory if the disk fails.
-  void queue_notifications(std::vector<OutboxEntry> rows, const Incident* incident);
-  void on_paging_tick();
-  void schedule_paging_tick();
   NotifyPolicy notify_policy() const;
   bool open_store();
-  void reconcile_restored_incidents();
-  Duration reconcile_grace() const;
+  void restore_from_store();
+
+  // PipelineEffects: what the pipeline decided, carried out on the reactor.
+  // Writes the incident change and its notifications to the outbox in one
+  // transaction and wakes the notifier; delivers from memory if the disk fails.
+  void commit(const Incident* incident, std::vector<OutboxEntry> rows) override;
+  bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) override;
+  // Asks the first impacted target's engines for a finding (ICMP: a path trace).
+  void diagnose(const Incident& incident) override;
+  void alert_changed(const rules::AlertEvent& event) override;
+  void incident_changed(const IncidentEvent& event) override;
+  void sequence_changed(std::uint64_t next_sequence) override;
+  void silence_saved(const Silence& silence) override;
+  void silence_removed(const std::string& id) override;
+
   void on_signal();
   HttpResponse healthz() const;
   // Status page: re-rendered on the reactor at most every 250 ms after a
   // change, served from the snapshot by any HTTP worker.
   void status_changed();
   void render_status_page();
-  HttpResponse serve_status(const HttpRequest& req, bool json);
-  ApiBackend api_backend();
+  void load_status_history();
+  static constexpr int kStatusHistoryDays = 90;
+  enum class StatusFormat { kHtml, kJson, kAtom };
+  HttpResponse serve_status(const HttpRequest& req, StatusFormat format);
   nlohmann::json targets_json() const;
   void expire_silences();
   std::shared_ptr<const std::string> render_metrics();  // any thread
@@ -87,17 +88,17 @@ class Agent {
   Resolver resolver_;
   EngineContext engine_context_;
   AgentMetrics metrics_;
+  ExporterView exporter_view_;  // /probe and /snmp: the latest results in the exporters' formats
   Scheduler scheduler_;
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind
-  std::unique_ptr<rules::RuleEngine> rules_;
-  // (target, probe) now in the config, and those whose last run failed.
-  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> configured_probes_;
-  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> failing_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<IncidentManager> incidents_;
-  std::unique_ptr<Paging> paging_;
-  SilenceSet silences_;
+  // Restored from the store at start, handed to the pipeline once it exists.
+  std::vector<Incident> restored_incidents_;
+  std::vector<Silence> restored_silences_;
+  std::uint64_t restored_sequence_ = 1;
+  std::string id_tag_;  // this store's part of every incident id (incidents/incidents.h)
+  std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<Api> api_;
   // Last result per (target, probe): health for the status page and the API.
   struct ProbeState {
@@ -108,11 +109,14 @@ class Agent {
   bool status_render_pending_ = false;
   std::mutex status_mu_;  // guards status_page_
   std::shared_ptr<const StatusPage> status_page_;
+  // Incidents of the status page's 90 days (the manager keeps a day): loaded
+  // from the store at start, kept current at each render. Reactor thread.
+  std::map<std::string, Incident> status_history_;
+  SystemTime status_since_{};
+  int heartbeats_ = 0;  // the first start with this store: older days show "no data"
   std::unique_ptr<Notifier> notifier_;
   EarliestTimer schedule_timer_;  // the scheduler's next due probe
-  EarliestTimer rule_timer_;      // the rule engine's next sustain/hysteresis deadline
-  EarliestTimer incident_timer_;  // the incident manager's next batch/promise deadline
-  EarliestTimer paging_timer_;    // the next renotify, escalation or Alertmanager keep-alive
+  EarliestTimer pipeline_timer_;  // the pipeline's next sustain, batch, promise or renotify deadline
   int signal_fd_ = -1;
   int exit_code_ = 0;
   std::atomic<Duration::rep> heartbeat_ns_{0};  // reactor liveness, read by /healthz

@@ -1,6 +1,7 @@
 // nightshift: network outage detection agent. Command-line entry point.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <malloc.h>
@@ -11,6 +12,7 @@
 
 #include "agent/agent.h"
 #include "agent/cli.h"
+#include "agent/probe_cli.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "nightshift/version.h"
@@ -25,23 +27,45 @@ Usage:
   nightshift run -c FILE          run the agent on a config file
   nightshift check-config FILE    validate a config file; exit 1 on any error
   nightshift probe icmp [-c N] [-p MS] [-t MS] [-f FILE] ADDRESS...
-                                  one-shot ping, fping-style output; exit 1 if any
-                                  address did not answer (probe icmp --help)
+                                  one-shot ping, fping-style output (probe icmp --help)
+  nightshift probe tcp|snmp [--KEY VALUE]... TARGET[:PORT]...
+                                  one run of the agent's own probe against each
+                                  target; exit 1 if any failed (probe --help)
   nightshift incidents|ack|note|resolve|silence ...
                                   operator commands over the API (nightshift incidents --help)
   nightshift replay [--prefix CIDR]... [--config FILE] [--json] FILE.pcap
                                   pcap watch analysis of a capture (replay --help)
   nightshift --version            print the version
   nightshift --help               print this help
-
-Options for run:
-  -c, --config FILE               config file (TOML)
-  --log-level LEVEL               debug, info, warn or error (overrides agent.log_level)
+  nightshift COMMAND --help       print a command's help
 
 Signals: SIGHUP reloads the config (a bad one is rejected and the running one
 stays); SIGTERM and SIGINT stop the agent.
-Docs: README.md, docs/configuration.md
+Docs: nightshift(1), nightshift.toml(5), /usr/share/doc/nightshift/
 )";
+
+const char kRunUsage[] = R"(Usage: nightshift run -c FILE [--log-level LEVEL]
+
+Runs the agent on a config file in the foreground; logs go to stderr, one
+logfmt line per event.
+
+Options:
+  -c, --config FILE      config file (TOML, nightshift.toml(5))
+  --log-level LEVEL      debug, info, warn or error (overrides agent.log_level)
+  -h, --help             print this help
+Signals: SIGHUP reloads the config (a bad one is rejected and the running one
+stays); SIGTERM and SIGINT stop the agent.
+)";
+
+const char kCheckConfigUsage[] = R"(Usage: nightshift check-config FILE
+
+Validates a config file as the agent would load it, secrets included: prints
+every error as FILE:LINE:COL: KEY: message and exits 1, or prints a summary and
+exits 0. Warnings (e.g. pages that would link to a loopback status page) are
+printed and do not fail the check.
+)";
+
+bool is_help(const std::string& arg) { return arg == "--help" || arg == "-h"; }
 
 int usage_error(const std::string& message) {
   std::cerr << "nightshift: " << message << "\n\nRun 'nightshift --help' for usage.\n";
@@ -53,8 +77,13 @@ void print_errors(const std::vector<nightshift::ConfigError>& errors) {
   std::cerr << errors.size() << (errors.size() == 1 ? " error" : " errors") << "\n";
 }
 
+void print_warnings(const std::vector<nightshift::ConfigError>& warnings) {
+  for (const auto& w : warnings) std::cerr << w.to_string() << "\n";
+}
+
 int check_config(const std::string& path) {
   auto result = nightshift::load_config(path);
+  print_warnings(result.warnings);
   if (!result.ok()) {
     print_errors(result.errors);
     return 1;
@@ -65,14 +94,10 @@ int check_config(const std::string& path) {
   return 0;
 }
 
-// Thousands of probes in flight need thousands of sockets: take the hard limit.
-void raise_fd_limit() {
-  rlimit lim{};
-  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
+// Thousands of probes in flight and thousands of status-page readers need
+// thousands of sockets: take the hard limit (logged at "listening", exported
+// as process_max_fds).
+void raise_fd_limit() { (void)nightshift::raise_open_files_limit(); }
 
 int run(const std::vector<std::string>& args) {
   std::string config_path;
@@ -84,6 +109,9 @@ int run(const std::vector<std::string>& args) {
       config_path = args[++i];
     } else if (a.rfind("--config=", 0) == 0) {
       config_path = a.substr(9);
+    } else if (is_help(a)) {
+      std::cout << kRunUsage;
+      return 0;
     } else if (a == "--log-level") {
       if (i + 1 >= args.size()) return usage_error("--log-level needs a level");
       log_level = args[++i];
@@ -97,6 +125,9 @@ int run(const std::vector<std::string>& args) {
     print_errors(result.errors);
     nightshift::log::error("config rejected; not starting", {{"config", config_path}});
     return 1;
+  }
+  for (const auto& w : result.warnings) {
+    nightshift::log::warn("config: " + w.message, {{"config", config_path}, {"key", w.key}});
   }
   nightshift::Config config = std::move(*result.config);
   if (!log_level.empty()) {
@@ -142,6 +173,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "check-config") {
+    if (std::any_of(rest.begin(), rest.end(), is_help)) {
+      std::cout << kCheckConfigUsage;
+      return 0;
+    }
     if (rest.size() != 1) return usage_error("check-config needs exactly one FILE");
     return check_config(rest.front());
   }
@@ -161,14 +196,18 @@ int main(int argc, char** argv) {
         });
   }
   if (cmd == "probe") {
-    if (rest.empty()) return usage_error("probe needs a kind: icmp");
+    if (rest.empty()) return usage_error("probe needs a kind\n\n" + nightshift::probe_usage());
     const std::string kind = rest.front();
-    std::vector<std::string> probe_args(rest.begin() + 1, rest.end());
-    if (kind == "icmp") {
-      raise_fd_limit();
-      return nightshift::icmp::cli(probe_args, std::cout, std::cerr);
+    if (is_help(kind)) {
+      std::cout << nightshift::probe_usage();
+      return 0;
     }
-    return usage_error("probe: unknown kind " + kind + " (known: icmp)");
+    std::vector<std::string> probe_args(rest.begin() + 1, rest.end());
+    raise_fd_limit();
+    // ICMP keeps its fping-style command; every other kind goes through the
+    // config parser and its engine.
+    if (kind == "icmp") return nightshift::icmp::cli(probe_args, std::cout, std::cerr);
+    return nightshift::probe_cli(kind, probe_args, std::cout, std::cerr);
   }
   return usage_error("unknown command: " + cmd);
 }

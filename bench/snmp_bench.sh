@@ -4,7 +4,8 @@
 # prometheus-snmp-exporter (bench/snmp_exporter.yml: the same tables), all
 # devices at once as Prometheus would scrape them. One snmpd serves every
 # "device" on its own UDP port, in a private network namespace with 10 veth
-# interfaces (12 in all with lo), so both tools walk identical data.
+# interfaces (12 in all with lo), so both tools walk the same data
+# (nightshift's interface_metrics = "basic": those tables, plus ifDescr).
 #   sudo bench/snmp_bench.sh [DEVICES=200] [SECONDS=60]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ ifs=$(snmpbulkwalk -v2c -c public -Oq 127.0.0.1:21000 1.3.6.1.2.1.31.1.1.1.1 | w
   printf '[agent]\nname = "bench"\nlisten = "127.0.0.1:9667"\nstate_dir = "%s/state"\n' "$work"
   printf '[defaults]\ninterval = "10s"\ntimeout = "5s"\n'
   for ((i = 0; i < N; i++)); do
-    printf '[[target]]\nname = "dev%d"\naddress = "127.0.0.1"\n  [[target.probe]]\n  kind = "snmp"\n  port = %d\n  community = "public"\n' \
+    printf '[[target]]\nname = "dev%d"\naddress = "127.0.0.1"\n  [[target.probe]]\n  kind = "snmp"\n  port = %d\n  community = "public"\n  interface_metrics = "basic"\n' \
       "$i" $((21000 + i))
   done
 } > "$work/agent.toml"

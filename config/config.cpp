@@ -13,19 +13,22 @@
 #include <set>
 #include <sstream>
 
+#include <pwd.h>
+
 #include <toml++/toml.h>
 
+#include "core/suggest.h"
 #include "rules/default_rules.h"
 #include "nightshift/options.h"
 #include "nightshift/resolver.h"
-#include "probes/probe.h"
+#include "probes/registry/registry.h"
 
 namespace nightshift {
 
 std::string ConfigError::to_string() const {
   std::string out = file;
   if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
-  out += ": ";
+  out += warning ? ": warning: " : ": ";
   if (!key.empty()) out += key + ": ";
   out += message;
   return out;
@@ -56,19 +59,6 @@ std::string describe(const toml::node& node) {
     case toml::node_type::date_time: return "a date-time";
     default: return "nothing";
   }
-}
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
 }
 
 bool valid_label_name(std::string_view s) {
@@ -113,16 +103,52 @@ bool valid_hostname(std::string_view h) {
 // Collects errors, positioned at toml++ source regions.
 class Errors {
  public:
-  explicit Errors(std::string file) : file_(std::move(file)) {}
+  Errors(std::string file, std::string_view text) : file_(std::move(file)), text_(text) {}
   void at(const toml::source_region& where, std::string key, std::string message) {
     errors_.push_back({file_, where.begin.line, where.begin.column, std::move(key), std::move(message)});
   }
+  // Does not make the config invalid: said by check-config and at start.
+  void warn_at(const toml::source_region& where, std::string key, std::string message) {
+    warnings_.push_back({file_, where.begin.line, where.begin.column, std::move(key), std::move(message), true});
+  }
   std::vector<ConfigError>& list() { return errors_; }
+  std::vector<ConfigError>& warnings() { return warnings_; }
   const std::string& file() const { return file_; }
+  // The source column of character `offset` (1-based) of the string value
+  // whose opening quote is at `value`: escapes (\" \\ \uXXXX ...) take more
+  // source columns than the one character they stand for.
+  std::uint32_t column_in_string(const toml::source_position& value, std::size_t offset) const {
+    std::string_view rest = text_;
+    for (std::uint32_t line = 1; line < value.line; ++line) {
+      const auto nl = rest.find('\n');
+      if (nl == std::string_view::npos) return value.column + static_cast<std::uint32_t>(offset);
+      rest.remove_prefix(nl + 1);
+    }
+    rest = rest.substr(0, rest.find('\n'));
+    std::size_t i = value.column - 1;  // the opening quote
+    if (i >= rest.size() || rest[i] != '"' || rest.substr(i, 3) == "\"\"\"") {
+      return value.column + static_cast<std::uint32_t>(offset);  // literal strings have no escapes
+    }
+    ++i;
+    for (std::size_t k = 1; k < offset && i < rest.size(); ++k) {
+      if (rest[i] != '\\' || i + 1 >= rest.size()) {
+        ++i;
+      } else if (rest[i + 1] == 'u') {
+        i += 6;
+      } else if (rest[i + 1] == 'U') {
+        i += 10;
+      } else {
+        i += 2;
+      }
+    }
+    return static_cast<std::uint32_t>(i + 1);
+  }
 
  private:
   std::string file_;
+  std::string_view text_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
 };
 
 class TableReader;
@@ -220,6 +246,22 @@ class TableReader final : public OptionReader {
       return std::nullopt;
     }
     return *n->value<bool>();
+  }
+
+  std::optional<double> number(std::string_view key, bool required) override {
+    const toml::node* n = node(key);
+    if (n == nullptr) {
+      if (required) missing(key, "a number");
+      return std::nullopt;
+    }
+    std::optional<double> v;
+    if (n->is_floating_point()) v = *n->value<double>();
+    if (n->is_integer()) v = static_cast<double>(*n->value<std::int64_t>());
+    if (!v || !std::isfinite(*v)) {
+      wrong(key, *n, "a finite number like 0.1");
+      return std::nullopt;
+    }
+    return v;
   }
 
   std::optional<Duration> duration(std::string_view key, bool required) override {
@@ -333,7 +375,7 @@ class TableReader final : public OptionReader {
     return read_secret(*this, std::string(base), required, plain_allowed);
   }
   std::string secret_key(std::string_view base) const override {
-    for (const char* suffix : {"_file", "_env", ""}) {
+    for (const char* suffix : {"_file", "_env", "_credential", ""}) {
       const std::string key = std::string(base) + suffix;
       if (table_.get(key) != nullptr) return key;
     }
@@ -346,15 +388,7 @@ class TableReader final : public OptionReader {
       const std::string name(k.str());
       if (known_.count(name)) continue;
       std::string message = "unknown key";
-      std::string best;
-      std::size_t best_distance = 3;
-      for (const auto& candidate : known_) {
-        const std::size_t d = edit_distance(name, candidate);
-        if (d < best_distance) {
-          best_distance = d;
-          best = candidate;
-        }
-      }
+      const std::string best = closest_match(name, known_);
       if (!best.empty()) {
         message += "; did you mean \"" + best + "\"?";
       } else {
@@ -394,17 +428,45 @@ std::string host_name() {
   return buf;
 }
 
+// "ADDRESS:PORT" with an IPv4 literal, "[IPv6]:PORT", or ":PORT" (every
+// address). The HTTP server (serve/) binds what this accepts.
 bool valid_listen(const std::string& listen) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) return false;
-  const std::string host = listen.substr(0, colon);
+  std::string host = listen.substr(0, colon);
   const std::string port = listen.substr(colon + 1);
   if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit)) return false;
   if (std::stoi(port) > 65535) return false;
   if (host.empty()) return true;
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
   auto literal = Resolver::parse_literal(host);
-  // civetweb as packaged in Debian has no IPv6: accept IPv4 literals only.
-  return literal.has_value() && literal->family() == AF_INET;
+  if (!literal.has_value()) return false;
+  // An IPv6 address needs its brackets: "::1:9650" could be a port or not.
+  return bracketed ? literal->family() == AF_INET6 : literal->family() == AF_INET;
+}
+
+// Whether a URL's host (or a listen address) is one only this machine reaches:
+// loopback, or the unspecified address the agent's own link turns into
+// 127.0.0.1.
+bool loopback_host(std::string host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (host.empty() || host == "localhost" || host == "0.0.0.0" || host == "::" || host == "::1") return true;
+  if (host.size() > 10 && host.compare(host.size() - 10, 10, ".localhost") == 0) return true;
+  auto literal = Resolver::parse_literal(host);
+  return literal.has_value() && literal->family() == AF_INET && host.rfind("127.", 0) == 0;
+}
+
+// The host of an http(s) URL: "https://[::1]:8443/x" -> "[::1]".
+std::string url_host(const std::string& url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  std::string rest = url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (const auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
+  if (!rest.empty() && rest.front() == '[') return rest.substr(0, rest.find(']') + 1);
+  return rest.substr(0, rest.find(':'));
 }
 
 void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
@@ -422,7 +484,8 @@ void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
   if (auto v = r.string("site", false)) cfg.agent.site = *v;
   if (auto v = r.string("listen", false)) {
     if (!valid_listen(*v)) {
-      r.error("listen", "expected \"ADDRESS:PORT\" with an IPv4 address, e.g. \"127.0.0.1:9650\" or \":9650\", found \"" +
+      r.error("listen", "expected \"ADDRESS:PORT\" with an IPv4 address or a bracketed IPv6 one, e.g. "
+                        "\"127.0.0.1:9650\", \"[::1]:9650\", \"[::]:9650\" or \":9650\", found \"" +
                             *v + "\"");
     } else {
       cfg.agent.listen = *v;
@@ -651,33 +714,85 @@ void parse_incidents(TableReader& root, Config& cfg, Errors& errors) {
   r.report_unknown_keys();
 }
 
-// A secret from `<base>_file` (the file's content, trailing whitespace dropped)
-// or `<base>_env` (an environment variable). Errors name the key and the file
-// or variable, never the value. `plain` also allows `<base>` itself (a URL).
+// Who the agent runs as, for an error about a file it cannot read: under the
+// packaged unit's DynamicUser that is a user no file on disk belongs to.
+std::string current_user() {
+  const uid_t uid = ::geteuid();
+  std::string out = "uid " + std::to_string(uid);
+  if (const passwd* pw = ::getpwuid(uid)) out = "user " + std::string(pw->pw_name) + " (" + out + ")";
+  return out;
+}
+
+// A secret file's content, trailing whitespace dropped; empty and `error` set
+// when it cannot be read.
+std::optional<std::string> read_secret_file(const std::string& path, std::string& error, int& err) {
+  err = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    err = errno;
+    error = "cannot read \"" + path + "\": " + std::strerror(err);
+    if (err == EACCES) {
+      error += " (running as " + current_user() +
+               "; a service with DynamicUser= cannot read root-only files: pass the file with "
+               "LoadCredential= and name it with a _credential key, see docs/deploy.md)";
+    }
+    return std::nullopt;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  std::string v = buf.str();
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+  if (v.empty()) {
+    error = "\"" + path + "\" is empty";
+    return std::nullopt;
+  }
+  return v;
+}
+
+// A secret from `<base>_file` (the file's content, trailing whitespace dropped),
+// `<base>_env` (an environment variable) or `<base>_credential` (a systemd
+// credential: the file of that name in $CREDENTIALS_DIRECTORY, which
+// LoadCredential= fills). Errors name the key and the file or variable, never
+// the value. `plain` also allows `<base>` itself (a URL).
 std::optional<std::string> read_secret(TableReader& r, const std::string& base, bool required, bool plain) {
   auto file = r.string(base + "_file", false);
   auto env = r.string(base + "_env", false);
+  auto credential = r.string(base + "_credential", false);
   std::optional<std::string> inline_value = plain ? r.string(base, false) : std::nullopt;
-  const int given = (file ? 1 : 0) + (env ? 1 : 0) + (inline_value ? 1 : 0);
+  const int given = (file ? 1 : 0) + (env ? 1 : 0) + (credential ? 1 : 0) + (inline_value ? 1 : 0);
   if (given > 1) {
-    r.error(file ? base + "_file" : base + "_env",
-            "give only one of " + (plain ? base + ", " : std::string()) + base + "_file and " + base + "_env");
+    r.error(file ? base + "_file" : env ? base + "_env" : base + "_credential",
+            "give only one of " + (plain ? base + ", " : std::string()) + base + "_file, " + base + "_env and " +
+                base + "_credential");
     return std::nullopt;
   }
   if (inline_value) return inline_value;
   if (file) {
-    std::ifstream in(*file, std::ios::binary);
-    if (!in) {
-      r.error(base + "_file", "cannot read \"" + *file + "\": " + std::strerror(errno));
+    std::string error;
+    int err = 0;
+    auto v = read_secret_file(*file, error, err);
+    if (!v) r.error(base + "_file", error);
+    return v;
+  }
+  if (credential) {
+    const bool valid_name = !credential->empty() && credential->find('/') == std::string::npos &&
+                            *credential != "." && *credential != "..";
+    if (!valid_name) {
+      r.error(base + "_credential", "expected a credential name (a file name, no \"/\"), found \"" + *credential + "\"");
       return std::nullopt;
     }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    std::string v = buf.str();
-    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
-    if (v.empty()) {
-      r.error(base + "_file", "\"" + *file + "\" is empty");
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0') {
+      r.error(base + "_credential", "$CREDENTIALS_DIRECTORY is not set: run under systemd with LoadCredential=" +
+                                        *credential + ":/PATH/TO/FILE in the unit, or use " + base + "_file");
       return std::nullopt;
+    }
+    std::string error;
+    int err = 0;
+    auto v = read_secret_file(std::string(dir) + "/" + *credential, error, err);
+    if (!v) {
+      if (err == ENOENT) error += " (no LoadCredential=" + *credential + ":... in the unit?)";
+      r.error(base + "_credential", error);
     }
     return v;
   }
@@ -691,7 +806,7 @@ std::optional<std::string> read_secret(TableReader& r, const std::string& base, 
   }
   if (required) {
     r.error(base + (plain ? "" : "_file"), "required: give " + (plain ? base + ", " : std::string()) + base +
-                                             "_file or " + base + "_env");
+                                             "_file, " + base + "_env or " + base + "_credential");
   }
   return std::nullopt;
 }
@@ -719,8 +834,71 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
       if (v->empty()) r.error("export_dir", "expected a directory path, found \"\"");
       cfg.status_export_dir = *v;
     }
+    if (auto v = r.string("title", false)) cfg.status.title = *v;
+    // [[status.component]]: what customers know as one part of the service.
+    if (const toml::array* a = table_array(r, "component", errors)) {
+      std::set<std::string> names;
+      for (std::size_t i = 0; i < a->size(); ++i) {
+        TableReader c(*a->get(i)->as_table(), "status.component[" + std::to_string(i) + "]", errors);
+        StatusComponentConfig comp;
+        if (auto v = c.string("name", true)) {
+          if (v->empty()) c.error("name", "expected a public name, found \"\"");
+          if (!names.insert(*v).second) c.error("name", "duplicate component name \"" + *v + "\"");
+          comp.name = *v;
+        }
+        if (auto v = c.string("description", false)) comp.description = *v;
+        if (auto v = c.strings("match", true)) {
+          if (v->empty()) c.error("match", "expected at least one matcher like \"group=web\" or \"site=ams1 group=web\"");
+          for (const auto& text : *v) {
+            // "site=ams1 group=web": every pair must hold for a target.
+            std::map<std::string, std::string> m;
+            std::istringstream words(text);
+            std::string word;
+            while (words >> word) {
+              const std::size_t eq = word.find('=');
+              const std::string key = word.substr(0, eq);
+              if (eq == std::string::npos || eq + 1 == word.size() || (key != "site" && key != "group" && key != "target")) {
+                c.error("match", "expected site=X, group=X or target=X pairs separated by spaces, found \"" + text + "\"");
+                m.clear();
+                break;
+              }
+              m[key] = word.substr(eq + 1);
+            }
+            if (!m.empty()) comp.match.push_back(std::move(m));
+          }
+        }
+        c.report_unknown_keys();
+        cfg.status.components.push_back(std::move(comp));
+      }
+    }
     r.report_unknown_keys();
   }
+}
+
+// Every page links to its incident at notify.status_url; without one the agent
+// links to its own listen address, and 127.0.0.1 (or ":9650", which becomes
+// 127.0.0.1) is a link the person paged on their phone cannot open.
+void warn_loopback_status_link(TableReader& root, const Config& cfg, Errors& errors) {
+  if (cfg.sinks.empty()) return;
+  const toml::node* notify_node = root.raw().get("notify");
+  const toml::table* notify = notify_node != nullptr ? notify_node->as_table() : nullptr;
+  const toml::node* url_node = notify != nullptr ? notify->get("status_url") : nullptr;
+  std::string link = cfg.notify.status_url;
+  std::string host;
+  if (!link.empty()) {
+    host = url_host(link);
+  } else {
+    const std::string& listen = cfg.agent.listen;
+    host = listen.substr(0, listen.rfind(':'));
+    link = "http://" + (loopback_host(host) ? std::string("127.0.0.1") : host) + listen.substr(listen.rfind(':')) +
+           "/status";
+  }
+  if (!loopback_host(host)) return;
+  const toml::node* where = url_node != nullptr ? url_node : root.raw().get("sink");
+  errors.warn_at(where != nullptr ? where->source() : root.raw().source(), "notify.status_url",
+                 "pages will link to " + link +
+                     ", a loopback address the person paged cannot open; set notify.status_url to a "
+                     "URL they can reach (docs/configuration.md)");
 }
 
 void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
@@ -831,6 +1009,7 @@ void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
     errors.at(root.raw().get("notify")->source(), "notify.escalate_after",
               "escalate_after is set but no [[sink]] has escalation_only = true: nobody to escalate to");
   }
+  warn_loopback_status_link(root, cfg, errors);
 }
 
 void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
@@ -883,14 +1062,12 @@ void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
         }
       }
       if (condition) {
-        auto parsed = rules::Condition::parse(*condition, rules::variables());
+        auto parsed = rules::Condition::parse(*condition, rule_variables());
         if (!parsed.ok()) {
-          // Point into the string: its value starts one column after the opening quote.
+          // Point into the string, at the character the condition's error names.
           toml::source_region where = t.get("condition")->source();
           const std::string& m = parsed.error().message;
-          std::uint32_t col = 1;
-          if (m.rfind("column ", 0) == 0) col = static_cast<std::uint32_t>(std::stoul(m.substr(7)));
-          where.begin.column += col;
+          where.begin.column = errors.column_in_string(where.begin, std::max<std::size_t>(parsed.error().column, 1));
           errors.at(where, path + ".condition", m.substr(m.find(':') + 2));
           ok = false;
         } else {
@@ -901,7 +1078,7 @@ void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
     }
   }
   if (builtin) {
-    for (auto& r : rules::default_rules()) {
+    for (auto& r : rules::default_rules(rule_variables())) {
       if (!names.count(r.name)) cfg.rules.push_back(std::move(r));
     }
   }
@@ -910,9 +1087,61 @@ void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
 
 }  // namespace
 
+const std::vector<rules::Variable>& rule_variables() {
+  static const std::vector<rules::Variable> kVariables = [] {
+    const auto kinds = kind_measures();
+    return rules::variables(kinds);
+  }();
+  return kVariables;
+}
+
+std::string rule_variables_markdown() {
+  std::string out = "| name | type | unit | meaning |\n|---|---|---|---|\n";
+  for (const auto& v : rule_variables()) {
+    const char* type = v.type == rules::ValueType::kNumber ? "number"
+                       : v.type == rules::ValueType::kBool ? "bool"
+                                                           : "string";
+    out += "| `" + v.name + "` | " + type + " | " + v.unit + " | " + v.help + " |\n";
+  }
+  return out;
+}
+
+void parse_fleet(TableReader& root, Config& cfg, Errors& errors) {
+  const toml::table* t = root.table("fleet");
+  if (!t) return;
+  TableReader r(*t, "fleet", errors);
+  fleet::FleetSettings& f = cfg.fleet;
+  f.enabled = true;
+  const auto servers = r.strings("servers", true);
+  if (servers) f.servers = *servers;
+  if (auto v = r.string("name", false)) f.name = *v;
+  if (auto v = r.string("credentials_file", false)) f.credentials_file = *v;
+  if (auto v = r.string("user", false)) f.user = *v;
+  if (auto v = read_secret(r, "password", false, false)) f.password = *v;
+  if (auto v = read_secret(r, "token", false, false)) f.token = *v;
+  if (auto v = r.string("tls_ca_file", false)) f.tls_ca_file = *v;
+  if (auto v = r.string("tls_cert_file", false)) f.tls_cert_file = *v;
+  if (auto v = r.string("tls_key_file", false)) f.tls_key_file = *v;
+  if (auto v = r.integer("quorum", 0, 1000, false)) f.quorum = static_cast<int>(*v);
+  if (auto v = r.integer("replicas", 0, 5, false)) f.replicas = static_cast<int>(*v);
+  if (auto d = r.duration("heartbeat", false)) f.heartbeat = *d;
+  if (auto d = r.duration("lease", false)) f.lease = *d;
+  if (auto d = r.duration("confirm_timeout", false)) f.confirm_timeout = *d;
+  // The library's own checks ("key: what"), pointed at the key they name.
+  for (const auto& e : fleet::validate(f)) {
+    const auto colon = e.find(": ");
+    std::string key = colon == std::string::npos ? "" : e.substr(0, colon);
+    const auto cut = key.find_first_of("[ ,/");
+    if (cut != std::string::npos) key.resize(cut);  // "servers[1]", "user and password": keep the whole text
+    if (key == "servers" && !servers) continue;     // already reported as missing
+    r.error(key, cut == std::string::npos && colon != std::string::npos ? e.substr(colon + 2) : e);
+  }
+  r.report_unknown_keys();
+}
+
 ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   ConfigResult result;
-  Errors errors(file_name);
+  Errors errors(file_name, text);
   toml::table root;
   try {
     root = toml::parse(text, std::string_view(file_name));
@@ -930,7 +1159,9 @@ ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   parse_incidents(r, cfg, errors);
   parse_notify(r, cfg, errors);
   parse_api_and_status(r, cfg, errors);
+  parse_fleet(r, cfg, errors);
   r.report_unknown_keys();
+  result.warnings = std::move(errors.warnings());
   if (!errors.list().empty()) {
     result.errors = std::move(errors.list());
     std::stable_sort(result.errors.begin(), result.errors.end(), [](const ConfigError& a, const ConfigError& b) {

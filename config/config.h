@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 #include "rules/rule_engine.h"
 #include "core/duration.h"
 #include "core/log.h"
+#include "fleet/settings.h"
 #include "notify/sinks.h"
 #include "nightshift/clock.h"
 #include "nightshift/result.h"
@@ -32,8 +34,19 @@ struct AgentSettings {
   std::string listen = "127.0.0.1:9650";  // HTTP: /metrics, /healthz
   std::string state_dir = "/var/lib/nightshift";
   double max_probes_per_second = 2000;  // global cap on probe starts
-  int http_threads = 128;               // HTTP workers: one per open connection (civetweb)
+  int http_threads = 16;                // HTTP workers for handlers that may block (API, /metrics)
   LogLevel log_level = LogLevel::kInfo;
+};
+
+// [status] title and [[status.component]]: the public face of the service.
+struct StatusComponentConfig {
+  std::string name;  // public
+  std::string description;
+  std::vector<std::map<std::string, std::string>> match;  // any one: all its pairs (site, group, target) hold
+};
+struct StatusConfig {
+  std::string title;  // empty: "Service status"
+  std::vector<StatusComponentConfig> components;
 };
 
 struct Config {
@@ -53,8 +66,12 @@ struct Config {
   // whether reads need it too.
   std::string api_token;
   bool api_public_read = false;
-  // [status]: where to export status.html and status.json on every change.
+  // [status]: where to export status.html, status.json and feed.atom on every change.
   std::string status_export_dir;
+  // [fleet]: NATS servers, credentials (secrets from *_file / *_env) and the
+  // quorum; enabled when the section is present.
+  fleet::FleetSettings fleet;
+  StatusConfig status;
 };
 
 struct ConfigError {
@@ -63,15 +80,25 @@ struct ConfigError {
   std::uint32_t column = 0;
   std::string key;           // e.g. "target[2].probe[0].port"; may be empty
   std::string message;
+  bool warning = false;      // a warning does not reject the config
   // "agent.toml:14:11: target[2].interval: expected a duration like \"30s\", found integer 30"
+  // (a warning: "agent.toml:3:1: warning: notify.status_url: ...")
   std::string to_string() const;
 };
 
 struct ConfigResult {
   std::optional<Config> config;  // set only when errors is empty
   std::vector<ConfigError> errors;
+  std::vector<ConfigError> warnings;  // set whether or not the config is valid
   bool ok() const { return config.has_value(); }
 };
+
+// What rule conditions may read: the rule engine's own variables and every
+// registered probe kind's declared measures.
+const std::vector<rules::Variable>& rule_variables();
+// Those variables as the Markdown table docs/rules.md shows (a test keeps the
+// two equal).
+std::string rule_variables_markdown();
 
 ConfigResult parse_config(std::string_view text, const std::string& file_name);
 ConfigResult load_config(const std::string& path);

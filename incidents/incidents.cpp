@@ -1,6 +1,7 @@
 #include "incidents/incidents.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 
@@ -74,13 +75,57 @@ std::map<std::string, std::string> IncidentManager::scope_of(const std::string& 
   return scope;
 }
 
+namespace {
+constexpr std::string_view kTagAlphabet = "abcdefghjkmnpqrstuvwxyz23456789";  // 31: no i, l, o, 0, 1
+constexpr std::size_t kTagLength = 6;
+}  // namespace
+
+std::string new_id_tag(std::uint64_t random) {
+  std::string tag;
+  for (std::size_t i = 0; i < kTagLength; ++i) {
+    tag += kTagAlphabet[random % kTagAlphabet.size()];
+    random /= kTagAlphabet.size();
+  }
+  return tag;
+}
+
+bool valid_id_tag(std::string_view tag) {
+  return tag.size() == kTagLength &&
+         std::all_of(tag.begin(), tag.end(), [](char c) { return kTagAlphabet.find(c) != std::string_view::npos; });
+}
+
+std::uint64_t id_sequence(std::string_view id, std::string_view tag) {
+  // NS-YYYYMMDD-<tag>-<digits>
+  const std::size_t head = 3 + 8 + 1;
+  if (tag.empty() || id.size() <= head + tag.size() + 1 || id.substr(0, 3) != "NS-" ||
+      id.substr(head, tag.size()) != tag || id[head + tag.size()] != '-') {
+    return 0;
+  }
+  std::uint64_t n = 0;
+  for (char c : id.substr(head + tag.size() + 1)) {
+    if (c < '0' || c > '9' || n > (UINT64_MAX - 9) / 10) return 0;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
+
+const std::string& IncidentManager::id_tag() const {
+  if (id_tag_.empty()) {
+    // FNV-1a of the name: the same tag on every run of a store-less tool.
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char c : policy_.agent_name) h = (h ^ c) * 0x100000001b3ull;
+    id_tag_ = new_id_tag(h);
+  }
+  return id_tag_;
+}
+
 std::string IncidentManager::new_id() {
   const std::time_t secs = std::chrono::system_clock::to_time_t(clock_.wall_now());
   std::tm tm{};
   ::gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "NS-%04d%02d%02d-%04llu", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                static_cast<unsigned long long>(next_sequence_++));
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "NS-%04d%02d%02d-%s-%04llu", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                id_tag().c_str(), static_cast<unsigned long long>(next_sequence_++));
   return buf;
 }
 
@@ -561,6 +606,7 @@ void IncidentManager::restore(std::vector<Incident> incidents, std::uint64_t nex
     for (const auto& t : inc.impacted) {
       if (inc.open() && t.active && t.severity == "critical") critical_targets_.insert(t.target);
     }
+    next_sequence = std::max(next_sequence, id_sequence(inc.id, id_tag()) + 1);
     s.incident = std::move(inc);
     incidents_[s.incident.id] = std::move(s);
   }

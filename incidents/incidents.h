@@ -29,6 +29,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rules/rule_engine.h"
@@ -85,9 +86,20 @@ class IncidentManager {
   const Incident* find(const std::string& id) const;
 
   // Restores state after a restart (from the store): incidents as they were,
-  // and the next id number.
+  // and the next id number. The number also moves past every restored id
+  // with this manager's tag, so a lost counter never hands out an id twice.
   void restore(std::vector<Incident> incidents, std::uint64_t next_sequence);
   std::uint64_t next_sequence() const { return next_sequence_; }
+
+  // Incident ids are NS-<UTC date>-<tag>-<number>: `tag` names the state
+  // store that issued the id (random, kept with it: see new_id_tag()), the
+  // number counts up forever. Two agents, or one agent after losing its
+  // store, never share a tag, so their ids, webhook idempotency keys,
+  // PagerDuty dedup keys and Alertmanager labels never collide. Ids of the
+  // older form NS-<date>-<number> stay valid for what was stored with them.
+  // Unset: a tag derived from agent_name (for tests and tools without a store).
+  void set_id_tag(std::string tag) { id_tag_ = std::move(tag); }
+  const std::string& id_tag() const;
 
  private:
   struct State {
@@ -126,6 +138,16 @@ class IncidentManager {
   std::set<std::string> critical_targets_;  // targets with a firing critical alert
   std::vector<Held> held_;
   std::uint64_t next_sequence_ = 1;
+  mutable std::string id_tag_;
 };
+
+// A fresh id tag: 6 characters of [a-z2-9] without the look-alikes i, l, o,
+// from `random` (pass a value from std::random_device). About 30 bits: 50
+// agents share one by chance with odds of about one in a million.
+std::string new_id_tag(std::uint64_t random);
+// Whether `tag` can be an id tag (what new_id_tag makes).
+bool valid_id_tag(std::string_view tag);
+// The number of an id with this tag ("NS-20261201-k3f9qa-0042" -> 42), or 0.
+std::uint64_t id_sequence(std::string_view id, std::string_view tag);
 
 }  // namespace nightshift

@@ -13,6 +13,23 @@
 
 namespace nightshift {
 
+// Slack reads &, < and > as control characters (links, mentions): text from
+// incidents (target names, titles, notes) must carry them as entities, or
+// `Zürich <core> & co` turns into a broken link. Slack's own escaping, not HTML's.
+std::string slack_escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 namespace {
 using nlohmann::json;
 
@@ -139,6 +156,30 @@ json pagerduty_body(const NotifyPolicy& policy, const NotificationEvent& e) {
   return body;
 }
 
+// The attachment's bar: red for critical, amber for warning, blue for info,
+// green once resolved, so the channel reads at a glance.
+std::string slack_colour(const NotificationEvent& e) {
+  if (e.event == "resolved" || e.event == "merged") return "#2eb67d";
+  if (e.incident.severity == "critical") return "#e01e5a";
+  if (e.incident.severity == "warning") return "#ecb22e";
+  return "#36c5f0";
+}
+
+// A section's text may hold at most 3000 characters.
+std::string slack_section_text(std::string text) {
+  constexpr std::size_t kMax = 3000;
+  if (text.size() > kMax) {
+    std::size_t cut = kMax - 4;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8 characters
+    // Never cut inside an entity (&amp;): back up to before its '&'.
+    const std::size_t amp = text.rfind('&', cut);
+    if (amp != std::string::npos && text.find(';', amp) >= cut) cut = amp;
+    text.resize(cut);
+    text += " …";
+  }
+  return text;
+}
+
 json slack_body(const NotifyPolicy& policy, const NotificationEvent& e) {
   const Incident& inc = e.incident;
   std::string head;
@@ -151,15 +192,47 @@ json slack_body(const NotifyPolicy& policy, const NotificationEvent& e) {
   else if (e.event == "escalated") head = "ESCALATED: unacknowledged";
   else if (e.event == "merged") head = "MERGED";
   else head = "UPDATE";
-  std::string text = "*" + head + "* [" + inc.severity + "] " + inc.id + ": " + inc.title + "\nsince " +
-                     human_time(inc.started_at != SystemTime{} ? inc.started_at : inc.declared_at) + ", " +
-                     std::to_string(inc.active_impact()) + " impacted";
-  if (e.event == "note" && !inc.timeline.empty()) text += "\nnote: " + inc.timeline.back().text;
-  const std::string impact = impact_text(inc, 5);
-  if (!impact.empty() && e.event != "resolved") text += "\n" + impact;
+  const std::string title = "*" + slack_escape(head) + "* [" + slack_escape(inc.severity) + "] " + slack_escape(inc.id) +
+                            ": " + slack_escape(inc.title);
+  const std::string since = "since " + human_time(inc.started_at != SystemTime{} ? inc.started_at : inc.declared_at) +
+                            ", " + std::to_string(inc.active_impact()) + " impacted";
+  std::string note;
+  if (e.event == "note" && !inc.timeline.empty()) note = "note: " + slack_escape(inc.timeline.back().text);
+  const std::string impact = e.event != "resolved" ? slack_escape(impact_text(inc, 5)) : "";
   const std::string link = link_for(policy, inc);
-  if (!link.empty()) text += "\n<" + link + "|status page>";
-  return {{"text", text}};
+
+  // `text` is what notifications and clients without blocks show.
+  std::string text = title + "\n" + since;
+  if (!note.empty()) text += "\n" + note;
+  if (!impact.empty()) text += "\n" + impact;
+  // In <url|label> a '|' or '>' in the URL would end it early.
+  std::string safe_link;
+  for (char c : link) {
+    if (c == '|') safe_link += "%7C";
+    else if (c == '>') safe_link += "%3E";
+    else if (c == '<') safe_link += "%3C";
+    else safe_link += c;
+  }
+  if (!link.empty()) text += "\n<" + safe_link + "|status page>";
+
+  json blocks = json::array();
+  blocks.push_back({{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", slack_section_text(title + "\n" + since)}}}});
+  if (!note.empty()) blocks.push_back({{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", slack_section_text(note)}}}});
+  if (!impact.empty()) {
+    blocks.push_back({{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", slack_section_text(impact)}}}});
+  }
+  blocks.push_back({{"type", "context"},
+                    {"elements", json::array({{{"type", "mrkdwn"},
+                                               {"text", "agent " + slack_escape(policy.agent_name) + " · " +
+                                                            slack_escape(scope_text(inc))}}})}});
+  if (!link.empty()) {
+    blocks.push_back({{"type", "actions"},
+                      {"elements", json::array({{{"type", "button"},
+                                                 {"text", {{"type", "plain_text"}, {"text", "Status page"}}},
+                                                 {"url", link}}})}});
+  }
+  return {{"text", text},
+          {"attachments", json::array({{{"color", slack_colour(e)}, {"fallback", text}, {"blocks", blocks}}})}};
 }
 
 json notice_body(const SinkSpec& sink, const NotificationEvent& e, const std::string& key) {

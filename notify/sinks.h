@@ -6,7 +6,9 @@
 //   alertmanager  POST /api/v2/alerts: one alert per incident, re-posted while
 //                 firing so it never expires, endsAt on resolve
 //   pagerduty     Events API v2: trigger / acknowledge / resolve, dedup_key = incident id
-//   slack         an incoming webhook's {"text": ...}
+//   slack         an incoming webhook's message: a `text` for notifications, and an
+//                 attachment coloured by severity (green once resolved) holding
+//                 Block Kit sections; incident text escaped for Slack (&, <, >)
 //   notice        plain language for customers and stakeholders (an SMS or
 //                 e-mail gateway): no internal detail, only public updates
 //
@@ -90,6 +92,9 @@ OutgoingRequest prepare_request(const SinkSpec& sink, const std::string& body, c
 
 // Lowercase hex HMAC-SHA256 of `message` under `key`.
 std::string hmac_sha256_hex(const std::string& key, const std::string& message);
+
+// Slack's escaping of text it would otherwise parse: & < > as &amp; &lt; &gt;. Pure.
+std::string slack_escape(std::string_view text);
 
 // Severity order: info 0, warning 1, critical 2; unknown -1.
 int severity_rank(std::string_view severity);

@@ -1,31 +1,11 @@
 #include "probes/probe.h"
 
-#include <array>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
-#include "probes/icmp/icmp.h"
-#include "probes/snmp/snmp.h"
-#include "probes/pcap/pcap.h"
-#include "probes/tcp/tcp.h"
+#include <cstdint>
 
 namespace nightshift {
-
-namespace {
-const std::array<ProbeKind, 4> kKinds = {{
-    {"tcp", &tcp::parse_options, &tcp::make_engine},
-    {"icmp", &icmp::parse_options, &icmp::make_engine},
-    {"snmp", &snmp::parse_options, &snmp::make_engine},
-    {"pcap", &pcap::parse_options, &pcap::make_engine},
-}};
-}  // namespace
-
-std::span<const ProbeKind> probe_kinds() { return kKinds; }
-
-const ProbeKind* find_probe_kind(std::string_view name) {
-  for (const auto& k : kKinds) {
-    if (k.name == name) return &k;
-  }
-  return nullptr;
-}
 
 bool read_ip_family(OptionReader& reader, AddressFamily& family) {
   auto value = reader.string("ip_family", false);
@@ -52,6 +32,33 @@ Sample make_sample(const ProbeRequest& req, SteadyTime started) {
   return s;
 }
 
+void add_gauge(Sample& sample, std::string metric, double value,
+               std::vector<std::pair<std::string, std::string>> labels) {
+  sample.series.push_back({std::move(metric), std::move(labels), value, LabeledValue::Type::kGauge});
+}
+
+void add_address_series(Sample& sample, Duration lookup, const SocketAddress* address) {
+  add_gauge(sample, "probe_dns_lookup_time_seconds", std::chrono::duration<double>(lookup).count());
+  if (address == nullptr) return;
+  add_gauge(sample, "probe_ip_protocol", address->family() == AF_INET6 ? 6 : 4);
+  // FNV-1a (32 bits) over the address bytes, 4 for IPv4 and 16 for IPv6, as blackbox hashes them.
+  const unsigned char* bytes = nullptr;
+  std::size_t size = 0;
+  if (address->family() == AF_INET6) {
+    bytes = reinterpret_cast<const sockaddr_in6*>(&address->storage)->sin6_addr.s6_addr;
+    size = 16;
+  } else {
+    bytes = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in*>(&address->storage)->sin_addr);
+    size = 4;
+  }
+  std::uint32_t hash = 2166136261u;
+  for (std::size_t i = 0; i < size; ++i) {
+    hash ^= bytes[i];
+    hash *= 16777619u;
+  }
+  add_gauge(sample, "probe_ip_addr_hash", hash);
+}
+
 std::string_view to_string(FailureReason reason) {
   switch (reason) {
     case FailureReason::kNone: return "ok";
@@ -63,6 +70,8 @@ std::string_view to_string(FailureReason reason) {
     case FailureReason::kBannerMismatch: return "banner_mismatch";
     case FailureReason::kConnectionClosed: return "connection_closed";
     case FailureReason::kAuthFailure: return "auth_failure";
+    case FailureReason::kTlsHandshake: return "tls_handshake";
+    case FailureReason::kTlsVerify: return "tls_verify";
     case FailureReason::kResourceLimit: return "resource_limit";
     case FailureReason::kError: return "error";
   }

@@ -1,5 +1,6 @@
-// The one small interface every probe kind implements, and the registry table
-// that names the kinds. Nothing outside probes/ branches on a kind's name.
+// The one small interface every probe kind implements, and the registry entry
+// each kind fills in (probes/registry/ lists them). Nothing outside probes/
+// branches on a kind's name.
 //
 // Thread safety: engines are reactor-thread only.
 #pragma once
@@ -10,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "nightshift/measure.h"
 #include "nightshift/options.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
@@ -62,17 +64,23 @@ struct EngineContext {
   Resolver& resolver;
 };
 
+// Which exporter's format /probe and /snmp serve a kind's latest result in
+// (serve/exporter_view.h): blackbox_exporter's, snmp_exporter's, or neither.
+enum class ExporterFormat { kNone, kBlackbox, kSnmp };
+
 struct ProbeKind {
   std::string_view name;  // the `kind` value in config
   // Reads the kind's own keys; returns nullptr after reporting errors.
   // `default_name` receives the probe's name when the config gives none.
   std::shared_ptr<const ProbeOptions> (*parse_options)(OptionReader& reader, std::string& default_name);
   std::unique_ptr<ProbeEngine> (*make_engine)(EngineContext& context);
+  // Every value and observation its samples carry (see nightshift/measure.h).
+  std::span<const Measure> (*measures)();
+  ExporterFormat exporter;
+  // The port a probe of this kind talks to, for exporter-style "host:port"
+  // targets; nullptr when the kind has none.
+  int (*port)(const ProbeOptions& options);
 };
-
-// The registry: every probe kind nightshift knows.
-std::span<const ProbeKind> probe_kinds();
-const ProbeKind* find_probe_kind(std::string_view name);
 
 // Reads the optional `ip_family` key ("any", "ipv4", "ipv6") into `family`;
 // false after reporting an error. Shared by the kinds that resolve hostnames.
@@ -80,5 +88,16 @@ bool read_ip_family(OptionReader& reader, AddressFamily& family);
 
 // Fills the fields every sample has from the request. Shared by all engines.
 Sample make_sample(const ProbeRequest& req, SteadyTime started);
+
+// blackbox_exporter's series about the address a probe resolved, added to
+// `sample.series` (so /metrics and /probe both carry them):
+// probe_dns_lookup_time_seconds, and with an address probe_ip_protocol (4 or 6)
+// and probe_ip_addr_hash (FNV-1a of the address bytes, as blackbox computes
+// it: a change is a DNS change). Shared by the kinds that resolve.
+void add_address_series(Sample& sample, Duration lookup, const SocketAddress* address);
+
+// One label-free gauge in `sample.series` under exactly `metric`.
+void add_gauge(Sample& sample, std::string metric, double value,
+               std::vector<std::pair<std::string, std::string>> labels = {});
 
 }  // namespace nightshift

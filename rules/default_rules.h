@@ -8,6 +8,7 @@
 
 namespace nightshift::rules {
 
-std::vector<RuleSpec> default_rules();
+// `variables`: what conditions may read (rules::variables of the registry).
+std::vector<RuleSpec> default_rules(const std::vector<Variable>& variables);
 
 }  // namespace nightshift::rules

@@ -5,44 +5,61 @@
 #include <set>
 #include <unordered_set>
 #include <sstream>
+#include <stdexcept>
 
 namespace nightshift::rules {
 
-const std::vector<Variable>& variables() {
+const std::vector<Variable>& engine_variables() {
   static const std::vector<Variable> kVariables = {
-      {"success", ValueType::kNumber, "1 if the last run succeeded, else 0"},
-      {"consecutive_failures", ValueType::kNumber, "failed runs in a row"},
-      {"failure_ratio", ValueType::kNumber, "failed runs / runs over the window"},
-      {"loss", ValueType::kNumber, "packet loss ratio over the window"},
-      {"rtt_avg", ValueType::kNumber, "mean round-trip time over the window, seconds"},
-      {"rtt_p50", ValueType::kNumber, "median round-trip time over the window, seconds"},
-      {"rtt_p95", ValueType::kNumber, "95th percentile round-trip time, seconds"},
-      {"rtt_p99", ValueType::kNumber, "99th percentile round-trip time, seconds"},
-      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT, seconds"},
-      {"rtt_ratio", ValueType::kNumber, "rtt_p95 over the learned baseline"},
-      {"duration", ValueType::kNumber, "seconds the last run took"},
-      {"samples", ValueType::kNumber, "runs in the window"},
-      {"confirmed_down", ValueType::kBool, "the last sample was a confirmation burst that got no answer"},
-      {"reason", ValueType::kString, "last failure reason, \"ok\" if none"},
-      {"kind", ValueType::kString, "probe kind"},
-      {"jitter_seconds", ValueType::kNumber, "last jitter (ICMP)"},
-      {"reply_ttl", ValueType::kNumber, "last reply TTL (ICMP)"},
-      {"loss_ratio", ValueType::kNumber, "last round's loss ratio (ICMP)"},
-      {"connect_seconds", ValueType::kNumber, "last connect time (TCP)"},
-      {"uptime_seconds", ValueType::kNumber, "device uptime from sysUpTime (SNMP)"},
-      {"rebooted", ValueType::kNumber, "1 when the last poll saw sysUpTime go back: the device rebooted (SNMP)"},
-      {"interfaces_down", ValueType::kNumber, "selected interfaces admin up and oper down (SNMP)"},
-      {"interfaces", ValueType::kNumber, "selected interfaces (SNMP)"},
-      {"packets_per_second", ValueType::kNumber, "traffic to or from the prefix (pcap)"},
-      {"bytes_per_second", ValueType::kNumber, "bytes to or from the prefix (pcap)"},
-      {"baseline_pps", ValueType::kNumber, "learned packets/s for this hour of the week (pcap)"},
-      {"traffic_drop", ValueType::kNumber, "1 - packets/s over the baseline, 0 to 1 (pcap)"},
-      {"syn_failed_ratio", ValueType::kNumber, "handshakes with no SYN-ACK in time / judged (pcap)"},
-      {"rst_per_second", ValueType::kNumber, "TCP resets (pcap)"},
-      {"retransmits_per_second", ValueType::kNumber, "TCP retransmissions (pcap)"},
-      {"icmp_unreachable_per_second", ValueType::kNumber, "ICMP destination unreachable (pcap)"},
+      {"success", ValueType::kNumber, "1 if the last run succeeded, else 0", ""},
+      {"consecutive_failures", ValueType::kNumber, "failed runs in a row", "count"},
+      {"failure_ratio", ValueType::kNumber, "failed runs / runs over the rule's window", "ratio"},
+      {"loss", ValueType::kNumber,
+       "mean of the samples' loss_ratio over the window (ICMP); other kinds: failure_ratio", "ratio"},
+      {"rtt_avg", ValueType::kNumber, "mean round-trip time over the window (ICMP replies; TCP connect time)",
+       "seconds"},
+      {"rtt_p50", ValueType::kNumber, "median round-trip time over the window", "seconds"},
+      {"rtt_p95", ValueType::kNumber, "95th percentile round-trip time over the window", "seconds"},
+      {"rtt_p99", ValueType::kNumber, "99th percentile round-trip time over the window", "seconds"},
+      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT (none before 30 samples)",
+       "seconds"},
+      {"rtt_ratio", ValueType::kNumber, "rtt_p95 over the learned baseline", ""},
+      {"duration", ValueType::kNumber, "seconds the last run took", "seconds"},
+      {"samples", ValueType::kNumber, "runs in the window", "count"},
+      {"confirmed_down", ValueType::kBool, "the last sample was a confirmation burst that got no answer", ""},
+      {"reason", ValueType::kString, "last failure reason, \"ok\" if none", ""},
+      {"kind", ValueType::kString, "probe kind", ""},
   };
   return kVariables;
+}
+
+std::vector<Variable> variables(std::span<const KindMeasures> kinds) {
+  std::vector<Variable> out = engine_variables();
+  auto type_of = [](MeasureType t) {
+    switch (t) {
+      case MeasureType::kBool: return ValueType::kBool;
+      case MeasureType::kString: return ValueType::kString;
+      case MeasureType::kNumber: break;
+    }
+    return ValueType::kNumber;
+  };
+  for (const auto& kind : kinds) {
+    for (const auto& m : kind.measures) {
+      if (m.exported != Measure::Export::kGauge) continue;
+      auto same = std::find_if(out.begin(), out.end(), [&](const Variable& v) { return v.name == m.name; });
+      if (same != out.end()) {
+        if (same->type != type_of(m.type)) {
+          throw std::logic_error("measure " + std::string(m.name) + " of kind " + std::string(kind.kind) +
+                                 " is declared with two types");
+        }
+        same->help += "; " + std::string(kind.kind) + ": " + std::string(m.help);
+        continue;
+      }
+      out.push_back({std::string(m.name), type_of(m.type), std::string(m.help) + " (" + std::string(kind.kind) + ")",
+                     std::string(m.unit)});
+    }
+  }
+  return out;
 }
 
 // The variables over one window, as seen from one rule (its own window length).

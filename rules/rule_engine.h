@@ -6,24 +6,10 @@
 // damping). Time comes from the Clock passed in, so tests run hours of
 // simulated time without sleeping.
 //
-// Variables (numbers unless noted):
-//   success               1 if the last run succeeded, else 0
-//   consecutive_failures  failed runs in a row, up to the last one
-//   failure_ratio         failed runs / runs, over the rule's window
-//   loss                  mean of the samples' loss_ratio values (ICMP) over the
-//                         window; for kinds without one, failure_ratio
-//   rtt_avg, rtt_p50, rtt_p95, rtt_p99
-//                         seconds, over the window's rtt_seconds observations
-//                         (TCP: connect_seconds)
-//   rtt_baseline          seconds: the target's learned normal median RTT
-//   rtt_ratio             rtt_p95 / rtt_baseline (e.g. 3 = three times slower than usual)
-//   duration              seconds the last run took
-//   samples               runs in the window
-//   confirmed_down        bool: the last sample was a confirmation burst (after a
-//                         miss) in which no packet was answered
-//   reason, kind          strings: the last failure reason ("ok" if none), the probe kind
-//   <value>               the last value of every Sample::values entry (e.g. jitter_seconds,
-//                         reply_ttl); missing until a sample carries it
+// Variables: the engine's own (engine_variables(): success, consecutive
+// failures, loss and RTT over the window, the learned baseline, ...) and the
+// last value of every measure a probe kind declares (nightshift/measure.h).
+// docs/rules.md's table is checked against both.
 //
 // Thread safety: one thread (the reactor).
 #pragma once
@@ -33,6 +19,7 @@
 #include <deque>
 #include <optional>
 #include <set>
+#include <span>
 #include <tuple>
 #include <unordered_map>
 #include <map>
@@ -44,6 +31,7 @@
 #include "core/hash.h"
 #include "rules/rule_expr.h"
 #include "nightshift/clock.h"
+#include "nightshift/measure.h"
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
 
@@ -63,8 +51,13 @@ struct RuleSpec {
   Duration window = std::chrono::minutes(2);  // for ratios and percentiles
 };
 
-// The variables conditions may use (for Condition::parse).
-const std::vector<Variable>& variables();
+// The variables the engine computes over a window, for every kind.
+const std::vector<Variable>& engine_variables();
+// The variables conditions may use (for Condition::parse): the engine's own
+// and every kind's declared gauges, each name once. Throws std::logic_error
+// when two declarations of one name disagree on its type (a programming error
+// a unit test catches).
+std::vector<Variable> variables(std::span<const KindMeasures> kinds);
 
 struct AlertEvent {
   std::string rule;

@@ -1,5 +1,7 @@
 #include "rules/rule_expr.h"
 
+#include "core/suggest.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -58,6 +60,7 @@ class Parser {
   Error fail(std::size_t column, const std::string& expected, const std::string& found) {
     error_ = Error::invalid("column " + std::to_string(column) + ": " + expected +
                             (found.empty() ? "" : ", found " + found));
+    error_.column = column;
     return error_;
   }
 
@@ -302,9 +305,18 @@ class Parser {
         }
         auto it = std::find_if(vars_.begin(), vars_.end(), [&](const Variable& v) { return v.name == tok_.text; });
         if (it == vars_.end()) {
-          std::string known;
-          for (const auto& v : vars_) known += (known.empty() ? "" : ", ") + v.name;
-          fail(tok_.column, "expected a known variable (" + known + ")", "\"" + tok_.text + "\"");
+          std::vector<std::string_view> names;
+          for (const auto& v : vars_) names.push_back(v.name);
+          const std::string best = closest_match(tok_.text, names);
+          std::string expected;
+          if (!best.empty()) {
+            expected = "expected a known variable (did you mean \"" + best + "\"?)";
+          } else {
+            std::string known;
+            for (const auto& v : vars_) known += (known.empty() ? "" : ", ") + v.name;
+            expected = "expected a known variable (" + known + ")";
+          }
+          fail(tok_.column, expected, "\"" + tok_.text + "\"");
           return std::nullopt;
         }
         n->kind = Node::Kind::kVariable;

@@ -10,7 +10,7 @@
 //   string     := '"' ... '"' (\" and \\ escapes)
 //
 // Examples: `loss > 20%`, `rtt_p95 > 150ms`, `success == 0`,
-// `if_oper == "down" and if_admin == "up"`, `rebooted`.
+// `reason == "refused" and consecutive_failures >= 2`, `confirmed_down`.
 //
 // Variables come from a catalogue given at parse time, each with a type; the
 // parser checks types, so `loss > "high"` is an error at its column, not a
@@ -39,6 +39,7 @@ struct Variable {
   std::string name;
   ValueType type;
   std::string help;  // one line, for error messages and docs
+  std::string unit;  // "seconds", "ratio", "count", ... or "" (see nightshift/measure.h)
 };
 
 // Supplies variable values at evaluation time.

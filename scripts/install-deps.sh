@@ -7,19 +7,27 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config
   # libraries
-  libpcap-dev libsnmp-dev prometheus-cpp-dev libcivetweb-dev libtomlplusplus-dev
+  libpcap-dev libsnmp-dev prometheus-cpp-dev libmicrohttpd-dev libcivetweb-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev
   libbenchmark-dev
+  # fleet mode: the NATS C client (JetStream, KV) and the server its tests start
+  libnats-dev nats-server
   # fuzzing (scripts/fuzz.sh): clang with libFuzzer
   clang-14 libclang-rt-14-dev
   # test peers and tools: network namespaces, firewall rules, HTTP client
-  iproute2 nftables iptables curl procps libcap2-bin snmpd snmp
-  # status page test: a real browser
-  chromium
+  iproute2 nftables iptables iputils-ping curl procps libcap2-bin snmpd snmp
+  # status page test: a real browser; its crowd bench: wrk against the agent and nginx
+  chromium wrk nginx-light
   # paging tests: a real Alertmanager
   prometheus-alertmanager prometheus
+  # compatibility test (tests/e2e/compat_test.cpp): the exporters nightshift
+  # stands in for, and openssl for its TLS server and certificates
+  prometheus-blackbox-exporter prometheus-snmp-exporter openssl
   # fault tests: delay packets through NFQUEUE
   libnetfilter-queue-dev
+  # packaging: man pages rendered by scripts/md2man.py, the .deb checked by
+  # lintian (test deploy.deb_lintian), shell completion checked by zsh -n
+  python3 lintian man-db zsh
 )
 
 SUDO=""

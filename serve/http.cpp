@@ -1,85 +1,178 @@
 #include "serve/http.h"
 
-#include <CivetServer.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/log.h"
 
 namespace nightshift {
 
 namespace {
-const char* status_text(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 503: return "Service Unavailable";
-    default: return "Error";
-  }
-}
+// Handlers that may block run at a lower priority than the probe loop, and so
+// do the event threads: a crowd on the status page must not delay probing
+// (nice 10: about a tenth of the CPU weight of the reactor when both want it).
+constexpr int kHttpNice = 10;
+// Jobs waiting for a worker past this are refused with 503 (bounded memory).
+constexpr std::size_t kMaxQueuedJobs = 4096;
 
-// civetweb gives each open connection a worker thread for as long as the
-// client keeps it alive. When most workers are held that way, responses ask
-// the client to close (and reconnect), so connections take turns and a new
-// client is not starved by a few busy keep-alive ones.
-std::atomic<int> g_open_connections{0};
-std::atomic<int> g_threads{32};
-
-int on_connection_open(const mg_connection*, void**) {
-  ++g_open_connections;
-  return 0;
-}
-void on_connection_closed(const mg_connection*) { --g_open_connections; }
-
-void send(mg_connection* conn, const HttpResponse& r, bool with_body) {
-  const std::string& body = r.shared_body ? *r.shared_body : r.body;
-  const bool no_body = r.status == 304 || r.status == 204;
-  std::string out;
-  const bool small = body.size() <= 64 * 1024;
-  out.reserve(256 + (small ? body.size() : 0));
-  out += "HTTP/1.1 " + std::to_string(r.status) + " " + status_text(r.status) + "\r\n";
-  if (!no_body) {
-    out += "Content-Type: " + r.content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-  }
-  out += "X-Content-Type-Options: nosniff\r\n";
-  if (g_open_connections.load() * 4 >= g_threads.load() * 3) out += "Connection: close\r\n";
-  for (const auto& [k, v] : r.headers) out += k + ": " + v + "\r\n";
-  out += "\r\n";
-  const bool send_body = with_body && !no_body && !body.empty();
-  // Small bodies go out with the head in one write: one syscall, one packet.
-  if (send_body && small) out += body;
-  mg_write(conn, out.data(), out.size());
-  if (send_body && !small) mg_write(conn, body.data(), body.size());
-}
-
-// HTTP workers run at a lower priority than the probe loop: a crowd on the
-// status page must not delay probing (nice 10: about a tenth of the CPU
-// weight of the reactor when both want it).
-void* lower_priority(const mg_context*, int) {
-  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 10);
-  return nullptr;
-}
+void lower_priority() { ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), kHttpNice); }
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
+}
+
+void free_shared(void* cls) { delete static_cast<std::shared_ptr<const std::string>*>(cls); }
+void free_owned(void* cls) { delete static_cast<std::string*>(cls); }
+
+// Hands `r` to libmicrohttpd for `conn`; the body is never copied (a shared
+// snapshot stays alive until the last byte is sent).
+MHD_Result queue(MHD_Connection* conn, HttpResponse r) {
+  const bool no_body = r.status == 304 || r.status == 204;
+  MHD_Response* m = nullptr;
+  if (no_body) {
+    m = MHD_create_response_from_buffer(0, const_cast<char*>(""), MHD_RESPMEM_PERSISTENT);
+  } else if (r.shared_body) {
+    auto* hold = new std::shared_ptr<const std::string>(std::move(r.shared_body));
+    m = MHD_create_response_from_buffer_with_free_callback_cls((*hold)->size(), const_cast<char*>((*hold)->data()),
+                                                               &free_shared, hold);
+    if (m == nullptr) delete hold;
+  } else {
+    auto* owned = new std::string(std::move(r.body));
+    m = MHD_create_response_from_buffer_with_free_callback_cls(owned->size(), owned->data(), &free_owned, owned);
+    if (m == nullptr) delete owned;
+  }
+  if (m == nullptr) return MHD_NO;
+  if (!no_body) MHD_add_response_header(m, "Content-Type", r.content_type.c_str());
+  MHD_add_response_header(m, "X-Content-Type-Options", "nosniff");
+  for (const auto& [name, value] : r.headers) {
+    // The library computes the length itself; a header it refuses (CR or LF
+    // in it) is dropped, never sent half-made.
+    if (strcasecmp(name.c_str(), "Content-Length") == 0) continue;
+    (void)MHD_add_response_header(m, name.c_str(), value.c_str());
+  }
+  const MHD_Result result = MHD_queue_response(conn, static_cast<unsigned>(r.status), m);
+  MHD_destroy_response(m);
+  return result;
+}
+
+HttpResponse too_large(std::size_t max_body) {
+  HttpResponse r = HttpResponse::text(413, "413 request body larger than " + std::to_string(max_body) + " bytes\n");
+  r.headers.emplace_back("Connection", "close");
+  return r;
+}
+
+// A small pool of threads for handlers that may block.
+class WorkerPool {
+ public:
+  // The job gets false when the server is stopping: it must answer at once.
+  using Job = std::function<void(bool serve)>;
+
+  void start(int threads) {
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] {
+        lower_priority();
+        run();
+      });
+    }
+  }
+  // False when the queue is full or the pool stopped: the caller answers.
+  bool submit(Job job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || jobs_.size() >= kMaxQueuedJobs) return false;
+    jobs_.push_back(std::move(job));
+    cv_.notify_one();
+    return true;
+  }
+  // Jobs still queued are told to answer at once; running ones finish.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      Job job = std::move(jobs_.front());
+      jobs_.pop_front();
+      const bool serve = !stopping_;
+      lock.unlock();
+      job(serve);
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// One request in flight: created when its request line arrives, deleted when
+// libmicrohttpd is done with it.
+struct Exchange {
+  HttpRequest req;
+  const HttpServer::Route* route = nullptr;
+  bool started = false;
+  bool refused = false;  // a response went out early (413): ignore the rest
+  std::optional<HttpResponse> response;  // set by a worker before it resumes the connection
+};
+
+MHD_Result collect_header(void* cls, MHD_ValueKind, const char* key, const char* value) {
+  std::string name = key ? key : "";
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  (*static_cast<std::map<std::string, std::string>*>(cls))[name] = value ? value : "";
+  return MHD_YES;
+}
+
+std::string peer_address(MHD_Connection* conn) {
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (info == nullptr || info->client_addr == nullptr) return "";
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (info->client_addr->sa_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(info->client_addr)->sin_addr, buf, sizeof buf);
+  } else if (info->client_addr->sa_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(info->client_addr)->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
+void log_library_message(void*, const char* fmt, va_list ap) {
+  char buf[512];
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  std::string text = buf;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  // Peers that vanish mid-request are routine under a crowd: debug, not warn.
+  log::debug("http", {{"message", text}});
 }
 }  // namespace
 
@@ -133,144 +226,278 @@ HttpResponse HttpResponse::json(int status, std::string body) {
   return r;
 }
 
-// One civetweb handler at "/" that dispatches on the path and method.
-class HttpServer::Dispatcher final : public CivetHandler {
- public:
-  Dispatcher(const std::map<std::string, Route>& routes, const std::map<std::string, Route>& prefixes,
-             std::size_t max_body)
-      : routes_(routes), prefixes_(prefixes), max_body_(max_body) {}
+std::size_t raise_open_files_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1024;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  return lim.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : static_cast<std::size_t>(lim.rlim_cur);
+}
 
-  bool handleGet(CivetServer*, mg_connection* conn) override { return serve(conn, "GET", true); }
-  bool handleHead(CivetServer*, mg_connection* conn) override { return serve(conn, "GET", false); }
-  bool handlePost(CivetServer*, mg_connection* conn) override { return serve(conn, "POST", true); }
-  bool handlePut(CivetServer*, mg_connection* conn) override { return serve(conn, "PUT", true); }
-  bool handleDelete(CivetServer*, mg_connection* conn) override { return serve(conn, "DELETE", true); }
-  bool handlePatch(CivetServer*, mg_connection* conn) override { return serve(conn, "PATCH", true); }
-  bool handleOptions(CivetServer*, mg_connection* conn) override { return serve(conn, "OPTIONS", true); }
+struct HttpServer::Impl {
+  HttpServer& server;
+  std::size_t max_body;
+  int listen_fd = -1;
+  int port = 0;
+  std::size_t max_connections = 0;
+  std::vector<MHD_Daemon*> daemons;
+  std::thread acceptor;
+  std::atomic<bool> stopping{false};
+  WorkerPool workers;
 
- private:
-  const Route* find(const std::string& path) const {
-    if (auto it = routes_.find(path); it != routes_.end()) return &it->second;
-    const Route* best = nullptr;
-    std::size_t best_len = 0;
-    for (const auto& [prefix, route] : prefixes_) {
-      if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 && prefix.size() > best_len) {
-        best = &route;
-        best_len = prefix.size();
-      }
-    }
-    return best;
+  explicit Impl(HttpServer& s) : server(s), max_body(s.settings_.max_body) {}
+
+  // The request line has arrived: the query is only in the raw URI.
+  static void* on_uri(void*, const char* uri, MHD_Connection*) {
+    auto* ex = new Exchange;
+    if (const char* q = uri ? std::strchr(uri, '?') : nullptr) ex->req.query = q + 1;
+    return ex;
   }
 
-  bool serve(mg_connection* conn, const std::string& method, bool with_body) {
-    const mg_request_info* info = mg_get_request_info(conn);
-    HttpRequest req;
-    req.method = method;
-    req.path = info->local_uri ? info->local_uri : "/";
-    req.query = info->query_string ? info->query_string : "";
-    req.remote = info->remote_addr;
-    const Route* route = find(req.path);
-    if (route == nullptr) {
-      std::string body = "404 not found: " + req.path + "\nendpoints:";
-      for (const auto& entry : routes_) body += " " + entry.first;
-      HttpResponse r = HttpResponse::text(404, body + "\n");
-      send(conn, r, with_body);
-      return true;
+  static void on_completed(void*, MHD_Connection*, void** cls, MHD_RequestTerminationCode) {
+    delete static_cast<Exchange*>(*cls);
+    *cls = nullptr;
+  }
+
+  static MHD_Result on_request(void* cls, MHD_Connection* conn, const char* url, const char* method, const char*,
+                               const char* upload, size_t* upload_size, void** con_cls) {
+    return static_cast<Impl*>(cls)->handle(conn, url, method, upload, upload_size, con_cls);
+  }
+
+  MHD_Result handle(MHD_Connection* conn, const char* url, const char* method, const char* upload,
+                    size_t* upload_size, void** con_cls) {
+    auto* ex = static_cast<Exchange*>(*con_cls);
+    if (ex == nullptr) return MHD_NO;  // not from on_uri: cannot happen
+    if (!ex->started) {
+      // Headers are in; the body (if any) follows in later calls. Answering
+      // now would close the connection, so only refusals go out early.
+      ex->started = true;
+      ex->req.method = std::strcmp(method, "HEAD") == 0 ? "GET" : method;
+      ex->req.path = url ? url : "/";
+      MHD_get_connection_values(conn, MHD_HEADER_KIND, &collect_header, &ex->req.headers);
+      ex->route = server.find(ex->req.path);
+      const std::string length = ex->req.header("content-length");
+      if (!length.empty() && (length.size() > 18 || std::strtoull(length.c_str(), nullptr, 10) > max_body)) {
+        ex->refused = true;
+        return queue(conn, too_large(max_body));
+      }
+      return MHD_YES;
     }
-    if (std::find(route->methods.begin(), route->methods.end(), method) == route->methods.end()) {
+    if (*upload_size > 0) {
+      if (ex->refused) {
+        *upload_size = 0;
+        return MHD_YES;
+      }
+      if (ex->req.body.size() + *upload_size > max_body) {
+        ex->refused = true;
+        *upload_size = 0;
+        return queue(conn, too_large(max_body));
+      }
+      ex->req.body.append(upload, *upload_size);
+      *upload_size = 0;
+      return MHD_YES;
+    }
+    if (ex->refused) return MHD_YES;
+    if (ex->response) return queue(conn, std::move(*ex->response));  // back from a worker
+    if (ex->route == nullptr) {
+      std::string body = "404 not found: " + ex->req.path + "\nendpoints:";
+      for (const auto& entry : server.routes_) body += " " + entry.first;
+      return queue(conn, HttpResponse::text(404, body + "\n"));
+    }
+    const auto& methods = ex->route->methods;
+    if (std::find(methods.begin(), methods.end(), ex->req.method) == methods.end()) {
       std::string allow;
-      for (const auto& m : route->methods) allow += (allow.empty() ? "" : ", ") + m + (m == "GET" ? ", HEAD" : "");
+      for (const auto& m : methods) allow += (allow.empty() ? "" : ", ") + m + (m == "GET" ? ", HEAD" : "");
       HttpResponse r = HttpResponse::text(405, "405 method not allowed: use " + allow + "\n");
       r.headers.emplace_back("Allow", allow);
-      send(conn, r, true);
-      return true;
+      return queue(conn, std::move(r));
     }
-    for (int i = 0; i < info->num_headers; ++i) {
-      std::string name = info->http_headers[i].name;
-      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-      req.headers[name] = info->http_headers[i].value;
+    ex->req.remote = peer_address(conn);
+    if (ex->route->dispatch == Dispatch::kInline) return queue(conn, run(*ex->route, ex->req));
+    // May block: off the event thread. Suspended first, so the resume can
+    // never come before it.
+    MHD_suspend_connection(conn);
+    const bool queued = workers.submit([ex, conn](bool serve) {
+      ex->response = serve ? run(*ex->route, ex->req)
+                           : HttpResponse::text(503, "the server is stopping; try again shortly\n");
+      MHD_resume_connection(conn);
+    });
+    if (!queued) {
+      ex->response = HttpResponse::text(503, "the server is busy; try again shortly\n");
+      MHD_resume_connection(conn);
     }
-    if (method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE") {
-      if (info->content_length > static_cast<long long>(max_body_)) {
-        HttpResponse r = HttpResponse::text(413, "413 request body larger than " + std::to_string(max_body_) + " bytes\n");
-        r.headers.emplace_back("Connection", "close");
-        send(conn, r, true);
-        return true;
-      }
-      char buf[8192];
-      while (req.body.size() <= max_body_) {
-        const int n = mg_read(conn, buf, sizeof buf);
-        if (n <= 0) break;
-        req.body.append(buf, static_cast<std::size_t>(n));
-      }
-      if (req.body.size() > max_body_) {
-        HttpResponse r = HttpResponse::text(413, "413 request body larger than " + std::to_string(max_body_) + " bytes\n");
-        r.headers.emplace_back("Connection", "close");
-        send(conn, r, true);
-        return true;
-      }
-    }
-    send(conn, route->handler(req), with_body);
-    return true;
+    return MHD_YES;
   }
 
-  const std::map<std::string, Route>& routes_;
-  const std::map<std::string, Route>& prefixes_;
-  std::size_t max_body_;
+  static HttpResponse run(const Route& route, const HttpRequest& req) {
+    try {
+      return route.handler(req);
+    } catch (const std::exception& e) {
+      log::error("HTTP handler failed", {{"path", req.path}, {"error", e.what()}});
+      return HttpResponse::text(500, "500 internal error\n");
+    }
+  }
+
+  // Accepts as fast as connections come and deals them out to the event
+  // threads in turn (the library's own accept takes a few per loop turn,
+  // which under a crowd leaves new connections waiting in the backlog).
+  void accept_loop() {
+    lower_priority();
+    std::size_t next = 0;
+    while (!stopping.load()) {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof addr;
+      const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (stopping.load()) return;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: let some close instead of spinning.
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        continue;
+      }
+      // The daemon closes the socket itself when it cannot take it (at its limit).
+      (void)MHD_add_connection(daemons[next++ % daemons.size()], fd, reinterpret_cast<sockaddr*>(&addr), len);
+    }
+  }
 };
 
 HttpServer::HttpServer() = default;
 HttpServer::~HttpServer() { stop(); }
 
-void HttpServer::route(const std::string& path, Handler handler, std::vector<std::string> methods) {
-  routes_[path] = Route{std::move(handler), std::move(methods)};
+void HttpServer::route(const std::string& path, Handler handler, std::vector<std::string> methods, Dispatch dispatch) {
+  routes_[path] = Route{std::move(handler), std::move(methods), dispatch};
 }
 
-void HttpServer::route_prefix(const std::string& prefix, Handler handler, std::vector<std::string> methods) {
-  prefixes_[prefix] = Route{std::move(handler), std::move(methods)};
+void HttpServer::route_prefix(const std::string& prefix, Handler handler, std::vector<std::string> methods,
+                              Dispatch dispatch) {
+  prefixes_[prefix] = Route{std::move(handler), std::move(methods), dispatch};
+}
+
+const HttpServer::Route* HttpServer::find(const std::string& path) const {
+  if (auto it = routes_.find(path); it != routes_.end()) return &it->second;
+  const Route* best = nullptr;
+  std::size_t best_len = 0;
+  for (const auto& [prefix, route] : prefixes_) {
+    if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 && prefix.size() > best_len) {
+      best = &route;
+      best_len = prefix.size();
+    }
+  }
+  return best;
 }
 
 Status HttpServer::start(const std::string& listen, HttpSettings settings) {
+  stop();
   settings_ = settings;
-  // civetweb reads ":9650" as a bad address; a bare port means every IPv4 address.
-  const std::string ports = !listen.empty() && listen.front() == ':' ? listen.substr(1) : listen;
-  const std::vector<std::string> options = {
-      "listening_ports", ports,
-      "num_threads", std::to_string(settings.threads),
-      "request_timeout_ms", std::to_string(settings.request_timeout_ms),
-      "enable_keep_alive", "yes",
-      "keep_alive_timeout_ms", std::to_string(settings.keep_alive_ms),
-      "listen_backlog", "1024",
-      "connection_queue", "1024",
-      "tcp_nodelay", "1",
-  };
-  try {
-    CivetCallbacks callbacks;
-    callbacks.init_thread = &lower_priority;
-    callbacks.init_connection = &on_connection_open;
-    callbacks.connection_closed = &on_connection_closed;
-    g_threads = settings.threads;
-    server_ = std::make_unique<CivetServer>(options, &callbacks);
-  } catch (const std::exception& e) {
-    return Error::io("cannot listen on " + listen + ": " + e.what() + " (is the port in use?)");
+  // "ADDRESS:PORT"; a bare ":PORT" means every IPv4 address.
+  const std::size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return Error::invalid("cannot listen on " + listen + ": expected ADDRESS:PORT");
+  const std::string host = listen.substr(0, colon);
+  const std::string port_text = listen.substr(colon + 1);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  char* end = nullptr;
+  const long port_number = std::strtol(port_text.c_str(), &end, 10);
+  if (port_text.empty() || *end != '\0' || port_number < 0 || port_number > 65535) {
+    return Error::invalid("cannot listen on " + listen + ": the port must be 0-65535");
   }
-  dispatcher_ = std::make_unique<Dispatcher>(routes_, prefixes_, settings.max_body);
-  server_->addHandler("/", dispatcher_.get());
+  addr.sin_port = htons(static_cast<std::uint16_t>(port_number));
+  if (host.empty()) {
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  } else if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return Error::invalid("cannot listen on " + listen + ": expected an IPv4 address, found \"" + host + "\"");
+  }
+
+  auto impl = std::make_unique<Impl>(*this);
+  impl->listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (impl->listen_fd < 0) return Error::io(std::string("cannot create a socket: ") + std::strerror(errno));
+  const int one = 1;
+  ::setsockopt(impl->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(impl->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(impl->listen_fd, 4096) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(impl->listen_fd);
+    return Error::io("cannot listen on " + listen + ": " + why + " (is the port in use?)");
+  }
+  sockaddr_in bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(impl->listen_fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  impl->port = ntohs(bound.sin_port);
+
+  // Half the descriptors at most: probes, the store and the notifier need theirs.
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  const std::size_t files = lim.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : static_cast<std::size_t>(lim.rlim_cur);
+  impl->max_connections = std::max<std::size_t>(16, std::min(settings.max_connections, files / 2));
+  int event_threads = settings.event_threads;
+  if (event_threads <= 0) event_threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  const unsigned per_daemon = static_cast<unsigned>(std::max<std::size_t>(1, impl->max_connections / event_threads));
+  const unsigned idle_s = static_cast<unsigned>(std::max(1, settings.idle_timeout_ms / 1000));
+
+  // The event threads inherit the priority of the thread that starts them.
+  std::string failure;
+  std::thread starter([&] {
+    lower_priority();
+    for (int i = 0; i < event_threads; ++i) {
+      MHD_Daemon* d = MHD_start_daemon(
+          MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+          0, nullptr, nullptr, &Impl::on_request, impl.get(),
+          MHD_OPTION_CONNECTION_LIMIT, per_daemon,
+          MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+          MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(16 * 1024),
+          MHD_OPTION_URI_LOG_CALLBACK, &Impl::on_uri, impl.get(),
+          MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, impl.get(),
+          MHD_OPTION_EXTERNAL_LOGGER, &log_library_message, nullptr,
+          MHD_OPTION_END);
+      if (d == nullptr) {
+        failure = "cannot start the HTTP event loop";
+        return;
+      }
+      impl->daemons.push_back(d);
+    }
+  });
+  starter.join();
+  if (!failure.empty()) {
+    for (MHD_Daemon* d : impl->daemons) MHD_stop_daemon(d);
+    ::close(impl->listen_fd);
+    return Error::io(failure + " on " + listen);
+  }
+  impl->workers.start(std::max(1, settings.threads));
+  Impl* raw = impl.get();
+  impl->acceptor = std::thread([raw] { raw->accept_loop(); });
+  impl_ = std::move(impl);
   return {};
 }
 
 void HttpServer::stop() {
-  if (server_) {
-    server_->removeHandler("/");
-    server_.reset();
-  }
-  dispatcher_.reset();
+  if (!impl_) return;
+  impl_->stopping = true;
+  ::shutdown(impl_->listen_fd, SHUT_RDWR);  // wakes the blocked accept
+  impl_->acceptor.join();
+  ::close(impl_->listen_fd);
+  // Every suspended connection is resumed by its job before the daemons stop.
+  impl_->workers.stop();
+  for (MHD_Daemon* d : impl_->daemons) MHD_stop_daemon(d);
+  impl_.reset();
 }
 
-int HttpServer::port() const {
-  if (!server_) return 0;
-  auto ports = server_->getListeningPorts();
-  return ports.empty() ? 0 : ports.front();
+int HttpServer::port() const { return impl_ ? impl_->port : 0; }
+
+std::size_t HttpServer::connections() const {
+  if (!impl_) return 0;
+  std::size_t n = 0;
+  for (MHD_Daemon* d : impl_->daemons) {
+    if (const MHD_DaemonInfo* info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS)) {
+      n += info->num_connections;
+    }
+  }
+  return n;
 }
+
+std::size_t HttpServer::max_connections() const { return impl_ ? impl_->max_connections : 0; }
 
 }  // namespace nightshift

@@ -1,12 +1,23 @@
-// HttpServer: the one embedded HTTP server (civetweb) for /metrics, /healthz,
-// the status page and the operator API, on one listen address.
+// HttpServer: the one embedded HTTP server (libmicrohttpd) for /metrics,
+// /healthz, the status page and the operator API, on one listen address.
+//
+// Event-driven, so a crowd of readers costs memory, not threads: one acceptor
+// thread hands each connection to one of a few event threads (epoll; one per
+// core, up to 4), which parse requests and answer the routes marked `inline`
+// (pre-rendered snapshots: the status page, /healthz) on the spot. Every other
+// route may block (the API waits up to 5 s for the reactor, /metrics renders):
+// its connection is suspended, the handler runs on a small worker pool, and
+// the connection resumes with the answer, so a slow handler never holds up
+// the event threads. Keep-alive and slow (trickling) clients only hold a
+// connection slot; past `max_connections` new ones are closed at once.
 //
 // Routes are exact paths or path prefixes ("/api/v1/incidents/"), each with the
 // methods it accepts (GET implies HEAD): an unknown path is 404, a known path
 // with another method 405 with an Allow header. Request bodies are read up to
-// `max_body` bytes (larger: 413, never buffered). Handlers run on civetweb's
+// `max_body` bytes (larger: 413, never buffered). Handlers run on the event or
 // worker threads: they must only touch thread-safe state (the prometheus
-// registry, atomics, immutable snapshots) or post work to the reactor.
+// registry, atomics, immutable snapshots) or post work to the reactor; an
+// inline handler must not block at all.
 #pragma once
 
 #include <functional>
@@ -16,9 +27,6 @@
 #include <vector>
 
 #include "nightshift/result.h"
-
-class CivetServer;
-class CivetHandler;
 
 namespace nightshift {
 
@@ -50,9 +58,10 @@ struct HttpResponse {
 };
 
 struct HttpSettings {
-  int threads = 128;                // civetweb holds one thread per open (keep-alive) connection
-  int keep_alive_ms = 2000;         // idle keep-alive connections give their thread back after this
-  int request_timeout_ms = 10000;
+  int threads = 16;                 // workers for handlers that may block (the API, /metrics)
+  int event_threads = 0;            // 0: one per core, at most 4
+  int idle_timeout_ms = 10000;      // a connection with no traffic for this long is closed
+  std::size_t max_connections = 20000;  // further capped at half the open-files limit
   std::size_t max_body = 64 * 1024;
 };
 
@@ -63,30 +72,45 @@ class HttpServer {
   HttpServer();
   ~HttpServer();
 
+  // How a route's handler runs: kInline on the event thread (it must not
+  // block: snapshots, counters), kWorker on the worker pool (it may block).
+  enum class Dispatch { kWorker, kInline };
+
   // Register before start(). Exact paths win over prefixes; the longest prefix wins.
-  void route(const std::string& path, Handler handler, std::vector<std::string> methods = {"GET"});
-  void route_prefix(const std::string& prefix, Handler handler, std::vector<std::string> methods = {"GET"});
+  void route(const std::string& path, Handler handler, std::vector<std::string> methods = {"GET"},
+             Dispatch dispatch = Dispatch::kWorker);
+  void route_prefix(const std::string& prefix, Handler handler, std::vector<std::string> methods = {"GET"},
+                    Dispatch dispatch = Dispatch::kWorker);
 
   // Binds "ADDRESS:PORT" (port 0 picks a free one) and starts serving.
   Status start(const std::string& listen, HttpSettings settings = {});
   void stop();
   // The bound port, after start().
   int port() const;
+  // Connections open now, and the most that may be (after start()).
+  std::size_t connections() const;
+  std::size_t max_connections() const;
 
   struct Route {
     Handler handler;
     std::vector<std::string> methods;
+    Dispatch dispatch = Dispatch::kWorker;
   };
   const std::map<std::string, Route>& routes() const { return routes_; }
 
  private:
-  class Dispatcher;
+  struct Impl;
+  friend struct Impl;
+  const Route* find(const std::string& path) const;
+
   std::map<std::string, Route> routes_;
   std::map<std::string, Route> prefixes_;
   HttpSettings settings_;
-  std::unique_ptr<Dispatcher> dispatcher_;
-  std::unique_ptr<CivetServer> server_;
+  std::unique_ptr<Impl> impl_;
 };
+
+// Raises the soft open-files limit to the hard one; returns the limit in force.
+std::size_t raise_open_files_limit();
 
 // Percent-decoding of a URL component ('+' stays '+'). Pure.
 std::string url_decode(const std::string& text);

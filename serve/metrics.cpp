@@ -1,5 +1,7 @@
 #include "serve/metrics.h"
 
+#include <cctype>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -20,7 +22,7 @@ const char kHelpResults[] = "Probe runs completed, by result (ok or the failure 
 const char kHelpTargetInfo[] = "Configured targets with their address and extra labels (value 1).";
 }  // namespace
 
-AgentMetrics::AgentMetrics(std::string agent_name)
+AgentMetrics::AgentMetrics(std::string agent_name, std::vector<KindMeasures> measures)
     : agent_(std::move(agent_name)),
       registry_(std::make_shared<prometheus::Registry>()),
       success_(prometheus::BuildGauge().Name("probe_success").Help(kHelpSuccess).Register(*registry_)),
@@ -66,6 +68,7 @@ AgentMetrics::AgentMetrics(std::string agent_name)
                          .Name("nightshift_confirmations_total")
                          .Help("Confirmation bursts after a miss, by kind and result (started, answered, unanswered).")
                          .Register(*registry_)) {
+  measures_ = std::move(measures);
   const prometheus::Labels agent_label{{"agent", agent_}};
   scheduler_lag_ = &prometheus::BuildHistogram()
                         .Name("nightshift_scheduler_lag_seconds")
@@ -232,13 +235,28 @@ void AgentMetrics::sync_targets(const std::vector<std::shared_ptr<const Target>>
   probes_count_->Set(static_cast<double>(probe_count));
 }
 
+std::string AgentMetrics::measure_help(const std::string& kind, const std::string& name,
+                                      const std::string& fallback) const {
+  for (const auto& k : measures_) {
+    if (k.kind != kind) continue;
+    for (const auto& m : k.measures) {
+      if (m.name != name) continue;
+      std::string help(m.help);
+      if (!help.empty()) help[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(help[0])));
+      if (!m.unit.empty()) help += " (" + std::string(m.unit) + ")";
+      return help + ".";
+    }
+  }
+  return fallback;
+}
+
 prometheus::Family<prometheus::Gauge>& AgentMetrics::value_family(const std::string& kind, const std::string& value) {
   const std::string name = "probe_" + kind + "_" + value;
   auto it = value_families_.find(name);
   if (it != value_families_.end()) return *it->second;
   auto& fam = prometheus::BuildGauge()
                   .Name(name)
-                  .Help("Last measured " + value + " of the " + kind + " probe (see docs/metrics.md).")
+                  .Help(measure_help(kind, value, "Last measured " + value + " of the " + kind + " probe (see docs/metrics.md)."))
                   .Register(*registry_);
   value_families_[name] = &fam;
   return fam;
@@ -251,7 +269,7 @@ prometheus::Family<prometheus::Histogram>& AgentMetrics::histogram_family(const 
   if (it != histogram_families_.end()) return *it->second;
   auto& fam = prometheus::BuildHistogram()
                   .Name(full)
-                  .Help("Distribution of the " + kind + " probe's " + name + " (see docs/metrics.md).")
+                  .Help(measure_help(kind, name, "Distribution of the " + kind + " probe's " + name + " (see docs/metrics.md)."))
                   .Register(*registry_);
   histogram_families_[full] = &fam;
   return fam;

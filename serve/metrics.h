@@ -26,6 +26,7 @@
 #include "core/hash.h"
 #include "incidents/incidents.h"
 #include "rules/rule_engine.h"
+#include "nightshift/measure.h"
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
 
@@ -33,7 +34,9 @@ namespace nightshift {
 
 class AgentMetrics {
  public:
-  explicit AgentMetrics(std::string agent_name);
+  // `measures`: every kind's declared measures, for the help text of the
+  // probe_<kind>_<name> series (nightshift/measure.h).
+  explicit AgentMetrics(std::string agent_name, std::vector<KindMeasures> measures = {});
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   // The /metrics body: the text exposition format.
@@ -116,6 +119,9 @@ class AgentMetrics {
   prometheus::Histogram* time_to_declare_ = nullptr;
   prometheus::Counter* store_errors_ = nullptr;
   std::map<std::tuple<std::string, std::string, std::string>, prometheus::Gauge*> alert_series_;  // rule, target, probe
+  // The declared help of kind's measure `name`, with its unit; `fallback` if undeclared.
+  std::string measure_help(const std::string& kind, const std::string& name, const std::string& fallback) const;
+  std::vector<KindMeasures> measures_;
 };
 
 }  // namespace nightshift

@@ -24,6 +24,8 @@ class OptionReader {
                                               std::int64_t max, bool required) = 0;
   virtual std::optional<std::string> string(std::string_view key, bool required) = 0;
   virtual std::optional<bool> boolean(std::string_view key, bool required) = 0;
+  // A finite number, written as a float or an integer (0.1, 10, 1e-3).
+  virtual std::optional<double> number(std::string_view key, bool required) = 0;
   virtual std::optional<Duration> duration(std::string_view key, bool required) = 0;
   // A semantic error about `key` (located at its value, or at the table if absent).
   virtual void error(std::string_view key, std::string message) = 0;

@@ -3,6 +3,7 @@
 // into these.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <utility>
 #include <variant>
@@ -22,6 +23,9 @@ enum class ErrorCode {
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
+  // Where in the input text it applies, 1-based (a rule condition's column);
+  // 0 when it has no position.
+  std::size_t column = 0;
 
   static Error invalid(std::string m) { return {ErrorCode::kInvalidArgument, std::move(m)}; }
   static Error not_found(std::string m) { return {ErrorCode::kNotFound, std::move(m)}; }

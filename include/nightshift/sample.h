@@ -22,6 +22,8 @@ enum class FailureReason {
   kBannerMismatch,  // connected, but the expected banner did not arrive
   kConnectionClosed,// the peer closed before the probe finished
   kAuthFailure,     // the device refused our credentials (SNMPv3 report: wrong user, key or security level)
+  kTlsHandshake,    // connected, but the TLS handshake failed (no common protocol or cipher, not TLS at all)
+  kTlsVerify,       // the TLS peer's certificate did not verify (expired, unknown issuer, wrong name)
   kResourceLimit,   // this host ran out of sockets or descriptors
   kError,           // any other local error; see Sample::detail
 };

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "core/log.h"
@@ -124,6 +125,20 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
   if (!ok) return nullptr;
   return opts;
 }
+
+namespace {
+const Measure kMeasures[] = {
+    {"rtt_seconds", MeasureType::kNumber, "seconds",
+     "one observation per echo reply (kernel receive timestamp), buckets 100 us to 5 s", Measure::Export::kHistogram},
+    {"loss_ratio", MeasureType::kNumber, "ratio", "share of the round's echo requests that got no reply (0 to 1)"},
+    {"jitter_seconds", MeasureType::kNumber, "seconds",
+     "mean absolute difference of consecutive RTTs in the round (only with 2+ replies)"},
+    {"reply_ttl", MeasureType::kNumber, "", "TTL / hop limit of the last reply; a change of hop count shows a reroute"},
+    {"confirmation", MeasureType::kNumber, "", "1 on the sample of a confirmation burst (evidence after a miss)"},
+};
+}  // namespace
+
+std::span<const Measure> measures() { return kMeasures; }
 
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) { return std::make_unique<IcmpEngine>(context); }
 
@@ -403,12 +418,30 @@ void IcmpEngine::submit(ProbeRequest req) {
   const std::string host = req.target->address;
   const AddressFamily family = opts->family;
   auto shared = std::make_shared<ProbeRequest>(std::move(req));
-  auto finish = [this, shared, started](RoundResult r) {
+  // What blackbox_exporter reports of one ping, next to the round's own figures.
+  struct Resolved {
+    Duration lookup{};
+    std::optional<SocketAddress> address;
+  };
+  auto resolved = std::make_shared<Resolved>();
+  auto finish = [this, shared, started, resolved](RoundResult r) {
     Sample s = make_sample(*shared, started);
-    s.duration = reactor_.clock().now() - started;
     s.ok = r.ok();
     s.reason = r.reason;
     s.detail = std::move(r.detail);
+    // One probe is one echo, as blackbox times it: the lookup and the first
+    // answered request's round trip; the round's spacing is not the target's
+    // slowness. A round with no answer took as long as it waited.
+    const PacketResult* first = nullptr;
+    for (const auto& p : r.packets) {
+      if (p.outcome == PacketResult::Outcome::kReply) {
+        first = &p;
+        break;
+      }
+    }
+    const Duration rtt = first ? std::chrono::duration_cast<Duration>(std::chrono::duration<double>(first->rtt_seconds))
+                               : Duration{};
+    s.duration = first ? resolved->lookup + rtt : reactor_.clock().now() - started;
     if (r.sent > 0) {
       s.values.emplace_back("loss_ratio", r.loss_ratio());
       if (r.received >= 2) s.values.emplace_back("jitter_seconds", r.jitter_seconds());
@@ -417,12 +450,21 @@ void IcmpEngine::submit(ProbeRequest req) {
         if (p.outcome == PacketResult::Outcome::kReply) s.observations.emplace_back("rtt_seconds", p.rtt_seconds);
       }
     }
+    add_address_series(s, resolved->lookup, resolved->address ? &*resolved->address : nullptr);
+    // blackbox's phases: resolve, setup (nightshift keeps one socket per
+    // family open: no per-probe setup) and rtt (0 without an answer, as blackbox).
+    add_gauge(s, "probe_icmp_duration_seconds", std::chrono::duration<double>(resolved->lookup).count(),
+              {{"phase", "resolve"}});
+    add_gauge(s, "probe_icmp_duration_seconds", 0, {{"phase", "setup"}});
+    add_gauge(s, "probe_icmp_duration_seconds", first ? first->rtt_seconds : 0, {{"phase", "rtt"}});
+    if (first && first->ttl >= 0) add_gauge(s, "probe_icmp_reply_hop_limit", first->ttl);
     --probes_in_flight_;
     shared->done(std::move(s));
   };
-  resolver_.resolve(host, family, [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, finish,
-                                   opts](Result<std::vector<SocketAddress>> addresses) {
+  resolver_.resolve(host, family, [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, finish, resolved,
+                                   started, opts](Result<std::vector<SocketAddress>> addresses) {
     if (alive.expired()) return;  // the engine went away with a reload or shutdown
+    resolved->lookup = reactor_.clock().now() - started;
     if (!addresses.ok()) {
       RoundResult r;
       r.reason = FailureReason::kDnsFailure;
@@ -430,6 +472,7 @@ void IcmpEngine::submit(ProbeRequest req) {
       finish(std::move(r));
       return;
     }
+    resolved->address = addresses.value().front();
     RoundSpec spec;
     spec.count = opts->count;
     spec.spacing = opts->spacing;

@@ -57,6 +57,8 @@ struct IcmpOptions final : ProbeOptions {
 
 std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::string& default_name);
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context);
+// What its samples carry (the registry entry's `measures`).
+std::span<const Measure> measures();
 
 enum class SocketKind : std::uint8_t { kAuto, kDatagram, kRaw };
 std::string_view to_string(SocketKind kind);

@@ -57,6 +57,32 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
   return opts;
 }
 
+namespace {
+const Measure kMeasures[] = {
+    {"packets_per_second", MeasureType::kNumber, "per second",
+     "traffic to or from the target's prefix since the previous run"},
+    {"bytes_per_second", MeasureType::kNumber, "bytes per second",
+     "bytes on the wire to or from the target's prefix since the previous run"},
+    {"baseline_pps", MeasureType::kNumber, "per second",
+     "learned packets/s for this hour of the week (absent until learned)"},
+    {"traffic_drop", MeasureType::kNumber, "ratio",
+     "1 - packets/s over the baseline, 0 to 1 (absent until learned or below min_baseline_pps)"},
+    {"syn_per_second", MeasureType::kNumber, "per second", "connection attempts (SYN without ACK, first sighting)"},
+    {"syn_failed_ratio", MeasureType::kNumber, "ratio",
+     "handshakes with no SYN-ACK within syn_timeout over all judged (absent when none were judged)"},
+    {"rst_per_second", MeasureType::kNumber, "per second", "TCP resets"},
+    {"retransmits_per_second", MeasureType::kNumber, "per second",
+     "TCP segments with payload that bring no new sequence space"},
+    {"icmp_unreachable_per_second", MeasureType::kNumber, "per second", "ICMP / ICMPv6 destination unreachable"},
+    {"interface_packets_per_second", MeasureType::kNumber, "per second", "all IP packets on the probe's interface"},
+    {"interface_bytes_per_second", MeasureType::kNumber, "bytes per second", "all IP bytes on the probe's interface"},
+    {"kernel_dropped_packets", MeasureType::kNumber, "count",
+     "packets the kernel dropped because the capture buffer was full, since the capture started"},
+};
+}  // namespace
+
+std::span<const Measure> measures() { return kMeasures; }
+
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) { return std::make_unique<PcapEngine>(context); }
 
 void fill_sample(const PrefixReport& r, Sample& s) {

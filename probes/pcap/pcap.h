@@ -41,6 +41,8 @@ struct PcapOptions final : ProbeOptions {
 
 std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::string& default_name);
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context);
+// What its samples carry (the registry entry's `measures`).
+std::span<const Measure> measures();
 
 // The sample a watch reports from one PrefixReport (pure; shared with replay).
 void fill_sample(const PrefixReport& r, Sample& s);

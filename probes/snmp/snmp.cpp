@@ -29,21 +29,92 @@ namespace nightshift::snmp {
 
 namespace {
 const char* const kSysUpTime = "1.3.6.1.2.1.1.3.0";
+const char* const kIfNumber = "1.3.6.1.2.1.2.1.0";
+enum class ColumnType { kGauge, kCounter, kLabel, kPhysAddress, kEnumAsInfo };
 struct Column {
   const char* name;
   const char* oid;
-  bool counter;
+  ColumnType type;
+  bool basic;  // walked with interface_metrics = "basic" too
 };
-// IF-MIB columns walked per poll, in this order (interpret() relies on it).
+// IF-MIB columns walked per poll, in this order (interpret() relies on it):
+// snmp_exporter's if_mib module (ifTable and ifXTable; ifDescr, ifName and
+// ifAlias as labels of every interface series). The "basic" ones first.
+constexpr ColumnType kG = ColumnType::kGauge, kC = ColumnType::kCounter, kL = ColumnType::kLabel;
 const Column kIfColumns[] = {
-    {"ifAdminStatus", "1.3.6.1.2.1.2.2.1.7", false},   {"ifOperStatus", "1.3.6.1.2.1.2.2.1.8", false},
-    {"ifInDiscards", "1.3.6.1.2.1.2.2.1.13", true},    {"ifInErrors", "1.3.6.1.2.1.2.2.1.14", true},
-    {"ifOutDiscards", "1.3.6.1.2.1.2.2.1.19", true},   {"ifOutErrors", "1.3.6.1.2.1.2.2.1.20", true},
-    {"ifName", "1.3.6.1.2.1.31.1.1.1.1", false},       {"ifHCInOctets", "1.3.6.1.2.1.31.1.1.1.6", true},
-    {"ifHCOutOctets", "1.3.6.1.2.1.31.1.1.1.10", true}, {"ifHighSpeed", "1.3.6.1.2.1.31.1.1.1.15", false},
-    {"ifAlias", "1.3.6.1.2.1.31.1.1.1.18", false},
+    {"ifAdminStatus", "1.3.6.1.2.1.2.2.1.7", kG, true},    {"ifOperStatus", "1.3.6.1.2.1.2.2.1.8", kG, true},
+    {"ifInDiscards", "1.3.6.1.2.1.2.2.1.13", kC, true},    {"ifInErrors", "1.3.6.1.2.1.2.2.1.14", kC, true},
+    {"ifOutDiscards", "1.3.6.1.2.1.2.2.1.19", kC, true},   {"ifOutErrors", "1.3.6.1.2.1.2.2.1.20", kC, true},
+    {"ifName", "1.3.6.1.2.1.31.1.1.1.1", kL, true},        {"ifHCInOctets", "1.3.6.1.2.1.31.1.1.1.6", kC, true},
+    {"ifHCOutOctets", "1.3.6.1.2.1.31.1.1.1.10", kC, true}, {"ifHighSpeed", "1.3.6.1.2.1.31.1.1.1.15", kG, true},
+    {"ifAlias", "1.3.6.1.2.1.31.1.1.1.18", kL, true},      {"ifDescr", "1.3.6.1.2.1.2.2.1.2", kL, true},
+    // The rest of if_mib.
+    {"ifIndex", "1.3.6.1.2.1.2.2.1.1", kG, false},
+    {"ifType", "1.3.6.1.2.1.2.2.1.3", ColumnType::kEnumAsInfo, false},
+    {"ifMtu", "1.3.6.1.2.1.2.2.1.4", kG, false},
+    {"ifSpeed", "1.3.6.1.2.1.2.2.1.5", kG, false},
+    {"ifPhysAddress", "1.3.6.1.2.1.2.2.1.6", ColumnType::kPhysAddress, false},
+    {"ifLastChange", "1.3.6.1.2.1.2.2.1.9", kG, false},
+    {"ifInOctets", "1.3.6.1.2.1.2.2.1.10", kC, false},
+    {"ifInUcastPkts", "1.3.6.1.2.1.2.2.1.11", kC, false},
+    {"ifInNUcastPkts", "1.3.6.1.2.1.2.2.1.12", kC, false},
+    {"ifInUnknownProtos", "1.3.6.1.2.1.2.2.1.15", kC, false},
+    {"ifOutOctets", "1.3.6.1.2.1.2.2.1.16", kC, false},
+    {"ifOutUcastPkts", "1.3.6.1.2.1.2.2.1.17", kC, false},
+    {"ifOutNUcastPkts", "1.3.6.1.2.1.2.2.1.18", kC, false},
+    {"ifOutQLen", "1.3.6.1.2.1.2.2.1.21", kG, false},
+    {"ifInMulticastPkts", "1.3.6.1.2.1.31.1.1.1.2", kC, false},
+    {"ifInBroadcastPkts", "1.3.6.1.2.1.31.1.1.1.3", kC, false},
+    {"ifOutMulticastPkts", "1.3.6.1.2.1.31.1.1.1.4", kC, false},
+    {"ifOutBroadcastPkts", "1.3.6.1.2.1.31.1.1.1.5", kC, false},
+    {"ifHCInUcastPkts", "1.3.6.1.2.1.31.1.1.1.7", kC, false},
+    {"ifHCInMulticastPkts", "1.3.6.1.2.1.31.1.1.1.8", kC, false},
+    {"ifHCInBroadcastPkts", "1.3.6.1.2.1.31.1.1.1.9", kC, false},
+    {"ifHCOutUcastPkts", "1.3.6.1.2.1.31.1.1.1.11", kC, false},
+    {"ifHCOutMulticastPkts", "1.3.6.1.2.1.31.1.1.1.12", kC, false},
+    {"ifHCOutBroadcastPkts", "1.3.6.1.2.1.31.1.1.1.13", kC, false},
+    {"ifLinkUpDownTrapEnable", "1.3.6.1.2.1.31.1.1.1.14", kG, false},
+    {"ifPromiscuousMode", "1.3.6.1.2.1.31.1.1.1.16", kG, false},
+    {"ifConnectorPresent", "1.3.6.1.2.1.31.1.1.1.17", kG, false},
+    {"ifCounterDiscontinuityTime", "1.3.6.1.2.1.31.1.1.1.19", kG, false},
 };
 constexpr std::size_t kIfColumnCount = sizeof kIfColumns / sizeof kIfColumns[0];
+constexpr std::size_t kIfName = 6, kIfAlias = 10, kIfDescr = 11;
+
+std::size_t walked_columns(const SnmpOptions& o) {
+  if (!o.interfaces_enabled) return 0;
+  if (!o.full_if_mib) return kIfDescr + 1;
+  return kIfColumnCount;
+}
+
+// IANAifType names snmp_exporter's generated if_mib module labels ifType_info
+// with, for the common types; others are labelled with their number, as
+// snmp_exporter does for values its MIB does not name.
+std::string if_type_name(double value) {
+  static const std::map<int, const char*> kNames = {
+      {1, "other"},          {6, "ethernetCsmacd"},   {23, "ppp"},         {24, "softwareLoopback"},
+      {53, "propVirtual"},   {62, "fastEther"},       {71, "ieee80211"},   {117, "gigabitEthernet"},
+      {131, "tunnel"},       {135, "l2vlan"},         {136, "l3ipvlan"},   {150, "mplsTunnel"},
+      {161, "ieee8023adLag"}, {166, "mpls"},          {209, "bridge"},
+  };
+  const int n = static_cast<int>(value);
+  auto it = kNames.find(n);
+  return it != kNames.end() ? it->second : std::to_string(n);
+}
+
+// A MAC address as snmp_exporter's PhysAddress48 shows it: "02:FC:00:00:00:01",
+// at least 6 bytes (an interface without one, like lo, shows 00:00:00:00:00:00).
+std::string phys_address(std::string bytes) {
+  static const char* hex = "0123456789ABCDEF";
+  if (bytes.size() < 6) bytes.resize(6, '\0');
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (!out.empty()) out += ':';
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
 
 bool has_prefix(const std::vector<std::uint32_t>& oid, const std::vector<std::uint32_t>& prefix) {
   return oid.size() > prefix.size() && std::equal(prefix.begin(), prefix.end(), oid.begin());
@@ -81,6 +152,8 @@ std::string oid_string(const std::vector<std::uint32_t>& oid) {
   return out;
 }
 
+std::size_t interface_column_count(const SnmpOptions& options) { return walked_columns(options); }
+
 PollResult interpret(const SnmpOptions& o, const std::vector<Varbind>& scalars,
                      const std::vector<std::vector<Varbind>>& columns, double previous_uptime) {
   PollResult r;
@@ -90,11 +163,13 @@ PollResult interpret(const SnmpOptions& o, const std::vector<Varbind>& scalars,
     r.uptime_seconds = scalars[0].number / 100.0;  // TimeTicks: hundredths of a second
     r.values.emplace_back("uptime_seconds", r.uptime_seconds);
     r.values.emplace_back("rebooted", previous_uptime >= 0 && r.uptime_seconds < previous_uptime ? 1.0 : 0.0);
-    r.series.push_back({"sysUpTime", {}, r.uptime_seconds, LabeledValue::Type::kGauge});
+    // In ticks, as snmp_exporter exports it (dashboards divide by 100).
+    r.series.push_back({"sysUpTime", {}, scalars[0].number, LabeledValue::Type::kGauge});
   }
-  // Custom single OIDs follow sysUpTime, in configuration order.
+  // Custom single OIDs follow sysUpTime, in configuration order; ifNumber comes last.
   std::size_t scalar_at = 1;
-  std::size_t column_at = o.interfaces_enabled ? kIfColumnCount : 0;
+  const std::size_t if_columns = walked_columns(o);
+  std::size_t column_at = if_columns;
   for (const auto& c : o.oids) {
     const auto type = c.counter ? LabeledValue::Type::kCounter : LabeledValue::Type::kGauge;
     if (!c.walk) {
@@ -114,21 +189,25 @@ PollResult interpret(const SnmpOptions& o, const std::vector<Varbind>& scalars,
     }
     ++column_at;
   }
-  if (o.interfaces_enabled && columns.size() >= kIfColumnCount) {
+  if (if_columns > 0 && scalar_at < scalars.size() && scalars[scalar_at].kind == Varbind::Kind::kNumber) {
+    r.series.push_back({"ifNumber", {}, scalars[scalar_at].number, LabeledValue::Type::kGauge});
+  }
+  if (if_columns > 0 && columns.size() >= if_columns) {
     struct Row {
       std::map<std::size_t, double> numbers;
-      std::string name, alias;
+      std::map<std::size_t, std::string> texts;  // labels, ifPhysAddress
     };
     std::map<std::uint32_t, Row> rows;  // by ifIndex
-    for (std::size_t c = 0; c < kIfColumnCount; ++c) {
+    for (std::size_t c = 0; c < if_columns; ++c) {
       const auto prefix = parse_oid(kIfColumns[c].oid);
+      const ColumnType type = kIfColumns[c].type;
       for (const auto& v : columns[c]) {
         if (v.oid.size() != prefix.size() + 1 || !has_prefix(v.oid, prefix)) continue;
         Row& row = rows[v.oid.back()];
-        if (c == 6) {
-          row.name = v.text;
-        } else if (c == 10) {
-          row.alias = v.text;
+        if (type == ColumnType::kLabel) {
+          row.texts[c] = v.text;
+        } else if (type == ColumnType::kPhysAddress) {
+          if (v.kind == Varbind::Kind::kText) row.texts[c] = phys_address(v.bytes);
         } else if (v.kind == Varbind::Kind::kNumber) {
           row.numbers[c] = v.number;
         }
@@ -136,13 +215,18 @@ PollResult interpret(const SnmpOptions& o, const std::vector<Varbind>& scalars,
     }
     int selected = 0, down = 0;
     for (const auto& [index, row] : rows) {
+      auto text = [&row](std::size_t c) {
+        auto it = row.texts.find(c);
+        return it == row.texts.end() ? std::string() : it->second;
+      };
+      const std::string name = text(kIfName);
       if (!o.interface_indexes.empty() &&
           std::find(o.interface_indexes.begin(), o.interface_indexes.end(), index) == o.interface_indexes.end()) {
         continue;
       }
       if (!o.interface_patterns.empty()) {
         bool match = false;
-        for (const auto& p : o.interface_patterns) match = match || fnmatch(p.c_str(), row.name.c_str(), 0) == 0;
+        for (const auto& p : o.interface_patterns) match = match || fnmatch(p.c_str(), name.c_str(), 0) == 0;
         if (!match) continue;
       }
       ++selected;
@@ -150,11 +234,25 @@ PollResult interpret(const SnmpOptions& o, const std::vector<Varbind>& scalars,
       auto oper = row.numbers.find(1);
       // Admin up (1) and oper not up: an outage. Admin down is intent, not an outage.
       if (admin != row.numbers.end() && oper != row.numbers.end() && admin->second == 1 && oper->second != 1) ++down;
+      // snmp_exporter's if_mib labels: the index and its three lookups.
       const std::vector<std::pair<std::string, std::string>> labels = {
-          {"ifIndex", std::to_string(index)}, {"ifName", row.name}, {"ifAlias", row.alias}};
+          {"ifIndex", std::to_string(index)}, {"ifName", name}, {"ifAlias", text(kIfAlias)}, {"ifDescr", text(kIfDescr)}};
       for (const auto& [c, value] : row.numbers) {
-        r.series.push_back({kIfColumns[c].name, labels, value,
-                            kIfColumns[c].counter ? LabeledValue::Type::kCounter : LabeledValue::Type::kGauge});
+        const Column& col = kIfColumns[c];
+        if (col.type == ColumnType::kEnumAsInfo) {
+          auto l = labels;
+          l.emplace_back(col.name, if_type_name(value));
+          r.series.push_back({std::string(col.name) + "_info", std::move(l), 1, LabeledValue::Type::kGauge});
+          continue;
+        }
+        r.series.push_back({col.name, labels, value,
+                            col.type == ColumnType::kCounter ? LabeledValue::Type::kCounter : LabeledValue::Type::kGauge});
+      }
+      for (const auto& [c, value] : row.texts) {
+        if (kIfColumns[c].type != ColumnType::kPhysAddress) continue;
+        auto l = labels;
+        l.emplace_back(kIfColumns[c].name, value);
+        r.series.push_back({kIfColumns[c].name, std::move(l), 1, LabeledValue::Type::kGauge});
       }
     }
     r.values.emplace_back("interfaces", selected);
@@ -187,6 +285,15 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
   if (auto v = reader.integer("max_repetitions", 1, 100, false)) o->max_repetitions = static_cast<int>(*v);
   if (auto v = reader.integer("max_varbinds", 10, 100000, false)) o->max_varbinds = static_cast<int>(*v);
   if (auto v = reader.boolean("interfaces_enabled", false)) o->interfaces_enabled = *v;
+  if (auto v = reader.string("interface_metrics", false)) {
+    if (*v == "if_mib" || *v == "basic") {
+      o->full_if_mib = *v == "if_mib";
+    } else {
+      reader.error("interface_metrics", "expected \"if_mib\" (snmp_exporter's full if_mib set) or \"basic\" (status, "
+                                        "64-bit octets, errors, discards, speed), found \"" + *v + "\"");
+      ok = false;
+    }
+  }
   if (auto v = reader.strings("interfaces", false)) o->interface_patterns = *v;
   if (auto v = reader.integers("if_indexes", 1, 2147483647, false)) o->interface_indexes = *v;
   if (o->version == 3) {
@@ -279,14 +386,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     }
     if (auto v = t->boolean("walk", false)) c.walk = *v;
     if (auto v = t->string("index_label", false)) c.index_label = *v;
-    if (auto v = t->string("scale", false)) {
-      char* end = nullptr;
-      c.scale = std::strtod(v->c_str(), &end);
-      if (end == v->c_str() || *end != '\0' || !std::isfinite(c.scale)) {
-        t->error("scale", "expected a number as a string, e.g. \"0.1\", found \"" + *v + "\"");
-        ok = false;
-      }
-    }
+    if (auto v = t->number("scale", false)) c.scale = *v;
     t->done();
     o->oids.push_back(std::move(c));
   }
@@ -339,6 +439,7 @@ Varbind decode(const netsnmp_variable_list* v) {
     case ASN_OCTET_STR: {
       out.kind = Varbind::Kind::kText;
       std::string s(reinterpret_cast<const char*>(v->val.string), std::min<std::size_t>(v->val_len, 255));
+      out.bytes = s;
       for (char& c : s) {
         if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
       }
@@ -421,6 +522,8 @@ class SnmpEngine final : public ProbeEngine {
     std::uint64_t token = 0;  // the request in flight
     bool scalars_done = false;
     int varbinds = 0;
+    int packets_sent = 0;     // requests, retransmissions included (snmp_scrape_packets_sent)
+    int packets_retried = 0;  // retransmissions
     bool failed = false;
     FailureReason reason = FailureReason::kNone;
     std::string detail;
@@ -656,9 +759,9 @@ class SnmpEngine final : public ProbeEngine {
     for (const auto& c : raw->opts->oids) {
       if (!c.walk) add(c.oid);
     }
-    if (raw->opts->interfaces_enabled) {
-      for (const auto& c : kIfColumns) raw->column_roots.push_back(parse_oid(c.oid));
-    }
+    const std::size_t if_columns = walked_columns(*raw->opts);
+    if (if_columns > 0) add(kIfNumber);
+    for (std::size_t i = 0; i < if_columns; ++i) raw->column_roots.push_back(parse_oid(kIfColumns[i].oid));
     for (const auto& c : raw->opts->oids) {
       if (c.walk) raw->column_roots.push_back(parse_oid(c.oid));
     }
@@ -672,6 +775,7 @@ class SnmpEngine final : public ProbeEngine {
     const std::uint64_t token = ++t_next_token;
     t_requests[token] = p;
     p->token = token;
+    ++p->packets_sent;
     void* handle = p->session->handle;
     if (snmp_sess_async_send(handle, pdu, &SnmpEngine::on_response,
                              reinterpret_cast<void*>(static_cast<std::uintptr_t>(token))) != 0) {
@@ -727,10 +831,14 @@ class SnmpEngine final : public ProbeEngine {
   // also retransmits, a late timeout): requests are tokens, looked up here.
   static int on_response(int op, netsnmp_session*, int, netsnmp_pdu* pdu, void* magic) {
     // A retransmission is news, not an answer: the request stays in flight.
-    if (op == NETSNMP_CALLBACK_OP_RESEND) return 1;
     const auto token = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(magic));
     auto it = t_requests.find(token);
     if (it == t_requests.end()) return 1;
+    if (op == NETSNMP_CALLBACK_OP_RESEND) {
+      ++it->second->packets_sent;
+      ++it->second->packets_retried;
+      return 1;
+    }
     Poll* p = it->second;
     t_requests.erase(it);
     if (p->token != token) return 1;
@@ -844,6 +952,16 @@ class SnmpEngine final : public ProbeEngine {
       sample.values = std::move(r.values);
       sample.series = std::move(r.series);
       sample.detail = p->detail;
+      // snmp_exporter's own series about the scrape, for its dashboards.
+      const double took = std::chrono::duration<double>(sample.duration).count();
+      for (const auto& [name, value] :
+           {std::pair<const char*, double>{"snmp_scrape_duration_seconds", took},
+            {"snmp_scrape_walk_duration_seconds", took},
+            {"snmp_scrape_pdus_returned", static_cast<double>(p->varbinds)},
+            {"snmp_scrape_packets_sent", static_cast<double>(p->packets_sent)},
+            {"snmp_scrape_packets_retried", static_cast<double>(p->packets_retried)}}) {
+        sample.series.push_back({name, {}, value, LabeledValue::Type::kGauge});
+      }
     } else {
       sample.ok = false;
       sample.reason = p->reason;
@@ -879,6 +997,20 @@ class SnmpEngine final : public ProbeEngine {
 thread_local std::map<std::uint64_t, SnmpEngine::Poll*> SnmpEngine::t_requests;
 thread_local std::uint64_t SnmpEngine::t_next_token = 0;
 
+namespace {
+const Measure kMeasures[] = {
+    {"uptime_seconds", MeasureType::kNumber, "seconds", "device uptime from sysUpTime"},
+    {"rebooted", MeasureType::kNumber, "", "1 when the last poll saw sysUpTime go back: the device rebooted"},
+    {"interfaces", MeasureType::kNumber, "count", "selected interfaces"},
+    {"interfaces_down", MeasureType::kNumber, "count", "selected interfaces admin up and oper down"},
+    {"varbinds", MeasureType::kNumber, "count", "variable bindings the last poll returned"},
+};
+}  // namespace
+
+std::span<const Measure> measures() { return kMeasures; }
+
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) { return std::make_unique<SnmpEngine>(context); }
+
+int port_of(const ProbeOptions& options) { return static_cast<const SnmpOptions&>(options).port; }
 
 }  // namespace nightshift::snmp

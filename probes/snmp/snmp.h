@@ -20,10 +20,14 @@
 // Sample values (gauges probe_snmp_<name> and rule variables): uptime_seconds,
 // rebooted (1 on the poll that saw sysUpTime go back), interfaces_down
 // (selected, admin up and oper down), interfaces (selected), varbinds.
-// Labeled series (snmp_exporter names): sysUpTime, ifAdminStatus,
-// ifOperStatus, ifHighSpeed, ifHCInOctets, ifHCOutOctets, ifInErrors,
-// ifOutErrors, ifInDiscards, ifOutDiscards (counters), labels ifIndex, ifName,
-// ifAlias; and each custom OID under its configured name.
+// Labeled series, as snmp_exporter's if_mib module names them: sysUpTime (in
+// ticks), ifNumber, and per interface every ifTable and ifXTable column
+// (ifType as ifType_info, ifPhysAddress as a label) with labels ifIndex,
+// ifName, ifAlias and ifDescr; snmp_scrape_duration_seconds,
+// snmp_scrape_walk_duration_seconds, snmp_scrape_pdus_returned,
+// snmp_scrape_packets_sent, snmp_scrape_packets_retried; and each custom OID
+// under its configured name. interface_metrics = "basic" walks only status,
+// 64-bit octets, errors, discards, speed and the names.
 #pragma once
 
 #include <memory>
@@ -59,6 +63,10 @@ struct SnmpOptions final : ProbeOptions {
   int max_repetitions = 25;
   int max_varbinds = 5000;
   bool interfaces_enabled = true;
+  // interface_metrics = "if_mib": every column of snmp_exporter's if_mib
+  // module; "basic": status, 64-bit octets, errors, discards, speed and the
+  // name labels (a third of the varbinds per poll).
+  bool full_if_mib = true;
   std::vector<std::string> interface_patterns;  // glob on ifName; empty: all
   std::vector<std::int64_t> interface_indexes;  // empty: all
   std::vector<CustomOid> oids;
@@ -66,13 +74,17 @@ struct SnmpOptions final : ProbeOptions {
 
 std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::string& default_name);
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context);
+// What its samples carry (the registry entry's `measures`).
+std::span<const Measure> measures();
+int port_of(const ProbeOptions& options);
 
 // One decoded variable binding: what the parsing layer hands the probe logic.
 struct Varbind {
   std::vector<std::uint32_t> oid;
   enum class Kind { kNumber, kText, kMissing, kEndOfView } kind = Kind::kMissing;
   double number = 0;
-  std::string text;
+  std::string text;   // printable (others as '?'), at most 255 bytes
+  std::string bytes;  // the octet string as received (MAC addresses), at most 255 bytes
 };
 
 // Pure: interface rows from walked IF-MIB columns, selection, values and
@@ -82,6 +94,9 @@ struct PollResult {
   std::vector<LabeledValue> series;
   double uptime_seconds = -1;
 };
+// How many IF-MIB columns a poll walks with these options (they come first in
+// `columns`, custom walks after them).
+std::size_t interface_column_count(const SnmpOptions& options);
 PollResult interpret(const SnmpOptions& options, const std::vector<Varbind>& scalars,
                      const std::vector<std::vector<Varbind>>& columns, double previous_uptime);
 

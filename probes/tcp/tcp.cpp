@@ -5,10 +5,119 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <optional>
 
 namespace nightshift::tcp {
+
+namespace {
+
+// OpenSSL's most recent error as text, and the queue cleared.
+std::string openssl_error() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "";
+  if (const char* reason = ERR_reason_error_string(e)) return reason;
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+double unix_time(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  return static_cast<double>(::timegm(&tm));
+}
+
+// The earliest notAfter of a chain of certificates.
+std::optional<double> earliest_expiry(STACK_OF(X509) * chain) {
+  std::optional<double> earliest;
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+    const double t = unix_time(X509_get0_notAfter(sk_X509_value(chain, i)));
+    if (!earliest || t < *earliest) earliest = t;
+  }
+  return earliest;
+}
+
+// "TLSv1.3" -> "TLS 1.3", as blackbox_exporter labels probe_tls_version_info.
+std::string tls_version_label(const SSL* ssl) {
+  switch (SSL_version(ssl)) {
+    case TLS1_VERSION: return "TLS 1.0";
+    case TLS1_1_VERSION: return "TLS 1.1";
+    case TLS1_2_VERSION: return "TLS 1.2";
+    case TLS1_3_VERSION: return "TLS 1.3";
+    default: return SSL_get_version(ssl);
+  }
+}
+
+// "CN=localhost,O=Example": RFC 2253, as Go prints a certificate's names.
+std::string name_text(const X509_NAME* name) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio == nullptr) return "";
+  X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<std::size_t>(n > 0 ? n : 0));
+  BIO_free(bio);
+  return out;
+}
+
+// probe_ssl_last_chain_info's labels for the peer's certificate.
+std::vector<std::pair<std::string, std::string>> certificate_labels(X509* cert) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  X509_digest(cert, EVP_sha256(), digest, &length);
+  static const char* hex = "0123456789abcdef";
+  std::string fingerprint;
+  for (unsigned int i = 0; i < length; ++i) {
+    fingerprint += hex[digest[i] >> 4];
+    fingerprint += hex[digest[i] & 15];
+  }
+  std::string dns_names;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    if (n->type != GEN_DNS) continue;
+    const auto* s = n->d.dNSName;
+    dns_names += (dns_names.empty() ? "" : ",") +
+                 std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s)));
+  }
+  if (names != nullptr) GENERAL_NAMES_free(names);
+  return {{"fingerprint_sha256", fingerprint},
+          {"issuer", name_text(X509_get_issuer_name(cert))},
+          {"subject", name_text(X509_get_subject_name(cert))},
+          {"subjectalternative", dns_names}};
+}
+
+}  // namespace
+
+std::shared_ptr<ssl_ctx_st> make_tls_context(const TcpOptions& opts, std::string& error) {
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  if (!ctx) {
+    error = "cannot set up TLS: " + openssl_error();
+    return nullptr;
+  }
+  SSL_CTX_set_verify(ctx.get(), opts.insecure_skip_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, nullptr);
+  if (!opts.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx.get(), opts.ca_file.c_str(), nullptr) != 1) {
+      error = "cannot load certificates from \"" + opts.ca_file + "\": " + openssl_error() +
+              " (a PEM file readable by the agent's user)";
+      return nullptr;
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+    error = "cannot load the system's trust store: " + openssl_error();
+    return nullptr;
+  }
+  return ctx;
+}
+
+int port_of(const ProbeOptions& options) { return static_cast<const TcpOptions&>(options).port; }
 
 std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::string& default_name) {
   auto opts = std::make_shared<TcpOptions>();
@@ -32,10 +141,41 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     ok = false;
   }
   if (!read_ip_family(reader, opts->family)) ok = false;
-  default_name = "tcp_" + std::to_string(opts->port);
+  if (auto v = reader.boolean("tls", false)) opts->tls = *v;
+  if (auto v = reader.string("server_name", false)) opts->server_name = *v;
+  if (auto v = reader.string("ca_file", false)) opts->ca_file = *v;
+  if (auto v = reader.boolean("insecure_skip_verify", false)) opts->insecure_skip_verify = *v;
+  if (!opts->tls) {
+    for (const char* key : {"server_name", "ca_file", "insecure_skip_verify"}) {
+      const bool set = std::string_view(key) == "server_name"  ? !opts->server_name.empty()
+                       : std::string_view(key) == "ca_file"    ? !opts->ca_file.empty()
+                                                               : opts->insecure_skip_verify;
+      if (set) {
+        reader.error(key, std::string(key) + " applies to TLS only: add tls = true");
+        ok = false;
+      }
+    }
+  } else {
+    std::string error;
+    opts->tls_context = make_tls_context(*opts, error);
+    if (!opts->tls_context) {
+      reader.error(opts->ca_file.empty() ? "tls" : "ca_file", error);
+      ok = false;
+    }
+  }
+  default_name = std::string(opts->tls ? "tls_" : "tcp_") + std::to_string(opts->port);
   if (!ok) return nullptr;
   return opts;
 }
+
+namespace {
+const Measure kMeasures[] = {
+    {"connect_seconds", MeasureType::kNumber, "seconds",
+     "time to an established connection (including name resolution)"},
+};
+}  // namespace
+
+std::span<const Measure> measures() { return kMeasures; }
 
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context) {
   return std::make_unique<TcpEngine>(context);
@@ -76,12 +216,18 @@ struct TcpEngine::Attempt {
   Reactor::TimerId deadline_timer = 0;
   std::string peer;      // "address:port", for details
   std::string received;  // banner bytes so far
+  Duration lookup{};
+  std::optional<SocketAddress> address;
+  SSL* ssl = nullptr;     // with tls = true, after connecting
+  bool tls_established = false;
+  std::vector<LabeledValue> tls_series;  // what the handshake showed
 };
 
 TcpEngine::TcpEngine(EngineContext& context) : reactor_(context.reactor), resolver_(context.resolver) {}
 
 TcpEngine::~TcpEngine() {
   for (auto& [id, a] : attempts_) {
+    if (a->ssl != nullptr) SSL_free(a->ssl);
     if (a->fd >= 0) {
       reactor_.unwatch(a->fd);
       ::close(a->fd);
@@ -113,6 +259,8 @@ void TcpEngine::submit(ProbeRequest req) {
     }
     if (!at.connected) {
       detail = "no answer from " + at.peer + " to the connection attempt";
+    } else if (at.opts->tls && !at.tls_established) {
+      detail = "connected to " + at.peer + " but the TLS handshake did not finish";
     } else if (at.received.empty()) {
       detail = "connected to " + at.peer + " but no banner arrived";
     } else {
@@ -153,11 +301,13 @@ void TcpEngine::on_resolved(std::uint64_t id, Result<std::vector<SocketAddress>>
   auto it = attempts_.find(id);
   if (it == attempts_.end()) return;  // already timed out
   Attempt& a = *it->second;
+  a.lookup = reactor_.clock().now() - a.started;
   if (!addresses.ok()) {
     finish(id, FailureReason::kDnsFailure, addresses.error().message);
     return;
   }
   SocketAddress addr = addresses.value().front();
+  a.address = addr;
   if (addr.family() == AF_INET) {
     reinterpret_cast<sockaddr_in*>(&addr.storage)->sin_port = htons(a.opts->port);
     a.peer = addr.to_string() + ":" + std::to_string(a.opts->port);
@@ -198,12 +348,20 @@ void TcpEngine::on_socket_event(std::uint64_t id, std::uint32_t events) {
     on_connected(a);
     return;
   }
+  if (a.opts->tls && !a.tls_established) {
+    continue_tls(a);
+    return;
+  }
   on_readable(a);
 }
 
 void TcpEngine::on_connected(Attempt& a) {
   a.connected = true;
   a.connected_at = reactor_.clock().now();
+  if (a.opts->tls) {
+    start_tls(a);
+    return;
+  }
   if (a.opts->expect_banner.empty()) {
     finish(a.id, FailureReason::kNone, "");
     return;
@@ -212,11 +370,105 @@ void TcpEngine::on_connected(Attempt& a) {
   if (!watched.ok()) finish(a.id, FailureReason::kError, watched.error().message);
 }
 
+void TcpEngine::start_tls(Attempt& a) {
+  a.ssl = SSL_new(a.opts->tls_context.get());
+  if (a.ssl == nullptr || SSL_set_fd(a.ssl, a.fd) != 1) {
+    finish(a.id, FailureReason::kResourceLimit, "TLS: cannot start a session: " + openssl_error());
+    return;
+  }
+  const std::string& name = a.opts->server_name.empty() ? a.req.target->address : a.opts->server_name;
+  const bool ip_literal = Resolver::parse_literal(name).has_value();
+  if (!ip_literal) SSL_set_tlsext_host_name(a.ssl, name.c_str());  // SNI carries names, never addresses
+  if (!a.opts->insecure_skip_verify) {
+    if (ip_literal) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(a.ssl), name.c_str());
+    } else {
+      SSL_set1_host(a.ssl, name.c_str());
+    }
+  }
+  continue_tls(a);
+}
+
+// One step of the handshake; the reactor calls again when the socket is ready.
+void TcpEngine::continue_tls(Attempt& a) {
+  ERR_clear_error();
+  const int r = SSL_connect(a.ssl);
+  if (r == 1) {
+    on_tls_established(a);
+    return;
+  }
+  const int err = SSL_get_error(a.ssl, r);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    Status watched = reactor_.modify(a.fd, err == SSL_ERROR_WANT_READ ? (EPOLLIN | EPOLLRDHUP) : EPOLLOUT);
+    if (!watched.ok()) finish(a.id, FailureReason::kError, watched.error().message);
+    return;
+  }
+  const long verify = SSL_get_verify_result(a.ssl);
+  if (!a.opts->insecure_skip_verify && verify != X509_V_OK) {
+    const std::string& name = a.opts->server_name.empty() ? a.req.target->address : a.opts->server_name;
+    finish(a.id, FailureReason::kTlsVerify,
+           "TLS: the certificate of " + a.peer + " does not verify for \"" + name + "\": " +
+               X509_verify_cert_error_string(verify));
+    return;
+  }
+  std::string why = openssl_error();
+  if (why.empty()) why = err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN ? "the peer closed the connection" : "failed";
+  finish(a.id, FailureReason::kTlsHandshake, "TLS handshake with " + a.peer + ": " + why);
+}
+
+void TcpEngine::on_tls_established(Attempt& a) {
+  a.tls_established = true;
+  a.tls_series.push_back({"probe_tls_version_info", {{"version", tls_version_label(a.ssl)}}, 1, LabeledValue::Type::kGauge});
+  if (auto t = earliest_expiry(SSL_get_peer_cert_chain(a.ssl))) {
+    a.tls_series.push_back({"probe_ssl_earliest_cert_expiry", {}, *t, LabeledValue::Type::kGauge});
+  }
+  // The chain the certificate verified through (none without verification).
+  if (!a.opts->insecure_skip_verify) {
+    if (auto t = earliest_expiry(SSL_get0_verified_chain(a.ssl))) {
+      a.tls_series.push_back({"probe_ssl_last_chain_expiry_timestamp_seconds", {}, *t, LabeledValue::Type::kGauge});
+    }
+  }
+  if (X509* cert = SSL_get1_peer_certificate(a.ssl)) {
+    a.tls_series.push_back({"probe_ssl_last_chain_info", certificate_labels(cert), 1, LabeledValue::Type::kGauge});
+    X509_free(cert);
+  }
+  if (a.opts->expect_banner.empty()) {
+    finish(a.id, FailureReason::kNone, "");
+    return;
+  }
+  Status watched = reactor_.modify(a.fd, EPOLLIN | EPOLLRDHUP);
+  if (!watched.ok()) {
+    finish(a.id, FailureReason::kError, watched.error().message);
+    return;
+  }
+  on_readable(a);  // the banner may have come with the handshake's last flight, already read by OpenSSL
+}
+
 void TcpEngine::on_readable(Attempt& a) {
   const std::uint64_t id = a.id;
   char buf[4096];
   const std::size_t room = a.opts->banner_bytes - a.received.size();
-  const ssize_t n = ::recv(a.fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+  const std::size_t want = room < sizeof buf ? room : sizeof buf;
+  ssize_t n = 0;
+  if (a.ssl != nullptr) {
+    ERR_clear_error();
+    const int r = SSL_read(a.ssl, buf, static_cast<int>(want));
+    if (r <= 0) {
+      const int err = SSL_get_error(a.ssl, r);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
+      if (err != SSL_ERROR_ZERO_RETURN && !(err == SSL_ERROR_SYSCALL && errno == 0)) {
+        const std::string why = openssl_error();
+        finish(id, FailureReason::kConnectionClosed,
+               "reading banner over TLS from " + a.peer + ": " + (why.empty() ? std::string(std::strerror(errno)) : why));
+        return;
+      }
+      n = 0;  // closed
+    } else {
+      n = r;
+    }
+  } else {
+    n = ::recv(a.fd, buf, want, 0);
+  }
   if (n < 0) {
     if (errno == EAGAIN || errno == EINTR) return;
     const int err = errno;
@@ -241,7 +493,10 @@ void TcpEngine::on_readable(Attempt& a) {
            "banner from " + a.peer + " \"" + printable_excerpt(a.received) + "\" lacks \"" +
                printable_excerpt(a.opts->expect_banner) + "\" within " +
                std::to_string(a.opts->banner_bytes) + " bytes");
+    return;
   }
+  // OpenSSL may hold more decrypted bytes than this read took: epoll will not say so.
+  if (a.ssl != nullptr && SSL_pending(a.ssl) > 0) on_readable(a);
 }
 
 void TcpEngine::finish(std::uint64_t id, FailureReason reason, std::string detail) {
@@ -250,6 +505,10 @@ void TcpEngine::finish(std::uint64_t id, FailureReason reason, std::string detai
   std::unique_ptr<Attempt> a = std::move(it->second);
   attempts_.erase(it);
   if (a->deadline_timer != 0) reactor_.cancel(a->deadline_timer);
+  if (a->ssl != nullptr) {
+    if (a->tls_established) SSL_shutdown(a->ssl);  // one close_notify, not waiting for the peer's
+    SSL_free(a->ssl);
+  }
   if (a->fd >= 0) {
     reactor_.unwatch(a->fd);
     ::close(a->fd);
@@ -264,6 +523,11 @@ void TcpEngine::finish(std::uint64_t id, FailureReason reason, std::string detai
     s.values.emplace_back("connect_seconds",
                           std::chrono::duration<double>(a->connected_at - a->started).count());
   }
+  if (!a->peer.empty() || reason == FailureReason::kDnsFailure) {
+    add_address_series(s, a->lookup, a->address ? &*a->address : nullptr);
+  }
+  add_gauge(s, "probe_failed_due_to_regex", reason == FailureReason::kBannerMismatch ? 1 : 0);
+  for (auto& v : a->tls_series) s.series.push_back(std::move(v));
   a->req.done(std::move(s));
 }
 

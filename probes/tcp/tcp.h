@@ -1,9 +1,18 @@
-// TCP probe: a nonblocking connect to host:port within a timeout, optionally
-// reading the peer's banner (SSH, SMTP, FTP...) until an expected string shows.
+// TCP probe: a nonblocking connect to host:port within a timeout, optionally a
+// TLS handshake (OpenSSL, nonblocking on the reactor), optionally reading the
+// peer's banner (SSH, SMTP, FTP..., over TLS when on) until an expected string shows.
 //
 // Outcomes: success; refused (RST); unreachable (no route, host unreachable);
-// timeout (no answer, or connected but no banner in time); dns_failure;
-// banner_mismatch (bytes arrived but not the expected ones); connection_closed.
+// timeout (no answer, or connected but no handshake or banner in time);
+// dns_failure; banner_mismatch (bytes arrived but not the expected ones);
+// connection_closed; tls_handshake (no common protocol, not TLS at all);
+// tls_verify (expired, unknown issuer, wrong name: the reason names which).
+//
+// Series in blackbox_exporter's names (Sample::series): probe_dns_lookup_time_seconds,
+// probe_ip_protocol, probe_ip_addr_hash, probe_failed_due_to_regex; with TLS
+// probe_ssl_earliest_cert_expiry (the peer chain's first notAfter),
+// probe_ssl_last_chain_expiry_timestamp_seconds (of the verified chain),
+// probe_tls_version_info{version} and probe_ssl_last_chain_info.
 //
 // Thread safety: reactor-thread only. Thousands of probes may be in flight: each
 // costs one socket, one timer and a small record, never a thread.
@@ -16,6 +25,8 @@
 
 #include "probes/probe.h"
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+
 namespace nightshift::tcp {
 
 struct TcpOptions final : ProbeOptions {
@@ -23,10 +34,23 @@ struct TcpOptions final : ProbeOptions {
   std::string expect_banner;  // empty: connecting is enough
   std::size_t banner_bytes = 256;  // read at most this many bytes looking for it
   AddressFamily family = AddressFamily::kAny;
+  bool tls = false;
+  std::string server_name;  // SNI and the name the certificate must carry; empty: the target's address
+  std::string ca_file;      // PEM certificates to verify against; empty: the system's trust store
+  bool insecure_skip_verify = false;  // handshake and report the certificate without verifying it
+  // Built at load (a ca_file that does not load is a config error); shared by
+  // every attempt, read-only after load (OpenSSL allows that from any thread).
+  std::shared_ptr<ssl_ctx_st> tls_context;
 };
 
 std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::string& default_name);
 std::unique_ptr<ProbeEngine> make_engine(EngineContext& context);
+// What its samples carry (the registry entry's `measures`).
+std::span<const Measure> measures();
+int port_of(const ProbeOptions& options);
+// The TLS client context for these options (verification, ca_file or the
+// system's trust store); nullptr with `error` set when it cannot be built.
+std::shared_ptr<ssl_ctx_st> make_tls_context(const TcpOptions& options, std::string& error);
 
 class TcpEngine final : public ProbeEngine {
  public:
@@ -42,6 +66,9 @@ class TcpEngine final : public ProbeEngine {
   void on_resolved(std::uint64_t id, Result<std::vector<SocketAddress>> addresses);
   void on_socket_event(std::uint64_t id, std::uint32_t events);
   void on_connected(Attempt& a);
+  void start_tls(Attempt& a);
+  void continue_tls(Attempt& a);
+  void on_tls_established(Attempt& a);
   void on_readable(Attempt& a);
   void finish(std::uint64_t id, FailureReason reason, std::string detail);
 

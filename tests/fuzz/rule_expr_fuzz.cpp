@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "config/config.h"
 #include "rules/rule_engine.h"
 
 namespace {
@@ -19,7 +20,7 @@ class Missing final : public Environment {
 class Filled final : public Environment {
  public:
   std::optional<Value> get(std::string_view name) const override {
-    for (const auto& v : variables()) {
+    for (const auto& v : nightshift::rule_variables()) {
       if (v.name != name) continue;
       switch (v.type) {
         case ValueType::kNumber: return Value(0.5);
@@ -34,7 +35,7 @@ class Filled final : public Environment {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
-  auto c = Condition::parse(text, variables());
+  auto c = Condition::parse(text, nightshift::rule_variables());
   if (!c.ok()) {
     if (c.error().message.rfind("column ", 0) != 0) std::abort();
     return 0;

@@ -10,7 +10,11 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
+#include <grp.h>
+#include <sys/stat.h>
 
+#include "tests/support/require.h"
 #include "tests/support/testnet.h"
 
 namespace nightshift {
@@ -87,8 +91,8 @@ TEST(ConfigTest, SemanticErrorsPointAtTheValue) {
   const std::string path = fixture("invalid-semantics.toml");
   auto got = messages(load_config(path), path + ":");
   ASSERT_EQ(got.size(), 11u);
-  EXPECT_EQ(got[0], "2:10: agent.listen: expected \"ADDRESS:PORT\" with an IPv4 address, e.g. \"127.0.0.1:9650\" or "
-                    "\":9650\", found \"[::1]:9650\"");
+  EXPECT_EQ(got[0], "2:10: agent.listen: expected \"ADDRESS:PORT\" with an IPv4 address or a bracketed IPv6 one, e.g. "
+                    "\"127.0.0.1:9650\", \"[::1]:9650\", \"[::]:9650\" or \":9650\", found \"::1:9650\"");
   EXPECT_EQ(got[1], "3:13: agent.log_level: expected one of \"debug\", \"info\", \"warn\", \"error\", found \"loud\"");
   EXPECT_EQ(got[2], "7:11: defaults.timeout: must be shorter than defaults.interval (5s), found 5s");
   EXPECT_EQ(got[3], "11:11: target[0].address: expected an IP address or a hostname, found \"not a host!\"");
@@ -209,8 +213,41 @@ TEST(ConfigTest, RuleConditionErrorsPointIntoTheString) {
   const char* text = "[[rule]]\nname = \"slow\"\ncondition = \"rtt_p95 > 150ms and los > 1%\"\n";
   ConfigResult r = parse_config(text, "t.toml");
   ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_THAT(r.errors[0].to_string(), StartsWith("t.toml:3:34: rule[0].condition: expected a known variable ("));
+  EXPECT_THAT(r.errors[0].to_string(), StartsWith("t.toml:3:34: rule[0].condition: expected a known variable (did you mean"));
   EXPECT_THAT(r.errors[0].to_string(), HasSubstr("found \"los\""));
+}
+
+TEST(ConfigTest, RuleConditionErrorColumnsCountEscapesAsTheyAreWritten) {
+  // In the file: condition = "reason == \"a\\b\" and los > 1" -- the escapes
+  // take two source columns for each character of the condition.
+  const char* text = "[[rule]]\nname = \"r\"\ncondition = \"reason == \\\"a\\\\b\\\" and los > 1\"\n";
+  ConfigResult r = parse_config(text, "t.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  // "condition = " is 12 columns, the quote is 13; `los` is at source column 37.
+  EXPECT_THAT(r.errors[0].to_string(), StartsWith("t.toml:3:37: rule[0].condition: expected a known variable"));
+  EXPECT_THAT(r.errors[0].to_string(), HasSubstr("did you mean \"loss\"?"));
+}
+
+TEST(ConfigTest, SnmpScaleIsANumber) {
+  const char* text =
+      "[[target]]\nname = \"sw\"\naddress = \"127.0.0.1\"\n  [[target.probe]]\n  kind = \"snmp\"\n"
+      "  community_env = \"NIGHTSHIFT_TEST_COMMUNITY\"\n"
+      "  oids = [ { name = \"rx\", oid = \"1.3.6.1.4.1.9.9.91.1.1.1.1.4\", walk = true, scale = 0.1 },\n"
+      "           { name = \"cpu\", oid = \"1.3.6.1.4.1.2021.10.1.5.1\", scale = 2 } ]\n";
+  ::setenv("NIGHTSHIFT_TEST_COMMUNITY", "public-test", 1);
+  ConfigResult r = parse_config(text, "t.toml");
+  EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front().to_string());
+  ConfigResult bad = parse_config(std::string(text).replace(std::string(text).find("scale = 2"), 9, "scale = \"x\""),
+                                  "t.toml");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_THAT(bad.errors[0].to_string(), HasSubstr("scale: expected a finite number like 0.1"));
+}
+
+TEST(ConfigTest, AnUnknownRuleVariableSuggestsTheClosest) {
+  const char* text = "[[rule]]\nname = \"r\"\ncondition = \"consecutive_failure >= 3\"\n";
+  ConfigResult r = parse_config(text, "t.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_THAT(r.errors[0].to_string(), HasSubstr("did you mean \"consecutive_failures\"?"));
 }
 
 TEST(ConfigTest, RulesReplaceBuiltinsByNameOrDropThem) {
@@ -393,7 +430,7 @@ url = "http://127.0.0.1/"
   for (const auto& e : r.errors) all += e.to_string() + "\n";
   EXPECT_THAT(all, HasSubstr("t.toml:1:1: notify.escalate_after: escalate_after is set but no [[sink]] has escalation_only = true"));
   EXPECT_THAT(all, HasSubstr("t.toml:6:8: sink[0].type: expected one of \"webhook\", \"alertmanager\", \"pagerduty\", \"slack\", \"notice\", found \"sms\""));
-  EXPECT_THAT(all, HasSubstr("sink[1].routing_key_file: required: give routing_key_file or routing_key_env"));
+  EXPECT_THAT(all, HasSubstr("sink[1].routing_key_file: required: give routing_key_file, routing_key_env or routing_key_credential"));
   EXPECT_THAT(all, HasSubstr("sink[2].url: expected an http:// or https:// URL"));
   EXPECT_THAT(all, HasSubstr("t.toml:23:15: sink[3].secret_file: cannot read \"/nonexistent/secret\": No such file or directory"));
   EXPECT_THAT(all, HasSubstr("sink[3].min_severity: expected one of \"info\", \"warning\", \"critical\", found \"loud\""));
@@ -429,6 +466,174 @@ address = "127.0.0.1"
   EXPECT_THAT(all, Not(HasSubstr("short1")));
   EXPECT_THAT(all, Not(HasSubstr("tiny2")));
   ::unsetenv("NIGHTSHIFT_TEST_SNMP_AUTH");
+}
+
+}  // namespace
+}  // namespace nightshift
+
+// Secrets through systemd credentials, listen addresses, and the loopback
+// status link (issue 21).
+namespace nightshift {
+namespace {
+
+const char kPagerSink[] = R"(
+[[sink]]
+name = "pager"
+type = "pagerduty"
+url = "https://events.pagerduty.com/v2/enqueue"
+)";
+
+struct EnvVar {  // sets a variable for one test, restores it after
+  EnvVar(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~EnvVar() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+std::string all_errors(const ConfigResult& r) {
+  std::string all;
+  for (const auto& e : r.errors) all += e.to_string() + "\n";
+  return all;
+}
+
+TEST(CredentialConfigTest, ReadsASecretFromCredentialsDirectory) {
+  const std::string dir = ::testing::TempDir() + "/creds-ok";
+  ::mkdir(dir.c_str(), 0700);
+  std::ofstream(dir + "/pagerduty.key") << "PDKEY-FROM-SYSTEMD\n";
+  EnvVar env("CREDENTIALS_DIRECTORY", dir);
+  ConfigResult r = parse_config(std::string("[notify]\nstatus_url = \"https://status.example.net/status\"\n") +
+                                    kPagerSink + "routing_key_credential = \"pagerduty.key\"\n",
+                                "t.toml");
+  ASSERT_TRUE(r.ok()) << all_errors(r);
+  EXPECT_EQ(r.config->sinks.at(0).routing_key, "PDKEY-FROM-SYSTEMD");
+}
+
+TEST(CredentialConfigTest, ErrorsSayWhatIsMissingAndHowToPassIt) {
+  const std::string dir = ::testing::TempDir() + "/creds-empty";
+  ::mkdir(dir.c_str(), 0700);
+  {
+    EnvVar env("CREDENTIALS_DIRECTORY", dir);
+    ConfigResult r = parse_config(std::string(kPagerSink) + "routing_key_credential = \"pagerduty.key\"\n", "t.toml");
+    ASSERT_FALSE(r.ok());
+    EXPECT_THAT(all_errors(r), HasSubstr("t.toml:6:26: sink[0].routing_key_credential: cannot read \"" + dir +
+                                         "/pagerduty.key\": No such file or directory (no "
+                                         "LoadCredential=pagerduty.key:... in the unit?)"));
+    r = parse_config(std::string(kPagerSink) + "routing_key_credential = \"../etc/shadow\"\n", "t.toml");
+    EXPECT_THAT(all_errors(r), HasSubstr("expected a credential name (a file name, no \"/\"), found \"../etc/shadow\""));
+    r = parse_config(std::string(kPagerSink) + "routing_key_credential = \"a\"\nrouting_key_file = \"/x\"\n", "t.toml");
+    EXPECT_THAT(all_errors(r), HasSubstr("give only one of routing_key_file, routing_key_env and routing_key_credential"));
+  }
+  EnvVar unset("CREDENTIALS_DIRECTORY", "");
+  ConfigResult r = parse_config(std::string(kPagerSink) + "routing_key_credential = \"pagerduty.key\"\n", "t.toml");
+  EXPECT_THAT(all_errors(r), HasSubstr("sink[0].routing_key_credential: $CREDENTIALS_DIRECTORY is not set: run under "
+                                       "systemd with LoadCredential=pagerduty.key:/PATH/TO/FILE in the unit, or use "
+                                       "routing_key_file"));
+}
+
+// The packaged unit's situation: a root-owned 0600 key and check-config (as in
+// ExecStartPre) running as another user. Root reads anything, so check-config
+// runs as nobody (65534), as under DynamicUser=.
+TEST(CredentialConfigTest, AnUnreadableSecretFileNamesTheFileAndTheUser) {
+  const char* bin = std::getenv("NIGHTSHIFT_BINARY");
+  ASSERT_NE(bin, nullptr) << "NIGHTSHIFT_BINARY is set by ctest";
+  NIGHTSHIFT_REQUIRE(::geteuid() == 0 ? "" : "needs root to create a file another user cannot read",
+                     "NIGHTSHIFT_SKIP_ROOT", "CI runs as root");
+  const std::string dir = ::testing::TempDir() + "/unreadable";
+  ::mkdir(dir.c_str(), 0755);
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  const std::string key = dir + "/root-only.key";
+  std::ofstream(key) << "PDKEY\n";
+  ASSERT_EQ(::chmod(key.c_str(), 0600), 0);
+  const std::string config = dir + "/nightshift.toml";
+  std::ofstream(config) << kPagerSink << "routing_key_file = \"" << key << "\"\n";
+  ASSERT_EQ(::chmod(config.c_str(), 0644), 0);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  // Built before fork: the child only calls async-signal-safe functions.
+  std::vector<char*> argv = {const_cast<char*>(bin), const_cast<char*>("check-config"),
+                             const_cast<char*>(config.c_str()), nullptr};
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::dup2(fds[1], STDERR_FILENO);
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(126);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << text;
+  EXPECT_THAT(text, HasSubstr(config + ":6:20: sink[0].routing_key_file: cannot read \"" + key +
+                              "\": Permission denied (running as "));
+  EXPECT_THAT(text, HasSubstr("uid 65534"));
+  EXPECT_THAT(text, HasSubstr("pass the file with LoadCredential= and name it with a _credential key"));
+  EXPECT_THAT(text, Not(HasSubstr("PDKEY")));
+}
+
+TEST(ListenConfigTest, AcceptsIpv4AndBracketedIpv6) {
+  for (const char* ok : {"127.0.0.1:9650", ":9650", "0.0.0.0:0", "[::]:9650", "[::1]:19700", "[2001:db8::1]:80"}) {
+    SCOPED_TRACE(ok);
+    ConfigResult r = parse_config(std::string("[agent]\nlisten = \"") + ok + "\"\n", "t.toml");
+    ASSERT_TRUE(r.ok()) << all_errors(r);
+    EXPECT_EQ(r.config->agent.listen, ok);
+  }
+  for (const char* bad : {"::1:9650", "[127.0.0.1]:80", "[::1]", "[::1]:99999", "localhost:9650", "[]:80"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_FALSE(parse_config(std::string("[agent]\nlisten = \"") + bad + "\"\n", "t.toml").ok());
+  }
+}
+
+std::string warnings_of(const std::string& toml) {
+  ConfigResult r = parse_config(toml, "t.toml");
+  EXPECT_TRUE(r.ok()) << all_errors(r);
+  std::string all;
+  for (const auto& w : r.warnings) all += w.to_string() + "\n";
+  return all;
+}
+
+TEST(StatusLinkConfigTest, WarnsWhenPagesWouldLinkToLoopback) {
+  const std::string sink = std::string(kPagerSink) + "routing_key_env = \"PATH\"\n";
+  // The default: the agent's own listen address, 127.0.0.1.
+  EXPECT_EQ(warnings_of(sink), "t.toml:2:1: warning: notify.status_url: pages will link to "
+                               "http://127.0.0.1:9650/status, a loopback address the person paged cannot open; set "
+                               "notify.status_url to a URL they can reach (docs/configuration.md)\n");
+  // ":9650" and "[::]" listen everywhere, but the link the agent builds is 127.0.0.1.
+  EXPECT_THAT(warnings_of("[agent]\nlisten = \":9650\"\n" + sink), HasSubstr("http://127.0.0.1:9650/status"));
+  EXPECT_THAT(warnings_of("[agent]\nlisten = \"[::]:9650\"\n" + sink), HasSubstr("http://127.0.0.1:9650/status"));
+  EXPECT_THAT(warnings_of("[notify]\nstatus_url = \"http://localhost:9650/status\"\n" + sink),
+              HasSubstr("t.toml:2:14: warning: notify.status_url: pages will link to http://localhost:9650/status"));
+  EXPECT_THAT(warnings_of("[notify]\nstatus_url = \"http://[::1]:9650/status\"\n" + sink), HasSubstr("warning"));
+  // Reachable links, or nobody paged: no warning.
+  EXPECT_EQ(warnings_of("[notify]\nstatus_url = \"https://status.example.net/status\"\n" + sink), "");
+  EXPECT_EQ(warnings_of("[agent]\nlisten = \"192.0.2.10:9650\"\n" + sink), "");
+  EXPECT_EQ(warnings_of("[agent]\nlisten = \"127.0.0.1:9650\"\n"), "");
+}
+
+TEST(CheckConfigTest, PrintsWarningsAndStillPasses) {
+  const char* bin = std::getenv("NIGHTSHIFT_BINARY");
+  ASSERT_NE(bin, nullptr) << "NIGHTSHIFT_BINARY is set by ctest";
+  const std::string path = ::testing::TempDir() + "/warn.toml";
+  std::ofstream(path) << kPagerSink << "routing_key_env = \"PATH\"\n";
+  std::string out;
+  EXPECT_EQ(test::run_command({bin, "check-config", path}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr(path + ":2:1: warning: notify.status_url: pages will link to http://127.0.0.1:9650/status"));
+  EXPECT_THAT(out, HasSubstr(": ok ("));
 }
 
 }  // namespace

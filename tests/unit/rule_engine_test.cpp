@@ -1,6 +1,8 @@
 // Rule engine on a simulated clock: timelines of samples in, alert changes out.
 #include "rules/rule_engine.h"
 
+#include "config/config.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
@@ -12,7 +14,7 @@ using namespace std::chrono_literals;
 
 RuleSpec rule(const std::string& name, const std::string& condition, Duration for_d, Duration clear_for,
               Selector selector = {}, Duration window = 2min) {
-  auto c = Condition::parse(condition, variables());
+  auto c = Condition::parse(condition, rule_variables());
   EXPECT_TRUE(c.ok()) << condition << ": " << (c.ok() ? "" : c.error().message);
   RuleSpec r{name, c.value(), {}, "critical", std::move(selector), window};
   r.timing.for_duration = for_d;

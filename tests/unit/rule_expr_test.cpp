@@ -11,12 +11,12 @@ namespace nightshift::rules {
 namespace {
 
 const std::vector<Variable> kVars = {
-    {"success", ValueType::kNumber, "last run succeeded (1) or not (0)"},
-    {"loss", ValueType::kNumber, "loss ratio in the window"},
-    {"rtt_p95", ValueType::kNumber, "95th percentile RTT, seconds"},
-    {"if_oper", ValueType::kString, "interface oper status"},
-    {"if_admin", ValueType::kString, "interface admin status"},
-    {"rebooted", ValueType::kBool, "device rebooted in the window"},
+    {"success", ValueType::kNumber, "last run succeeded (1) or not (0)", ""},
+    {"loss", ValueType::kNumber, "loss ratio in the window", ""},
+    {"rtt_p95", ValueType::kNumber, "95th percentile RTT, seconds", ""},
+    {"if_oper", ValueType::kString, "interface oper status", ""},
+    {"if_admin", ValueType::kString, "interface admin status", ""},
+    {"rebooted", ValueType::kBool, "device rebooted in the window", ""},
 };
 
 class MapEnv final : public Environment {
@@ -80,8 +80,10 @@ TEST(RuleExprTest, ErrorsPointAtTheColumn) {
     std::string name, text, message;
   };
   const std::vector<Case> cases = {
-      {"unknown variable", "los > 0.2",
-       "column 1: expected a known variable (success, loss, rtt_p95, if_oper, if_admin, rebooted), found \"los\""},
+      {"unknown variable, close to a known one", "los > 0.2",
+       "column 1: expected a known variable (did you mean \"loss\"?), found \"los\""},
+      {"unknown variable", "temperature > 0.2",
+       "column 1: expected a known variable (success, loss, rtt_p95, if_oper, if_admin, rebooted), found \"temperature\""},
       {"single equals", "success = 0", "column 9: expected \"==\" to compare, found \"=\""},
       {"type mismatch", "loss > \"high\"", "column 8: expected a number to compare with the left side, found a string"},
       {"ordering strings", "if_oper < \"up\"", "column 9: expected \"==\" or \"!=\" for a string, found \"<\""},

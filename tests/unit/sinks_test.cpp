@@ -164,5 +164,94 @@ TEST(SinksTest, SlackTextNamesTheIncidentAndLinksTheStatusPage) {
   EXPECT_NE(text.find("<http://status.example.net/status#NS-20261124-0007|status page>"), std::string::npos) << text;
 }
 
+// Issue 21: target names like `Zürich <core> & co` are accepted, and Slack
+// reads & < > as control characters.
+TEST(SinksTest, SlackEscapesAmpersandAndAngleBracketsEverywhereTheIncidentSpeaks) {
+  EXPECT_EQ(slack_escape("Zürich <core> & co"), "Zürich &lt;core&gt; &amp; co");
+  EXPECT_EQ(slack_escape("a&amp;b"), "a&amp;amp;b") << "already-escaped text is text, escaped again";
+  Incident inc = incident();
+  inc.title = "Zürich <core> & co: target_down";
+  inc.impacted.front().target = "Zürich <core> & co";
+  inc.scope = {{"site", "zrh <1>"}};
+  inc.timeline.push_back({inc.declared_at, "note", "fibre cut <@here> & more", false, "noc"});
+  for (const char* event : {"declared", "note", "resolved", "acknowledged"}) {
+    SCOPED_TRACE(event);
+    const json j = json::parse(render_body(sink(SinkType::kSlack), policy(), {event, inc}, "k", kNow));
+    std::vector<std::string> texts = {j["text"], j["attachments"][0]["fallback"]};
+    for (const auto& b : j["attachments"][0]["blocks"]) {
+      if (b.contains("text")) texts.push_back(b["text"]["text"]);
+      if (b["type"] == "context") texts.push_back(b["elements"][0]["text"]);
+    }
+    bool named = false;
+    for (const auto& t : texts) {
+      // The only raw < > left are the status page link's own.
+      std::string rest = t;
+      const std::string link = "<http://status.example.net/status#NS-20261124-0007|status page>";
+      if (auto at = rest.find(link); at != std::string::npos) rest.erase(at, link.size());
+      EXPECT_EQ(rest.find('<'), std::string::npos) << t;
+      EXPECT_EQ(rest.find('>'), std::string::npos) << t;
+      for (std::size_t at = rest.find('&'); at != std::string::npos; at = rest.find('&', at + 1)) {
+        const bool entity = rest.compare(at, 5, "&amp;") == 0 || rest.compare(at, 4, "&lt;") == 0 ||
+                            rest.compare(at, 4, "&gt;") == 0;
+        EXPECT_TRUE(entity) << "a bare & in: " << t;
+      }
+      named = named || t.find("Zürich &lt;core&gt; &amp; co") != std::string::npos;
+    }
+    EXPECT_TRUE(named) << "the target's name, escaped, is in the message";
+  }
+  const json note = json::parse(render_body(sink(SinkType::kSlack), policy(), {"note", inc}, "k", kNow));
+  EXPECT_NE(note["text"].get<std::string>().find("fibre cut &lt;@here&gt; &amp; more"), std::string::npos)
+      << "a note cannot mention @here";
+}
+
+TEST(SinksTest, SlackUsesBlocksInAnAttachmentColouredBySeverityGreenWhenResolved) {
+  std::map<std::string, std::string> colours;
+  for (const char* severity : {"critical", "warning", "info"}) {
+    const json j = json::parse(render_body(sink(SinkType::kSlack), policy(), {"declared", incident(severity)}, "k", kNow));
+    ASSERT_EQ(j["attachments"].size(), 1u);
+    const json& a = j["attachments"][0];
+    colours[severity] = a["color"];
+    EXPECT_EQ(a["color"].get<std::string>().size(), 7u) << "#rrggbb";
+    ASSERT_GE(a["blocks"].size(), 3u);
+    EXPECT_EQ(a["blocks"][0]["type"], "section");
+    EXPECT_EQ(a["blocks"][0]["text"]["type"], "mrkdwn");
+    EXPECT_NE(a["blocks"][0]["text"]["text"].get<std::string>().find("*DECLARED* [" + std::string(severity) + "]"),
+              std::string::npos);
+    const json& actions = a["blocks"].back();
+    EXPECT_EQ(actions["type"], "actions");
+    EXPECT_EQ(actions["elements"][0]["url"], "http://status.example.net/status#NS-20261124-0007");
+    for (const auto& b : a["blocks"]) {
+      if (b.contains("text")) {
+        EXPECT_LE(b["text"]["text"].get<std::string>().size(), 3000u);
+      }
+    }
+  }
+  EXPECT_EQ(colours.size(), 3u);
+  EXPECT_NE(colours["critical"], colours["warning"]);
+  EXPECT_NE(colours["warning"], colours["info"]);
+  EXPECT_NE(colours["critical"], colours["info"]);
+  const json resolved = json::parse(render_body(sink(SinkType::kSlack), policy(), {"resolved", incident()}, "k", kNow));
+  EXPECT_EQ(resolved["attachments"][0]["color"], "#2eb67d");
+  EXPECT_NE(resolved["attachments"][0]["color"], colours["critical"]);
+}
+
+TEST(SinksTest, SlackSectionsStayWithinSlacksLimitWithoutCuttingAnEntity) {
+  Incident inc = incident();
+  inc.impacted.clear();
+  for (int i = 0; i < 5; ++i) {
+    inc.impacted.push_back({std::string(700, '&'), "icmp", "target_down", "critical", "down", "", inc.started_at, true});
+  }
+  const json j = json::parse(render_body(sink(SinkType::kSlack), policy(), {"declared", inc}, "k", kNow));
+  for (const auto& b : j["attachments"][0]["blocks"]) {
+    if (!b.contains("text")) continue;
+    const std::string t = b["text"]["text"];
+    EXPECT_LE(t.size(), 3000u);
+    const std::size_t amp = t.rfind('&');
+    if (amp != std::string::npos) {
+      EXPECT_NE(t.find(';', amp), std::string::npos) << "cut inside an entity";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nightshift

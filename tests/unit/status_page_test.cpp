@@ -1,5 +1,6 @@
 // Status page rendering: public content only, escaped, ETag by content.
 #include "serve/status_page.h"
+#include "incidents/incident_json.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -35,6 +36,7 @@ StatusInput input() {
   old.id = "NS-20261123-0009";
   old.title = "fra2: 3 targets affected";
   old.severity = "warning";
+  old.scope = {{"site", "fra2"}};
   old.status = IncidentStatus::kResolved;
   old.declared_at = in.now - 5h;
   old.resolved_at = in.now - 4h;
@@ -45,41 +47,107 @@ StatusInput input() {
   return in;
 }
 
-TEST(StatusPageTest, ShowsOpenAndResolvedIncidentsAndHealthEscaped) {
-  const StatusPage page = render_status(input());
-  EXPECT_NE(page.html.find("core-ams1: target_down &lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
-  EXPECT_EQ(page.html.find("<script>"), std::string::npos);
+TEST(StatusPageTest, ShowsOpenAndResolvedIncidentsAndComponentsEscaped) {
+  StatusInput in = input();
+  in.components = {{"Core <network>", "Routers & links", {{{"group", "core"}}}},
+                   {"Edge", "", {{{"site", "fra2"}, {"group", "edge"}}}}};
+  const StatusPage page = render_status(in);
+  EXPECT_NE(page.html.find("Outage affecting Core &lt;network&gt;"), std::string::npos) << "title from the component";
+  EXPECT_NE(page.html.find("Routers &amp; links"), std::string::npos);
+  EXPECT_EQ(page.html.find("<network>"), std::string::npos);
   EXPECT_NE(page.html.find("1 open incident"), std::string::npos);
-  EXPECT_NE(page.html.find("Next update by"), std::string::npos);
-  EXPECT_NE(page.html.find("fra2: 3 targets affected"), std::string::npos) << "recently resolved";
-  EXPECT_NE(page.html.find("<td class=\"degraded\">degraded</td>"), std::string::npos) << "ams1/core: 1 up, 1 down";
+  EXPECT_NE(page.html.find("Next update by <time class=\"local\" datetime=\""), std::string::npos);
+  EXPECT_NE(page.html.find("<h3>Core &lt;network&gt;</h3><span class=\"state partial\">Partial outage</span>"),
+            std::string::npos) << "core: 1 up, 1 down, an open critical incident";
+  EXPECT_NE(page.html.find("<h3>Edge</h3><span class=\"state ok\">Operational</span>"), std::string::npos);
   const auto j = nlohmann::json::parse(page.json);
   EXPECT_EQ(j["status"], "incident");
   EXPECT_EQ(j["open_incidents"][0]["id"], "NS-20261124-0001");
+  EXPECT_EQ(j["open_incidents"][0]["title"], "Outage affecting Core <network>");
+  EXPECT_EQ(j["open_incidents"][0]["components"][0], "Core <network>");
   EXPECT_EQ(j["open_incidents"][0]["impacted"], 1);
   EXPECT_EQ(j["resolved_incidents"][0]["id"], "NS-20261123-0009");
+  EXPECT_EQ(j["resolved_incidents"][0]["title"], "Degraded performance affecting Edge") << "a warning, declared by scope";
   EXPECT_EQ(j["targets"]["down"], 1);
-  EXPECT_EQ(j["health"].size(), 2u);
+  ASSERT_EQ(j["components"].size(), 2u);
+  EXPECT_EQ(j["components"][0]["state"], "partial");
+  EXPECT_EQ(j["components"][0]["days"]["state"].size(), 90u);
 }
 
-TEST(StatusPageTest, InternalNotesAndFailureDetailsNeverShow) {
+TEST(StatusPageTest, InternalNamesNotesAndFailureDetailsNeverShow) {
   StatusInput in = input();
+  in.components = {{"Core network", "", {{{"group", "core"}}}}};
   const StatusPage page = render_status(in);
-  for (const char* secret : {"198.51.100.1", "3 of 3 lost"}) {
+  for (const char* secret : {"198.51.100.1", "3 of 3 lost", "core-ams1", "target_down", "alert(1)", "fra2: 3 targets"}) {
     EXPECT_EQ(page.html.find(secret), std::string::npos) << secret;
     EXPECT_EQ(page.json.find(secret), std::string::npos) << secret;
+    EXPECT_EQ(page.atom.find(secret), std::string::npos) << secret;
   }
-  in.incidents[0].timeline.push_back({in.now, "note", "Fibre cut near Haarlem; crew on site.", true, "noc"});
+  in.incidents[0].timeline.push_back({in.now - 1min, "note", "Fibre cut near Haarlem; crew on site.", true, "noc"});
+  in.incidents[0].timeline.push_back({in.now, "note", "Repaired; watching.", true, "noc"});
   const StatusPage updated = render_status(in);
-  EXPECT_NE(updated.html.find("Fibre cut near Haarlem; crew on site."), std::string::npos);
-  EXPECT_EQ(nlohmann::json::parse(updated.json)["open_incidents"][0]["latest_update"]["text"],
-            "Fibre cut near Haarlem; crew on site.");
+  const std::size_t newer = updated.html.find("Repaired; watching.");
+  const std::size_t older = updated.html.find("Fibre cut near Haarlem; crew on site.");
+  ASSERT_NE(newer, std::string::npos);
+  ASSERT_NE(older, std::string::npos);
+  EXPECT_LT(newer, older) << "newest update first";
+  const auto j = nlohmann::json::parse(updated.json);
+  ASSERT_EQ(j["open_incidents"][0]["updates"].size(), 2u);
+  EXPECT_EQ(j["open_incidents"][0]["updates"][0]["text"], "Fibre cut near Haarlem; crew on site.") << "in order";
+  EXPECT_EQ(j["open_incidents"][0]["latest_update"]["text"], "Repaired; watching.");
+  EXPECT_NE(updated.atom.find("Repaired; watching."), std::string::npos);
+}
+
+TEST(StatusPageTest, DefaultComponentsAreTheGroupsAndTitlesReadWell) {
+  const StatusInput in = input();
+  const auto components = effective_components(in);
+  ASSERT_EQ(components.size(), 2u);
+  EXPECT_EQ(components[0].name, "Core");
+  EXPECT_EQ(components[1].name, "Edge");
+  EXPECT_EQ(public_title(in.incidents[0], components, in.targets), "Outage affecting Core");
+  Incident unknown;
+  unknown.severity = "info";
+  EXPECT_EQ(public_title(unknown, components, in.targets), "Issue affecting some services");
+  StatusInput none;
+  EXPECT_EQ(effective_components(none).size(), 1u);
+  EXPECT_EQ(effective_components(none)[0].name, "All services");
+}
+
+TEST(StatusPageTest, UptimeBarsComeFromIncidentsOverNinetyDays) {
+  StatusInput in = input();
+  in.incidents.erase(in.incidents.begin());  // nothing open
+  // A critical outage of core 10 days ago, 3 hours, resolved.
+  Incident past;
+  past.id = "NS-20261114-0001";
+  past.severity = "critical";
+  past.status = IncidentStatus::kResolved;
+  const auto day = std::chrono::duration_cast<std::chrono::seconds>(in.now.time_since_epoch()) / 86400;
+  const SystemTime midnight{std::chrono::duration_cast<Duration>(std::chrono::seconds(day * 86400))};
+  past.started_at = midnight - 10 * 24h + 1h;
+  past.declared_at = past.started_at;
+  past.resolved_at = past.started_at + 3h;
+  past.impacted.push_back({"core-ams1", "icmp", "target_down", "critical", "", "", past.started_at, false});
+  in.incidents.push_back(past);
+  in.monitoring_since = midnight - 30 * 24h;
+  const auto j = nlohmann::json::parse(render_status(in).json);
+  const auto& days = j["components"][0]["days"];  // Core
+  ASSERT_EQ(days["state"].size(), 90u);
+  EXPECT_EQ(days["first"], format_time(midnight - 89 * 24h).substr(0, 10));
+  EXPECT_EQ(days["state"][79], "major");
+  EXPECT_EQ(days["down_minutes"][79], 180);
+  EXPECT_EQ(days["state"][78], "ok");
+  EXPECT_EQ(days["state"][58], "nodata") << "before monitoring began";
+  EXPECT_EQ(days["state"][59], "ok");
+  EXPECT_LT(j["components"][0]["uptime_percent"].get<double>(), 100.0);
+  EXPECT_GT(j["components"][0]["uptime_percent"].get<double>(), 99.5);
+  EXPECT_EQ(j["components"][1]["days"]["state"][79], "ok") << "edge was not affected";
+  EXPECT_EQ(j["resolved_incidents"].size(), 2u) << "resolved incidents of the last 90 days";
 }
 
 TEST(StatusPageTest, EtagFollowsContentNotRenderTime) {
   StatusInput in = input();
   const StatusPage a = render_status(in);
-  in.now += 1min;
+  in.now += 1s;
   const StatusPage b = render_status(in);
   EXPECT_EQ(a.etag, b.etag);
   in.targets[0].state = TargetHealth::State::kUp;
@@ -90,7 +158,7 @@ TEST(StatusPageTest, AllClearWhenNothingIsOpen) {
   StatusInput in = input();
   in.incidents.erase(in.incidents.begin());
   const StatusPage page = render_status(in);
-  EXPECT_NE(page.html.find("All monitored services are operating normally."), std::string::npos);
+  EXPECT_NE(page.html.find("All systems operational."), std::string::npos);
   EXPECT_EQ(nlohmann::json::parse(page.json)["status"], "operational");
 }
 
@@ -98,12 +166,14 @@ TEST(StatusPageTest, ExportWritesBothFilesWhole) {
   test::TempDir dir;
   const StatusPage page = render_status(input());
   ASSERT_TRUE(export_status(page, dir.path()).ok());
-  std::ifstream html(dir.file("status.html")), json(dir.file("status.json"));
-  std::stringstream h, j;
+  std::ifstream html(dir.file("status.html")), json(dir.file("status.json")), atom(dir.file("feed.atom"));
+  std::stringstream h, j, a;
   h << html.rdbuf();
   j << json.rdbuf();
+  a << atom.rdbuf();
   EXPECT_EQ(h.str(), page.html);
   EXPECT_EQ(j.str(), page.json);
+  EXPECT_EQ(a.str(), page.atom);
   EXPECT_FALSE(export_status(page, dir.file("missing")).ok());
 }
 

@@ -1,0 +1,392 @@
+// The pipeline on a simulated clock: timelines of samples in, pages out.
+// Real rules (the built-in ones), the real incident manager and paging; only
+// the store, the notifier and the engines are replaced by an in-memory
+// Effects that records what the pipeline asked for.
+#include "pipeline/pipeline.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "config/config.h"
+#include "rules/default_rules.h"
+
+namespace nightshift {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Commit {
+  SteadyTime at;
+  std::optional<Incident> incident;
+  std::vector<OutboxEntry> rows;
+};
+
+struct Confirmation {
+  SteadyTime at;
+  std::string target, probe;
+};
+
+class MemoryEffects final : public PipelineEffects {
+ public:
+  explicit MemoryEffects(const Clock& clock) : clock_(clock) {}
+  void commit(const Incident* incident, std::vector<OutboxEntry> rows) override {
+    commits.push_back({clock_.now(), incident ? std::optional<Incident>(*incident) : std::nullopt, std::move(rows)});
+  }
+  bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) override {
+    confirmations.push_back({clock_.now(), target->name, spec.name});
+    return spec.kind == "icmp";  // only ICMP has a burst, as the real engines
+  }
+  void diagnose(const Incident& incident) override { diagnosed.push_back(incident.id); }
+  std::vector<Commit> commits;
+  std::vector<Confirmation> confirmations;
+  std::vector<std::string> diagnosed;
+
+ private:
+  const Clock& clock_;
+};
+
+struct Row {
+  SteadyTime at;
+  OutboxEntry entry;
+};
+
+class Timeline {
+ public:
+  explicit Timeline(std::vector<std::shared_ptr<const Target>> targets, NotifyPolicy notify = {},
+                    IncidentPolicy policy = {})
+      : fx_(clock_) {
+    PipelineSettings s;
+    s.rules = rules::default_rules(rule_variables());
+    s.incidents = policy;
+    SinkSpec pager;
+    pager.name = "pager";
+    pager.url = "http://127.0.0.1:1/pager";
+    pager.min_severity = "critical";
+    SinkSpec chat;
+    chat.name = "chat";
+    chat.url = "http://127.0.0.1:1/chat";
+    chat.min_severity = "warning";
+    s.sinks = {pager, chat};
+    s.notify = notify;
+    s.notify.status_url = "https://status.example.net/status";
+    s.targets = targets;
+    for (const auto& t : targets) targets_[t->name] = t;
+    start_ = clock_.now();
+    pipeline_ = std::make_unique<Pipeline>(clock_, std::move(s), fx_);
+  }
+
+  // Moves simulated time to `t` after the start, running tick() at every
+  // deadline on the way (as the daemon's timer would).
+  void at(Duration t) {
+    const SteadyTime end = start_ + t;
+    for (int guard = 0; guard < 100000; ++guard) {
+      auto due = pipeline_->next_deadline();
+      if (!due || *due > end) break;
+      clock_.set(std::max(*due, clock_.now()));
+      pipeline_->tick();
+    }
+    clock_.set(std::max(end, clock_.now()));
+  }
+  void ok(const std::string& target, Duration t) { sample(target, t, true, false); }
+  void miss(const std::string& target, Duration t) { sample(target, t, false, false); }
+  // A confirmation burst after a miss: every echo lost (or answered).
+  void burst_lost(const std::string& target, Duration t) { sample(target, t, false, true); }
+  void burst_answered(const std::string& target, Duration t) { sample(target, t, true, true); }
+
+  // Every round of `target` every `interval` from `from` to `to`, up or down.
+  void rounds(const std::string& target, Duration from, Duration to, Duration interval, bool up) {
+    for (Duration t = from; t <= to; t += interval) sample(target, t, up, false);
+  }
+
+  // Rows a sink received, in order, with when they were written.
+  std::vector<Row> rows(const std::string& sink, const std::string& event = "") const {
+    std::vector<Row> out;
+    for (const auto& c : fx_.commits) {
+      for (const auto& r : c.rows) {
+        if (r.sink == sink && (event.empty() || r.event == event)) out.push_back({c.at, r});
+      }
+    }
+    return out;
+  }
+  // Pages: what rings the on-call (declared, reopened, renotify, escalated).
+  std::vector<Row> pages() const {
+    std::vector<Row> out;
+    for (const auto& r : rows("pager")) {
+      if (r.entry.event == "declared" || r.entry.event == "reopened" || r.entry.event == "renotify" ||
+          r.entry.event == "escalated") {
+        out.push_back(r);
+      }
+    }
+    return out;
+  }
+  // Seconds since the start, for messages and range checks.
+  double seconds(SteadyTime t) const { return std::chrono::duration<double>(t - start_).count(); }
+  void expect_page_between(Duration from, Duration to, const std::string& title_has) const {
+    auto p = pages();
+    ASSERT_FALSE(p.empty()) << "no page at all";
+    EXPECT_GE(p.front().at, start_ + from) << "first page at " << seconds(p.front().at) << " s";
+    EXPECT_LE(p.front().at, start_ + to) << "first page at " << seconds(p.front().at) << " s";
+    const Incident* inc = pipeline_->incidents().find(p.front().entry.incident);
+    ASSERT_NE(inc, nullptr);
+    EXPECT_NE(inc->title.find(title_has), std::string::npos) << inc->title;
+  }
+  std::vector<Incident> open_incidents() const {
+    std::vector<Incident> out;
+    for (const auto& inc : pipeline_->incidents().incidents()) {
+      if (inc.open()) out.push_back(inc);
+    }
+    return out;
+  }
+
+  Pipeline& pipeline() { return *pipeline_; }
+  MemoryEffects& effects() { return fx_; }
+  SteadyTime start() const { return start_; }
+
+ private:
+  void sample(const std::string& target, Duration t, bool ok, bool burst) {
+    at(t);
+    const auto& tg = targets_.at(target);
+    const ProbeSpec& spec = tg->probes.front();
+    Sample s;
+    s.target = target;
+    s.probe = spec.name;
+    s.kind = spec.kind;
+    s.started = clock_.now();
+    s.duration = ok ? 1ms : spec.timeout;
+    s.ok = ok;
+    s.reason = ok ? FailureReason::kNone : FailureReason::kTimeout;
+    if (spec.kind == "icmp") {
+      if (burst) s.values.emplace_back("confirmation", 1.0);
+      s.values.emplace_back("loss_ratio", ok ? 0.0 : 1.0);
+      if (ok) s.observations.emplace_back("rtt_seconds", 0.001);
+    }
+    pipeline_->on_sample(tg, s);
+  }
+
+  ManualClock clock_;
+  MemoryEffects fx_;
+  SteadyTime start_;
+  std::map<std::string, std::shared_ptr<const Target>> targets_;
+  std::unique_ptr<Pipeline> pipeline_;
+};
+
+std::shared_ptr<const Target> host(const std::string& name, const std::string& kind = "icmp",
+                                   const std::string& group = "core", const std::string& site = "fra",
+                                   const std::string& parent = "", bool canary = false) {
+  auto t = std::make_shared<Target>();
+  t->name = name;
+  t->group = group;
+  t->site = site;
+  t->depends_on = parent;
+  t->canary = canary;
+  ProbeSpec p;
+  p.kind = kind;
+  p.name = kind;
+  p.interval = 10s;
+  p.timeout = 2s;
+  t->probes.push_back(p);
+  return t;
+}
+
+TEST(PipelineTimeline, FirstMissAsksForEvidenceAndALostBurstPagesAtOnce) {
+  Timeline tl({host("r1")});
+  tl.rounds("r1", 0s, 20s, 10s, true);
+  tl.miss("r1", 30s);
+  ASSERT_EQ(tl.effects().confirmations.size(), 1u);
+  EXPECT_EQ(tl.effects().confirmations[0].at, tl.start() + 30s);
+  EXPECT_TRUE(tl.pages().empty()) << "one miss is never a page";
+  tl.burst_lost("r1", 32s);
+  tl.expect_page_between(32s, 32s, "r1");
+  EXPECT_EQ(tl.pages().size(), 1u);
+  EXPECT_EQ(tl.effects().diagnosed.size(), 1u) << "a declared incident asks where the path breaks";
+}
+
+TEST(PipelineTimeline, AnAnsweredBurstIsNoPage) {
+  Timeline tl({host("r1")});
+  tl.rounds("r1", 0s, 20s, 10s, true);
+  tl.miss("r1", 30s);
+  tl.burst_answered("r1", 32s);
+  tl.rounds("r1", 40s, 300s, 10s, true);
+  EXPECT_TRUE(tl.pages().empty());
+  EXPECT_TRUE(tl.open_incidents().empty());
+}
+
+TEST(PipelineTimeline, WithoutABurstThreeFailedRunsPage) {
+  Timeline tl({host("web", "tcp")});
+  tl.rounds("web", 0s, 20s, 10s, true);
+  tl.rounds("web", 30s, 40s, 10s, false);
+  EXPECT_TRUE(tl.pages().empty());
+  tl.miss("web", 50s);
+  tl.expect_page_between(50s, 50s, "web");
+}
+
+TEST(PipelineTimeline, RecoveryResolvesAfterClearForAndReachesTheSinksThatHeard) {
+  Timeline tl({host("r1")});
+  tl.ok("r1", 0s);
+  tl.miss("r1", 10s);
+  tl.burst_lost("r1", 12s);
+  ASSERT_EQ(tl.pages().size(), 1u);
+  tl.rounds("r1", 20s, 60s, 10s, true);
+  EXPECT_EQ(tl.open_incidents().size(), 0u) << "clear_for is 30 s";
+  const auto resolved = tl.rows("pager", "resolved");
+  ASSERT_EQ(resolved.size(), 1u);
+  EXPECT_GE(resolved[0].at, tl.start() + 50s);
+  EXPECT_EQ(resolved[0].entry.incident, tl.pages()[0].entry.incident);
+}
+
+TEST(PipelineTimeline, OneScopeFailingTogetherIsOneIncidentAndOnePage) {
+  Timeline tl({host("a"), host("b"), host("c"), host("other", "icmp", "edge", "ams")});
+  for (const char* t : {"a", "b", "c", "other"}) tl.ok(t, 0s);
+  for (const char* t : {"a", "b", "c"}) {
+    tl.miss(t, 10s);
+    tl.burst_lost(t, 12s);
+  }
+  tl.at(30s);
+  EXPECT_EQ(tl.pages().size(), 1u);
+  ASSERT_EQ(tl.open_incidents().size(), 1u);
+  EXPECT_EQ(tl.open_incidents()[0].active_impact(), 3u);
+  // The joins are one batched update, not a page each.
+  EXPECT_GE(tl.rows("pager", "updated").size(), 1u);
+  EXPECT_LE(tl.rows("pager", "updated").size(), 2u);
+}
+
+TEST(PipelineTimeline, AChildOfADownParentIsImpactNotASecondPage) {
+  Timeline tl({host("router"), host("access-1", "icmp", "access", "fra", "router"),
+               host("access-2", "icmp", "access", "fra", "router")});
+  for (const char* t : {"router", "access-1", "access-2"}) tl.ok(t, 0s);
+  tl.miss("router", 10s);
+  tl.burst_lost("router", 12s);
+  for (const char* t : {"access-1", "access-2"}) {
+    tl.miss(t, 13s);
+    tl.burst_lost(t, 15s);
+  }
+  tl.at(30s);
+  ASSERT_EQ(tl.pages().size(), 1u);
+  tl.expect_page_between(12s, 12s, "router");
+  ASSERT_EQ(tl.open_incidents().size(), 1u);
+  const Incident inc = tl.open_incidents()[0];
+  EXPECT_EQ(inc.active_impact(), 3u);
+  for (const auto& t : inc.impacted) {
+    if (t.target != "router") {
+      EXPECT_EQ(t.via_parent, "router") << t.target;
+    }
+  }
+}
+
+TEST(PipelineTimeline, AParentFailingAfterItsChildTakesTheChildsIncidentOver) {
+  Timeline tl({host("router"), host("access-1", "icmp", "access", "fra", "router")});
+  tl.ok("router", 0s);
+  tl.ok("access-1", 0s);
+  tl.miss("access-1", 10s);
+  tl.burst_lost("access-1", 12s);
+  tl.miss("router", 14s);
+  tl.burst_lost("router", 16s);
+  tl.at(30s);
+  ASSERT_EQ(tl.open_incidents().size(), 1u) << "the child's incident merged into the parent's";
+  EXPECT_NE(tl.open_incidents()[0].title.find("router"), std::string::npos) << tl.open_incidents()[0].title;
+  EXPECT_EQ(tl.rows("pager", "merged").size() + tl.rows("pager", "resolved").size() >= 1, true)
+      << "whoever heard of the child's incident hears that it is now the router's";
+}
+
+TEST(PipelineTimeline, EverythingDownWithTheCanaryIsThisAgentsIsolation) {
+  std::vector<std::shared_ptr<const Target>> targets = {host("canary", "icmp", "ref", "ext", "", true)};
+  for (int i = 0; i < 6; ++i) targets.push_back(host("h" + std::to_string(i), "icmp", "g" + std::to_string(i % 3)));
+  Timeline tl(targets);
+  for (const auto& t : targets) tl.ok(t->name, 0s);
+  tl.miss("canary", 10s);
+  for (const auto& t : targets) {
+    if (t->name != "canary") tl.miss(t->name, 10s);
+  }
+  tl.burst_lost("canary", 12s);
+  for (const auto& t : targets) {
+    if (t->name != "canary") tl.burst_lost(t->name, 12s);
+  }
+  tl.at(30s);
+  const auto open = tl.open_incidents();
+  const auto isolated = std::count_if(open.begin(), open.end(), [](const Incident& i) { return i.vantage; });
+  EXPECT_EQ(isolated, 1) << "one \"this agent is isolated\" incident";
+  EXPECT_EQ(open.size(), 1u) << "it replaces the per-target ones";
+  // Held while the canary fails: the per-target declarations never page.
+  EXPECT_EQ(tl.pages().size(), 1u);
+}
+
+TEST(PipelineTimeline, ALinkFlappingForAMinuteIsOneIncidentPagedOnce) {
+  Timeline tl({host("r1")});
+  tl.ok("r1", 0s);
+  for (int i = 0; i < 6; ++i) {
+    const Duration t = 10s + i * 20s;
+    tl.miss("r1", t);
+    tl.burst_lost("r1", t + 2s);
+    tl.ok("r1", t + 10s);
+  }
+  tl.at(130s);
+  EXPECT_EQ(tl.pages().size(), 1u);
+  EXPECT_EQ(tl.rows("pager", "declared").size(), 1u);
+}
+
+TEST(PipelineTimeline, TheSameFaultSoonAfterReopensTheIncident) {
+  Timeline tl({host("r1")});
+  tl.ok("r1", 0s);
+  tl.miss("r1", 10s);
+  tl.burst_lost("r1", 12s);
+  tl.rounds("r1", 20s, 120s, 10s, true);
+  ASSERT_TRUE(tl.open_incidents().empty());
+  tl.miss("r1", 600s);
+  tl.burst_lost("r1", 602s);
+  const auto reopened = tl.rows("pager", "reopened");
+  ASSERT_EQ(reopened.size(), 1u);
+  EXPECT_EQ(reopened[0].entry.incident, tl.rows("pager", "declared")[0].entry.incident);
+  EXPECT_EQ(tl.rows("pager", "declared").size(), 1u);
+}
+
+TEST(PipelineTimeline, UnacknowledgedIsRenotifiedAndAckStopsIt) {
+  NotifyPolicy notify;
+  notify.renotify_every = 5min;
+  Timeline tl({host("r1")}, notify);
+  tl.ok("r1", 0s);
+  tl.miss("r1", 10s);
+  tl.burst_lost("r1", 12s);
+  tl.rounds("r1", 20s, 320s, 10s, false);
+  const auto renotified = tl.rows("pager", "renotify");
+  ASSERT_EQ(renotified.size(), 1u);
+  EXPECT_GE(renotified[0].at, tl.start() + 312s - 1s);
+  EXPECT_LE(renotified[0].at, tl.start() + 312s + 1s);
+  const std::string id = tl.pages()[0].entry.incident;
+  ASSERT_TRUE(tl.pipeline().acknowledge(id, "alice").ok());
+  EXPECT_EQ(tl.rows("pager", "acknowledged").size(), 1u);
+  tl.rounds("r1", 330s, 1500s, 10s, false);
+  EXPECT_EQ(tl.rows("pager", "renotify").size(), 1u) << "no renotify after the acknowledgement";
+  EXPECT_FALSE(tl.pipeline().acknowledge("NS-nope", "alice").ok());
+}
+
+TEST(PipelineTimeline, ASilencedOutageIsDeclaredButPagesNoOne) {
+  Timeline tl({host("r1")});
+  Silence s;
+  s.matchers.push_back({"target", Matcher::Op::kEqual, "r1", nullptr});
+  s.starts_at = SystemTime{};
+  s.ends_at = SystemTime{} + std::chrono::hours(24 * 365 * 100);  // the simulated wall clock starts in 2026
+  s.author = "ops";
+  s.comment = "router swap";
+  ASSERT_TRUE(tl.pipeline().add_silence(s).ok());
+  tl.ok("r1", 0s);
+  tl.miss("r1", 10s);
+  tl.burst_lost("r1", 12s);
+  tl.at(30s);
+  EXPECT_EQ(tl.open_incidents().size(), 1u);
+  EXPECT_TRUE(tl.pages().empty());
+}
+
+TEST(PipelineTimeline, SamplesOfAProbeRemovedByAReloadAreIgnored) {
+  Timeline tl({host("r1"), host("r2")});
+  PipelineSettings s = tl.pipeline().settings();
+  s.targets.erase(s.targets.begin());
+  EXPECT_FALSE(tl.pipeline().configure(s)) << "same rules: alert states kept";
+  tl.miss("r1", 10s);
+  tl.burst_lost("r1", 12s);
+  EXPECT_TRUE(tl.pages().empty());
+  EXPECT_TRUE(tl.effects().confirmations.empty());
+}
+
+}  // namespace
+}  // namespace nightshift

@@ -25,7 +25,7 @@
 
 #include "probes/icmp/icmp.h"
 #include "probes/pcap/pcap.h"
-#include "probes/probe.h"
+#include "probes/registry/registry.h"
 #include "probes/snmp/snmp.h"
 #include "probes/tcp/tcp.h"
 #include "tests/support/process.h"

@@ -23,7 +23,7 @@ HttpResponse from_result(const Result<json>& r, int success_status = 200) {
     case ErrorCode::kNotFound: return api_error(404, r.error().message);
     case ErrorCode::kInvalidArgument: return api_error(400, r.error().message);
     case ErrorCode::kLimitReached: return api_error(409, r.error().message);
-    case ErrorCode::kUnavailable: return api_error(503, r.error().message);
+    case ErrorCode::kUnavailable: return api_error(409, r.error().message);  // as before the codes split
     case ErrorCode::kUnsupportedMediaType: return api_error(415, r.error().message);
     default: return api_error(500, r.error().message);
   }

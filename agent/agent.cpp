@@ -214,7 +214,12 @@ bool Agent::open_store() {
       log::error("cannot save the incident id tag", {{"error", s.error().message}});
     }
   }
-  auto restored = store_->load(24 * 3600);
+  std::vector<std::string> skipped;
+  auto restored = store_->load(24 * 3600, &skipped);
+  for (const auto& why : skipped) {
+    log::error("skipped an incident the state store cannot read; the others are restored",
+               {{"path", store_->path()}, {"error", why}});
+  }
   if (!restored.ok()) {
     log::error("cannot read incidents from the state store; starting without them",
                {{"path", store_->path()}, {"error", restored.error().message}});

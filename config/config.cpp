@@ -374,6 +374,13 @@ class TableReader final : public OptionReader {
   std::optional<std::string> secret(std::string_view base, bool required, bool plain_allowed) override {
     return read_secret(*this, std::string(base), required, plain_allowed);
   }
+  std::string secret_key(std::string_view base) const override {
+    for (const char* suffix : {"_file", "_env", "_credential", ""}) {
+      const std::string key = std::string(base) + suffix;
+      if (table_.get(key) != nullptr) return key;
+    }
+    return std::string(base) + "_file";
+  }
 
   // Every key in the table that no getter asked for is an error.
   void report_unknown_keys() {
@@ -820,7 +827,7 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
     TableReader r(*t, "api", errors);
     if (auto v = read_secret(r, "token", false, false)) {
       if (v->size() < 16) {
-        r.error(r.raw().get("token_file") ? "token_file" : r.raw().get("token_env") ? "token_env" : "token_credential",
+        r.error(r.secret_key("token"),
                 "the token must be at least 16 characters long");
       }
       cfg.api_token = *v;

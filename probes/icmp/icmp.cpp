@@ -682,7 +682,11 @@ std::uint64_t IcmpEngine::start_round(const SocketAddress& address, int count, D
     // Never call back from inside the starting call.
     r->result.reason = FailureReason::kError;
     r->result.detail = why_not;
-    reactor_.post([cb = std::move(r->done), result = std::move(r->result)]() mutable { cb(std::move(result)); });
+    // Posted: the engine may be gone by then, and then nobody is called.
+    reactor_.post([alive = std::weak_ptr<IcmpEngine*>(self_), cb = std::move(r->done),
+                   result = std::move(r->result)]() mutable {
+      if (!alive.expired()) cb(std::move(result));
+    });
     return id;
   }
   rounds_.emplace(id, std::move(r));

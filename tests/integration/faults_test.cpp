@@ -108,17 +108,15 @@ group = "edge"
 
   std::string state_dir() const { return dir_.path() + "/state"; }
 
+  // The test owns the process; agent_ keeps its port for metric().
   std::unique_ptr<Process> start_agent() {
-    RunningAgent agent = test::start_agent(dir_.file("agent.toml"));
-    EXPECT_NE(agent.port, 0) << agent.process->stderr_text();
-    port_ = agent.port;
-    return std::move(agent.process);
+    agent_ = test::start_agent(dir_.file("agent.toml"));
+    EXPECT_NE(agent_.port, 0) << agent_.process->stderr_text();
+    return std::move(agent_.process);
   }
 
-  std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) {
-    HttpResult r = http_get("http://127.0.0.1:" + std::to_string(port_) + "/metrics");
-    if (r.status != 200) return std::nullopt;
-    return parse_prom_text(r.body).value(name, labels);
+  std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) const {
+    return agent_.metric(name, labels);
   }
 
   std::vector<std::string> events_received() {
@@ -133,7 +131,7 @@ group = "edge"
   TempDir dir_;
   Receiver receiver_;
   std::unique_ptr<PeerHost> peer_;
-  int port_ = 0;
+  RunningAgent agent_;
 };
 
 TEST_F(FaultsTest, FullStateDiskKeepsProbingAndPagingAndRecovers) {

@@ -16,13 +16,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "serve/metrics.h"
+#include "tests/support/testnet.h"
 
 namespace nightshift::icmp {
 namespace {
@@ -90,16 +93,29 @@ class Network {
   }
   bool private_ok = false;  // we are in our own namespace with lo up
   bool peers_ok = false;    // router and far host are up
+  // Why not, for NIGHTSHIFT_REQUIRE_TESTNET: "" when ok.
+  std::string private_error = "not set up";
+  std::string peers_error = "not set up";
   std::unique_ptr<NetnsHolder> router, far;
 
  private:
   Network() {
-    if (::unshare(CLONE_NEWNET) != 0) return;
+    if (::unshare(CLONE_NEWNET) != 0) {
+      private_error = peers_error = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno) + " (needs root)";
+      return;
+    }
     private_ok = sh("ip link set lo up") == 0;
-    if (!private_ok) return;
+    if (!private_ok) {
+      private_error = peers_error = "ip link set lo up failed (install iproute2)";
+      return;
+    }
+    private_error.clear();
     router = std::make_unique<NetnsHolder>();
     far = std::make_unique<NetnsHolder>();
-    if (router->pid < 0 || far->pid < 0) return;
+    if (router->pid < 0 || far->pid < 0) {
+      peers_error = "cannot start the processes holding the peer namespaces";
+      return;
+    }
     const std::string r = router->in(), f = far->in();
     const std::string rp = std::to_string(router->pid), fp = std::to_string(far->pid);
     const char* const nodad = " nodad";
@@ -145,6 +161,7 @@ class Network {
     for (const auto& c : cmds) {
       if (sh(c) != 0) {
         std::fprintf(stderr, "icmp_test: setup failed: %s\n", c.c_str());
+        peers_error = "peer setup failed: " + c;
         return;
       }
     }
@@ -155,6 +172,7 @@ class Network {
       peers_ok = sh("ping -c 1 -W 0.2 -n 203.0.113.2") == 0 && sh("ping -6 -c 1 -W 0.2 -n 2001:db8:2::2") == 0;
       if (!peers_ok) std::this_thread::sleep_for(100ms);
     }
+    peers_error = peers_ok ? "" : "the far host does not answer through the router (203.0.113.2, 2001:db8:2::2)";
   }
 };
 
@@ -184,7 +202,7 @@ class IcmpSocketTest : public ::testing::TestWithParam<SocketKind> {
  protected:
   void SetUp() override {
     Network& n = Network::get();
-    if (!n.private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+    NIGHTSHIFT_REQUIRE_TESTNET(n.private_error);
     saved_range_ = read_file("/proc/sys/net/ipv4/ping_group_range");
     // Per network namespace: changing it here touches nothing outside.
     write_file("/proc/sys/net/ipv4/ping_group_range", GetParam() == SocketKind::kDatagram ? "0 2147483647" : "1 0");
@@ -193,7 +211,6 @@ class IcmpSocketTest : public ::testing::TestWithParam<SocketKind> {
   void TearDown() override {
     if (!saved_range_.empty()) write_file("/proc/sys/net/ipv4/ping_group_range", saved_range_);
   }
-  bool peers() const { return Network::get().peers_ok; }
   EngineSettings settings_;
   std::string saved_range_;
 };
@@ -279,7 +296,7 @@ TEST_P(IcmpSocketTest, RttHasMicrosecondResolutionOnLoopback) {
 }
 
 TEST_P(IcmpSocketTest, NeverAnsweringHostTimesOut) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> result;
@@ -301,7 +318,7 @@ TEST_P(IcmpSocketTest, NeverAnsweringHostTimesOut) {
 }
 
 TEST_P(IcmpSocketTest, RouterUnreachableIsTheReason) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> result;
@@ -318,7 +335,7 @@ TEST_P(IcmpSocketTest, RouterUnreachableIsTheReason) {
 }
 
 TEST_P(IcmpSocketTest, ThroughTheRouterTtlIsOneLess) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> v4, v6;
@@ -335,7 +352,7 @@ TEST_P(IcmpSocketTest, ThroughTheRouterTtlIsOneLess) {
 }
 
 TEST_P(IcmpSocketTest, DuplicateRepliesAreCountedOnce) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> result;
@@ -398,7 +415,7 @@ TEST_P(IcmpSocketTest, ForeignPingersDoNotDisturbResults) {
 }
 
 TEST_P(IcmpSocketTest, ConfirmationBurstAndBudget) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   settings_.extra_packets_per_second = 1;
   settings_.extra_packets_burst = 20;
@@ -426,7 +443,7 @@ TEST_P(IcmpSocketTest, ConfirmationBurstAndBudget) {
 }
 
 TEST_P(IcmpSocketTest, PathTraceShowsRouterAndLastHop) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   TraceSpec spec;
@@ -463,7 +480,7 @@ TEST_P(IcmpSocketTest, PathTraceShowsRouterAndLastHop) {
 // --- the ProbeEngine contract and metrics ------------------------------------
 
 TEST(IcmpEngineTest, SubmitProducesASampleWithMetrics) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   Harness h;
   auto engine = make_engine(h.context);
   auto target = std::make_shared<Target>();
@@ -507,7 +524,7 @@ TEST(IcmpEngineTest, SubmitProducesASampleWithMetrics) {
 // count 3 and spacing 400 ms a 300 ms probe would otherwise run 1.1 s, past a
 // 1 s interval, and overlap itself.
 TEST(IcmpEngineTest, SubmittedRoundEndsAtTheProbeTimeout) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   Harness h;
   auto engine = make_engine(h.context);
   auto opts = std::make_shared<IcmpOptions>();
@@ -668,7 +685,7 @@ TEST(IcmpEngineTest, ConfirmationStopsAtTheFirstReply) {
 }
 
 TEST(IcmpEngineTest, UnresolvableHostIsDnsFailure) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   Harness h;
   IcmpEngine engine(h.context);
   auto target = std::make_shared<Target>();
@@ -688,7 +705,7 @@ TEST(IcmpEngineTest, UnresolvableHostIsDnsFailure) {
 }
 
 TEST(IcmpEngineTest, NoSocketAllowedIsAnErrorValue) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   const std::string saved = read_file("/proc/sys/net/ipv4/ping_group_range");
   write_file("/proc/sys/net/ipv4/ping_group_range", "1 0");
   Harness h;
@@ -705,7 +722,7 @@ TEST(IcmpEngineTest, NoSocketAllowedIsAnErrorValue) {
 }
 
 TEST(IcmpCliTest, PrintsFpingStyleLinesAndExitStatus) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   std::ostringstream out, err;
   EXPECT_EQ(cli({"-c", "2", "-p", "10", "127.0.0.1", "::1"}, out, err), 0) << err.str();
   EXPECT_NE(out.str().find("127.0.0.1 : xmt/rcv/%loss = 2/2/0%, min/avg/max = "), std::string::npos) << out.str();

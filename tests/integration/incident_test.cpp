@@ -38,11 +38,7 @@ std::size_t count(const std::string& haystack, const std::string& needle) {
 class IncidentScenarioTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!kNetnsError.empty()) {
-      if (netns_skip_allowed()) GTEST_SKIP() << kNetnsError;
-      FAIL() << "cannot make a private network namespace: " << kNetnsError
-             << " (run as root, or set NIGHTSHIFT_SKIP_NETNS=1)";
-    }
+    NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
     ASSERT_FALSE(binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
     peer_ = std::make_unique<PeerHost>();
     ASSERT_TRUE(peer_->ok()) << peer_->error();

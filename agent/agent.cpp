@@ -133,7 +133,7 @@ int Agent::run() {
     return 1;
   }
   const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
-  const std::string shown_host = host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host;
+  const std::string shown_host = host.empty() || host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host;
   log::info("listening", {{"address", shown_host + ":" + std::to_string(http_.port())},
                           {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"},
                           {"open_files_limit", raise_open_files_limit()},
@@ -325,7 +325,8 @@ NotifyPolicy Agent::notify_policy() const {
   NotifyPolicy p = config_.notify;
   if (p.status_url.empty()) {
     const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
-    p.status_url = "http://" + (host.empty() || host == "0.0.0.0" ? std::string("127.0.0.1") : host) + ":" +
+    const bool any = host.empty() || host == "0.0.0.0" || host == "[::]";
+    p.status_url = "http://" + (any ? std::string("127.0.0.1") : host) + ":" +
                    std::to_string(http_.port()) + "/status";
   }
   return p;

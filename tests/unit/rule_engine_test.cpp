@@ -240,7 +240,7 @@ TEST(RuleEngineTest, LossRuleIgnoresAnOutagesOwnRounds) {
 // (admin up, oper down) pages at once, a reboot is an info notice, a pcap
 // traffic drop warns after two minutes.
 TEST(RuleEngineTest, BuiltinRulesCoverSnmpAndPcapMeasurements) {
-  Timeline tl(default_rules());
+  Timeline tl(default_rules(rule_variables()));
   const Target sw = target("sw1");
   auto snmp = [&](double down, double rebooted) {
     Sample s;

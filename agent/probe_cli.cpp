@@ -17,6 +17,7 @@
 #include "nightshift/clock.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
+#include "core/duration.h"
 #include "probes/registry/registry.h"
 
 namespace nightshift {
@@ -177,14 +178,20 @@ int probe_cli(const std::string& kind, const std::vector<std::string>& args, std
   }
   if (targets.empty()) return usage("give at least one TARGET");
 
-  // The targets as a config, parsed and validated as the agent would.
+  // The targets as a config, parsed and validated as the agent would. A run
+  // may spread its attempts over the interval (TCP's connects, ICMP's echoes):
+  // twice the timeout keeps a one-shot check short and every attempt its
+  // whole timeout.
+  auto parsed_timeout = parse_duration(timeout);
+  const std::string one_shot_interval =
+      parsed_timeout.ok() && *parsed_timeout > Duration::zero() ? format_duration(2 * *parsed_timeout) : "1h";
   std::ostringstream toml;
   std::set<std::string> seen;
   for (const auto& t : targets) {
     if (!seen.insert(t.text).second) return usage("target " + t.text + " given twice");
     toml << "[[target]]\nname = " << toml_string(t.text) << "\naddress = " << toml_string(t.address)
          << "\n[[target.probe]]\nkind = " << toml_string(kind) << "\ntimeout = " << toml_string(timeout)
-         << "\ninterval = \"1h\"\n";
+         << "\ninterval = " << toml_string(one_shot_interval) << "\n";
     for (const auto& [k, v] : keys) {
       if (k == "port" && !t.port.empty()) continue;  // TARGET:PORT wins over --port
       toml << k << " = " << toml_value(v) << "\n";
@@ -227,7 +234,7 @@ int probe_cli(const std::string& kind, const std::vector<std::string>& args, std
   Duration longest{};
   for (std::size_t i = 0; i < config.targets.size(); ++i) {
     const auto& target = config.targets[i];
-    longest = std::max(longest, target->probes.front().timeout);
+    longest = std::max(longest, target->probes.front().interval + target->probes.front().timeout);
     ProbeRequest req;
     req.target = target;
     req.spec = &target->probes.front();
@@ -237,7 +244,8 @@ int probe_cli(const std::string& kind, const std::vector<std::string>& args, std
     };
     engine->submit(std::move(req));
   }
-  // Every engine answers by its timeout; the margin covers name resolution.
+  // Every engine answers within its interval and timeout; the margin covers
+  // name resolution and a confirmation after a miss.
   const SteadyTime deadline = clock.now() + longest + std::chrono::seconds(5);
   while (pending > 0 && clock.now() < deadline) reactor.run_once(std::chrono::milliseconds(100));
 

@@ -112,9 +112,10 @@ TEST_F(ProbeCliTest, TcpUpAndRefusedOnLoopbackV4AndV6) {
 TEST_F(ProbeCliTest, TcpBannerThroughItsConfigKey) {
   Listener server("127.0.0.1");
   ASSERT_NE(server.port, 0);
-  // Answers each of two connections with an SSH banner (bounded: two accepts).
+  // Answers every connection with an SSH banner: a TCP run makes up to three
+  // connects spread over its interval (bounded: 8 accepts, or the shutdown).
   std::thread banner([fd = server.fd] {
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 8; ++i) {
       const int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) return;
       const char text[] = "SSH-2.0-nightshift-test\r\n";

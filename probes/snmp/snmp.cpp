@@ -214,7 +214,10 @@ PollResult interpret(const SnmpOptions& o, const std::vector<Varbind>& scalars,
       }
     }
     int selected = 0, down = 0;
-    for (const auto& [index, row] : rows) {
+    for (const auto& entry : rows) {
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one.
+      const auto& index = entry.first;
+      const auto& row = entry.second;
       auto text = [&row](std::size_t c) {
         auto it = row.texts.find(c);
         return it == row.texts.end() ? std::string() : it->second;

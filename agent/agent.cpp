@@ -502,7 +502,8 @@ void Agent::decide_fleet(const std::string& local_id) {
     if (t.active && !first) first = &t;
   }
   // Fresh verdicts from the other watchers first: quorum or this agent's path.
-  fleet_->confirm(first->target, first->probe, [this, local_id, target = first->target](fleet::Assessment a) {
+  // The whole target (probe ""): agents may name their probes differently.
+  fleet_->confirm(first->target, "", [this, local_id, target = first->target](fleet::Assessment a) {
     auto it = fleet_links_.find(local_id);
     if (it == fleet_links_.end()) return;
     FleetLink& link = it->second;

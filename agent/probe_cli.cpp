@@ -18,6 +18,7 @@
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
 #include "probes/probe.h"
+#include "probes/registry/registry.h"
 
 namespace nightshift {
 

@@ -133,6 +133,7 @@ group = "edge"
 site = "lab"
   [[target.probe]]
   kind = "tcp"
+  name = "tcp"
   port = )" + std::to_string(port ? port : service_.port()) + R"(
 
 [[sink]]

@@ -433,6 +433,13 @@ void Agent::start_fleet() {
   fleet_ = std::make_unique<fleet::FleetNode>(reactor_, config_.fleet, config_.agent.name, id_tag_, std::move(hooks));
   fleet_->start();
   fleet_->set_watched(watched_verdicts());
+  // The node starts alone and says nothing until it connects: say it once if that takes long.
+  reactor_.call_after(config_.fleet.connect_timeout, [this] {
+    if (fleet_->alone()) {
+      log::warn("fleet: alone (no NATS with JetStream reached yet): detecting and paging by itself",
+                {{"fleet", config_.fleet.name}});
+    }
+  });
 }
 
 void Agent::enqueue(std::vector<OutboxEntry> rows) {

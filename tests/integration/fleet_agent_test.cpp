@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "tests/support/agent_run.h"
+#include "tests/support/http_get.h"
 #include "tests/support/process.h"
 #include "tests/support/receiver.h"
 #include "tests/support/temp_dir.h"
@@ -243,6 +244,28 @@ TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   std::this_thread::sleep_for(2s);
   EXPECT_TRUE(receiver_.requests().empty()) << "no page for one vantage's path\n" << logs();
   EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0);
+}
+
+TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {
+  nats_->kill_and_wait();
+  const std::string path = dir_.file("alone.toml");
+  write_text_file(path, config("edge-a"));
+  RunningAgent a = start_agent(path);
+  ASSERT_NE(a.port, 0) << a.process->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 0.0; }, 5s)) << a.process->stderr_text();
+  HttpResult health = http_get(a.url("/healthz"));
+  EXPECT_EQ(health.status, 200);
+  EXPECT_NE(health.body.find("fleet: alone"), std::string::npos) << health.body;
+  ASSERT_TRUE(a.process->wait_for_stderr("fleet: alone", 5s).has_value()) << a.process->stderr_text();
+
+  nats_ = std::make_unique<Process>(std::vector<std::string>{
+      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+  ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value()) << nats_->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 15s)) << a.process->stderr_text();
+  health = http_get(a.url("/healthz"));
+  EXPECT_EQ(health.body, "ok\n");
+  const std::string log = a.process->stderr_text();
+  EXPECT_LT(log.find("fleet: alone"), log.find("fleet: connected")) << log;
 }
 
 }  // namespace

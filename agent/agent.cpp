@@ -1,6 +1,5 @@
 #include "agent/agent.h"
 
-#include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -110,28 +109,6 @@ Agent::~Agent() {
   if (signal_fd_ >= 0) ::close(signal_fd_);
 }
 
-// One render at a time: scrapers that arrive while one runs share its result
-// instead of each rendering every series again (at 10 000 targets a render is
-// megabytes; N concurrent renders were N times that).
-std::shared_ptr<const std::string> Agent::render_metrics() {
-  std::unique_lock<std::mutex> lock(metrics_mu_);
-  if (metrics_rendering_) {
-    const std::uint64_t generation = metrics_generation_;
-    metrics_cv_.wait(lock, [&] { return metrics_generation_ != generation; });
-    return metrics_body_;
-  }
-  metrics_rendering_ = true;
-  lock.unlock();
-  auto body = std::make_shared<const std::string>(metrics_.render());
-  ::malloc_trim(0);  // the render's temporaries are gone: give their pages back
-  lock.lock();
-  metrics_body_ = body;
-  ++metrics_generation_;
-  metrics_rendering_ = false;
-  metrics_cv_.notify_all();
-  return body;
-}
-
 HttpResponse Agent::healthz() const {
   const Duration since = clock_.now().time_since_epoch() - Duration(heartbeat_ns_.load());
   HttpResponse r;
@@ -163,12 +140,7 @@ int Agent::run() {
   pipeline_ = std::make_unique<Pipeline>(clock_, pipeline_settings(), static_cast<PipelineEffects&>(*this));
   pipeline_->set_id_tag(id_tag_);
 
-  http_.route("/metrics", [this](const HttpRequest&) {
-    HttpResponse r;
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.shared_body = render_metrics();  // shared by concurrent scrapers, never copied
-    return r;
-  });
+  http_.route("/metrics", [this](const HttpRequest& req) { return metrics_endpoint_.serve(req); });
   // Snapshots and an atomic: answered on the event threads, never blocking.
   constexpr auto kInline = HttpServer::Dispatch::kInline;
   http_.route("/healthz", [this](const HttpRequest&) { return healthz(); }, {"GET"}, kInline);
@@ -205,7 +177,7 @@ int Agent::run() {
     return 1;
   }
   const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
-  const std::string shown_host = host.empty() || host == "0.0.0.0" ? "127.0.0.1" : host;
+  const std::string shown_host = host.empty() || host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host;
   log::info("listening", {{"address", shown_host + ":" + std::to_string(http_.port())},
                           {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"},
                           {"open_files_limit", raise_open_files_limit()},
@@ -283,7 +255,12 @@ bool Agent::open_store() {
       log::error("cannot save the incident id tag", {{"error", s.error().message}});
     }
   }
-  auto restored = store_->load(24 * 3600);
+  std::vector<std::string> skipped;
+  auto restored = store_->load(24 * 3600, &skipped);
+  for (const auto& why : skipped) {
+    log::error("skipped an incident the state store cannot read; the others are restored",
+               {{"path", store_->path()}, {"error", why}});
+  }
   if (!restored.ok()) {
     log::error("cannot read incidents from the state store; starting without them",
                {{"path", store_->path()}, {"error", restored.error().message}});
@@ -663,7 +640,8 @@ NotifyPolicy Agent::notify_policy() const {
   NotifyPolicy p = config_.notify;
   if (p.status_url.empty()) {
     const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
-    p.status_url = "http://" + (host.empty() || host == "0.0.0.0" ? std::string("127.0.0.1") : host) + ":" +
+    const bool any = host.empty() || host == "0.0.0.0" || host == "[::]";
+    p.status_url = "http://" + (any ? std::string("127.0.0.1") : host) + ":" +
                    std::to_string(http_.port()) + "/status";
   }
   return p;

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "config/config.h"
 #include "fleet/node.h"
@@ -103,7 +104,6 @@ class Agent final : private PipelineEffects {
   HttpResponse serve_status(const HttpRequest& req, StatusFormat format);
   nlohmann::json targets_json() const;
   void expire_silences();
-  std::shared_ptr<const std::string> render_metrics();  // any thread
   void heartbeat();  // every second on the reactor: /healthz checks it is recent
 
   std::string config_path_;
@@ -130,7 +130,8 @@ class Agent final : private PipelineEffects {
     bool ok = false;
     std::string reason;
   };
-  std::map<std::string, std::map<std::string, ProbeState>> probe_states_;
+  // By target: hashed, as every sample looks its own up.
+  std::unordered_map<std::string, std::map<std::string, ProbeState>> probe_states_;
   bool status_render_pending_ = false;
   std::mutex status_mu_;  // guards status_page_
   std::shared_ptr<const StatusPage> status_page_;
@@ -149,11 +150,7 @@ class Agent final : private PipelineEffects {
   int signal_fd_ = -1;
   int exit_code_ = 0;
   std::atomic<Duration::rep> heartbeat_ns_{0};  // reactor liveness, read by /healthz
-  std::mutex metrics_mu_;  // guards the four below: single-flight /metrics rendering
-  std::condition_variable metrics_cv_;
-  bool metrics_rendering_ = false;
-  std::uint64_t metrics_generation_ = 0;
-  std::shared_ptr<const std::string> metrics_body_;
+  MetricsEndpoint metrics_endpoint_{metrics_};  // /metrics, any HTTP thread
 };
 
 }  // namespace nightshift

@@ -17,7 +17,6 @@
 #include "nightshift/clock.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
-#include "probes/probe.h"
 #include "probes/registry/registry.h"
 
 namespace nightshift {

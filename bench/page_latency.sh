@@ -13,7 +13,10 @@
 # Four setups watch the same target at once, each posting to its own path of
 # one webhook receiver (bench/page_receiver.py):
 #   nightshift-10s  the agent as a user starts it: defaults (interval 10s, timeout 3s), built-in rules
-#   nightshift-1s   the same with interval = "1s", timeout = "500ms"
+#   nightshift-1s   the same with interval = "1s" (the timeout fits itself: 500ms)
+# Each nightshift target also has a TCP probe of a small HTTP server on the
+# target (port 19650); after the link cuts, the same number of runs stop that
+# service with the host up (nightshift rows only: the peers probe ICMP).
 #   peer-typical    scrape and evaluation 15s, for: 1m, Alertmanager group_wait 30s (group_interval 5m)
 #   peer-fast       scrape and evaluation 1s (scrape timeout 800ms), for: 5s, group_wait 1s (group_interval 5s)
 # Each nightshift sends critical incidents (target_down) to a paging sink and
@@ -103,9 +106,31 @@ table inet t {
 EOF
 for _ in $(seq 50); do inp ping -c1 -W1 198.51.100.2 >/dev/null 2>&1 && break; sleep 0.1; done
 
+# --- the service on the target: a TCP probe's outage is stopping it ------------
+SVC_PORT=19650
+svc_pid=
+mkdir -p "$out/www"
+start_service() {
+  ip netns exec "$T" python3 -m http.server "$SVC_PORT" --bind 198.51.100.2 --directory "$out/www" \
+    >>"$out/service.log" 2>&1 &
+  svc_pid=$!
+  pids+=($svc_pid)
+  for _ in $(seq 50); do
+    inp curl -fsS -o /dev/null --max-time 1 "http://198.51.100.2:$SVC_PORT/" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "page_latency: the service did not start" >&2
+  return 1
+}
+stop_service() {
+  kill "$svc_pid" 2>/dev/null || true
+  wait "$svc_pid" 2>/dev/null || true
+}
+start_service
+
 # --- long-lived helpers: receiver and blackbox_exporter (both stateless) ----
-RECV_PORT=18080
-BB_PORT=19115
+RECV_PORT=19680
+BB_PORT=19615
 events="$out/events.log"
 : >"$events"
 ip netns exec "$P" python3 "$root/bench/page_receiver.py" "$RECV_PORT" "$events" >"$out/receiver.out" 2>&1 &
@@ -152,6 +177,9 @@ address = "198.51.100.2"
 site = "bench"
   [[target.probe]]
   kind = "icmp"
+  [[target.probe]]
+  kind = "tcp"
+  port = $SVC_PORT
 
 [[sink]]
 name = "page"
@@ -224,17 +252,17 @@ start_all() {  # RUNDIR
   local r=$1
   mkdir -p "$r"/{nightshift-10s,nightshift-1s,peer-typical,peer-fast}
   nightshift_config "$r/nightshift-10s" nightshift-10s ""
-  nightshift_config "$r/nightshift-1s" nightshift-1s $'[defaults]\ninterval = "1s"\ntimeout = "500ms"\n'
+  nightshift_config "$r/nightshift-1s" nightshift-1s $'[defaults]\ninterval = "1s"\n'
   for s in nightshift-10s nightshift-1s; do
     ip netns exec "$P" "$bin" run -c "$r/$s/agent.toml" >"$r/$s/agent.log" 2>&1 &
     run_pids+=($!)
   done
-  peer_config "$r/peer-typical" peer-typical 19090 19093 15s 10s 1m 30s 5m
-  peer_config "$r/peer-fast" peer-fast 19091 19094 1s 800ms 5s 1s 5s
-  wait_http http://127.0.0.1:19093/-/ready 30
-  wait_http http://127.0.0.1:19094/-/ready 30
-  wait_http http://127.0.0.1:19090/-/ready 30
-  wait_http http://127.0.0.1:19091/-/ready 30
+  peer_config "$r/peer-typical" peer-typical 19690 19693 15s 10s 1m 30s 5m
+  peer_config "$r/peer-fast" peer-fast 19691 19694 1s 800ms 5s 1s 5s
+  wait_http http://127.0.0.1:19693/-/ready 30
+  wait_http http://127.0.0.1:19694/-/ready 30
+  wait_http http://127.0.0.1:19690/-/ready 30
+  wait_http http://127.0.0.1:19691/-/ready 30
   for s in nightshift-10s nightshift-1s; do
     for _ in $(seq 100); do grep -q "msg=listening" "$r/$s/agent.log" && break; sleep 0.1; done
     grep -q "msg=listening" "$r/$s/agent.log" || { echo "page_latency: $s did not start:" >&2; cat "$r/$s/agent.log" >&2; exit 1; }
@@ -319,6 +347,44 @@ for run in $(seq "$RUNS"); do
   : >"$events"
 done
 
+# --- TCP: the service stops, the host stays up (nightshift only: the peers probe ICMP)
+TCP_SETUPS="nightshift-10s nightshift-1s"
+tcp_latencies="$out/tcp_latencies.txt"
+: >"$tcp_latencies"
+for run in $(seq "$RUNS"); do
+  rd="$out/tcp$run"
+  start_all "$rd"
+  warm=$(warmup)
+  log "tcp run $run/$RUNS: healthy for $warm s"
+  sleep "$warm"
+  t_down=$(now)
+  stop_service
+  log "tcp run $run: service stopped at $t_down"
+  deadline=$((SECONDS + PAGE_WAIT))
+  while [ $SECONDS -lt $deadline ]; do
+    missing=0
+    for s in $TCP_SETUPS; do [ -n "$(first_page "$s" "$t_down")" ] || missing=1; done
+    [ $missing = 0 ] && break
+    sleep 0.2
+  done
+  for s in $TCP_SETUPS; do
+    at=$(first_page "$s" "$t_down")
+    if [ -n "$at" ]; then
+      d=$(awk -v a="$at" -v b="$t_down" 'BEGIN { printf "%.3f", a - b }')
+    else
+      d=miss
+    fi
+    echo "$run $s $d" >>"$tcp_latencies"
+    log "tcp run $run: $s $d s"
+    n=$(pages "$s" 0 "$t_down")
+    [ "$n" = 0 ] || echo "tcp$run $s pages_before_stop $n" >>"$out/anomalies.txt"
+  done
+  start_service
+  stop_all
+  mv "$events" "$rd/events.log"
+  : >"$events"
+done
+
 # --- false pages under random loss ---------------------------------------------
 rd="$out/loss"
 start_all "$rd"
@@ -357,6 +423,18 @@ echo "load_end $(uptime)" >>"$out/summary.txt"
     read -r _ fp info < <(grep "^$s " "$out/false_pages.txt")
     case $s in peer-*) info=n/a ;; esac
     echo "| $s | $med | $mn | $mx | $missed | $fp | $info |"
+  done
+  echo
+  echo "TCP service stopped (host up), $RUNS runs:"
+  echo
+  echo "| setup | median s | min s | max s | missed |"
+  echo "|---|---:|---:|---:|---:|"
+  for s in $TCP_SETUPS; do
+    stats=$(awk -v s="$s" '$2 == s && $3 != "miss" { print $3 }' "$tcp_latencies" | sort -g |
+      awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f %.2f %.2f\n", m, v[1], v[NR] }')
+    missed=$(awk -v s="$s" '$2 == s && $3 == "miss"' "$tcp_latencies" | wc -l)
+    read -r med mn mx <<<"$stats"
+    echo "| $s tcp | $med | $mn | $mx | $missed |"
   done
 } >>"$out/summary.txt"
 cat "$out/summary.txt"

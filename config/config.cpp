@@ -374,6 +374,13 @@ class TableReader final : public OptionReader {
   std::optional<std::string> secret(std::string_view base, bool required, bool plain_allowed) override {
     return read_secret(*this, std::string(base), required, plain_allowed);
   }
+  std::string secret_key(std::string_view base) const override {
+    for (const char* suffix : {"_file", "_env", "_credential", ""}) {
+      const std::string key = std::string(base) + suffix;
+      if (table_.get(key) != nullptr) return key;
+    }
+    return std::string(base) + "_file";
+  }
 
   // Every key in the table that no getter asked for is an error.
   void report_unknown_keys() {
@@ -513,7 +520,10 @@ void parse_defaults(TableReader& root, Config& cfg, Errors& errors) {
   auto interval = r.duration("interval", false);
   auto timeout = r.duration("timeout", false);
   if (interval) cfg.default_interval = *interval;
-  if (timeout) cfg.default_timeout = *timeout;
+  if (timeout) {
+    cfg.default_timeout = *timeout;
+    cfg.default_timeout_set = true;
+  }
   if (interval && timeout && *timeout >= *interval) {
     r.error("timeout", "must be shorter than defaults.interval (" + format_duration(*interval) + "), found " +
                            format_duration(*timeout));
@@ -522,7 +532,7 @@ void parse_defaults(TableReader& root, Config& cfg, Errors& errors) {
 }
 
 void parse_probe(const toml::table& t, const std::string& path, const Config& cfg, Duration target_interval,
-                 Duration target_timeout, Target& target, std::map<std::string, const toml::table*>& names,
+                 std::optional<Duration> target_timeout, Target& target, std::map<std::string, const toml::table*>& names,
                  Errors& errors) {
   TableReader r(t, path, errors);
   auto kind_name = r.string("kind", true);
@@ -544,7 +554,9 @@ void parse_probe(const toml::table& t, const std::string& path, const Config& cf
   spec.options = kind->parse_options(r, default_name);
   r.report_unknown_keys();
   spec.interval = interval.value_or(target_interval);
-  spec.timeout = timeout.value_or(target_timeout);
+  // An unset timeout fits the interval: 3 s, or half the interval if shorter.
+  const std::optional<Duration> set_timeout = timeout ? timeout : target_timeout;
+  spec.timeout = set_timeout.value_or(std::min(cfg.default_timeout, spec.interval / 2));
   if (spec.timeout >= spec.interval) {
     r.error(timeout ? "timeout" : "interval",
             "timeout (" + format_duration(spec.timeout) + ") must be shorter than interval (" +
@@ -618,7 +630,8 @@ void parse_targets(TableReader& root, Config& cfg, Errors& errors) {
     auto interval = r.duration("interval", false);
     auto timeout = r.duration("timeout", false);
     const Duration target_interval = interval.value_or(cfg.default_interval);
-    const Duration target_timeout = timeout.value_or(cfg.default_timeout);
+    const std::optional<Duration> target_timeout =
+        timeout ? timeout : (cfg.default_timeout_set ? std::optional<Duration>(cfg.default_timeout) : std::nullopt);
     const toml::array* probes = table_array(r, "probe", errors);
     if (probes == nullptr || probes->empty()) {
       if (probes != nullptr || !t.contains("probe")) {
@@ -693,6 +706,7 @@ void parse_incidents(TableReader& root, Config& cfg, Errors& errors) {
   if (auto d = r.duration("update_every", false)) cfg.incidents.update_every = *d;
   if (auto d = r.duration("batch", false)) cfg.incidents.batch = *d;
   if (auto d = r.duration("vantage_hold", false)) cfg.incidents.vantage_hold = *d;
+  if (auto d = r.duration("evidence_hold", false)) cfg.incidents.evidence_hold = *d;
   if (auto d = r.duration("keep_resolved", false)) cfg.incidents.keep_resolved = *d;
   if (auto v = r.number("vantage_ratio", 0, false)) {
     if (*v > 1) {
@@ -813,7 +827,7 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
     TableReader r(*t, "api", errors);
     if (auto v = read_secret(r, "token", false, false)) {
       if (v->size() < 16) {
-        r.error(r.raw().get("token_file") ? "token_file" : r.raw().get("token_env") ? "token_env" : "token_credential",
+        r.error(r.secret_key("token"),
                 "the token must be at least 16 characters long");
       }
       cfg.api_token = *v;

@@ -52,7 +52,10 @@ struct StatusConfig {
 struct Config {
   AgentSettings agent;
   Duration default_interval = std::chrono::seconds(10);
+  // A probe's timeout when none is set anywhere: this, or half the probe's
+  // interval if that is shorter (so `interval = "1s"` alone is valid).
   Duration default_timeout = std::chrono::seconds(3);
+  bool default_timeout_set = false;  // [defaults] timeout given: it applies as is
   std::vector<std::shared_ptr<const Target>> targets;
   // Rules: the built-in ones (unless [rules] builtin = false; a [[rule]] of the
   // same name replaces one) and those from [[rule]].

@@ -64,8 +64,14 @@ void Scheduler::set_targets(const std::vector<std::shared_ptr<const Target>>& ta
       entries_.push_back(std::move(e));
     }
   }
-  heap_ = {};
-  for (std::size_t i = 0; i < entries_.size(); ++i) heap_.push({entries_[i].next_due, i});
+  groups_.clear();
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    const Duration interval = entries_[i].spec->interval;
+    auto g = std::find_if(groups_.begin(), groups_.end(), [&](const Group& x) { return x.interval == interval; });
+    if (g == groups_.end()) g = groups_.insert(groups_.end(), Group{interval, {}});
+    g->queue.push_back({entries_[i].next_due, i});
+  }
+  for (auto& g : groups_) std::sort(g.queue.begin(), g.queue.end());
 }
 
 void Scheduler::set_rate(double max_per_second, double burst) {
@@ -87,8 +93,14 @@ void Scheduler::refill(SteadyTime now) {
 SteadyTime Scheduler::run_due(const Dispatch& dispatch) {
   const SteadyTime now = clock_.now();
   refill(now);
-  while (!heap_.empty()) {
-    const HeapItem top = heap_.top();
+  for (;;) {
+    // The soonest head across the groups, ties by index (as one heap would order them).
+    Group* soonest = nullptr;
+    for (auto& g : groups_) {
+      if (!g.queue.empty() && (soonest == nullptr || g.queue.front() < soonest->queue.front())) soonest = &g;
+    }
+    if (soonest == nullptr) break;
+    const Slot top = soonest->queue.front();
     if (top.due > now) return top.due;
     if (rate_ > 0 && tokens_ < 1.0) {
       // Wake when the next token is back.
@@ -96,16 +108,23 @@ SteadyTime Scheduler::run_due(const Dispatch& dispatch) {
       return now + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(need)) +
              Duration(1);
     }
-    heap_.pop();
+    soonest->queue.pop_front();
     ScheduledProbe& e = entries_[top.index];
     if (rate_ > 0) tokens_ -= 1.0;
     const Duration lag = now - e.next_due;
     // Next slot: one interval on, unless we are more than an interval late
     // (rate cap or a stalled host); then skip to the next slot after now.
-    SteadyTime next = e.next_due + e.spec->interval;
-    if (next <= now) next = first_slot_at_or_after(now + Duration(1), e.spec->interval, e.phase);
+    SteadyTime next = e.next_due + soonest->interval;
+    if (next <= now) next = first_slot_at_or_after(now + Duration(1), soonest->interval, e.phase);
     e.next_due = next;
-    heap_.push({next, top.index});
+    const Slot again{next, top.index};
+    auto& q = soonest->queue;
+    if (q.empty() || !(again < q.back())) {
+      q.push_back(again);
+    } else {
+      // A skip can land before probes skipped earlier: keep the order.
+      q.insert(std::upper_bound(q.begin(), q.end(), again), again);
+    }
     dispatch(e, lag);
   }
   return now + std::chrono::hours(1);

@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <queue>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -67,12 +67,21 @@ class Scheduler {
   SteadyTime last_refill_;
 
   std::vector<ScheduledProbe> entries_;
-  struct HeapItem {
+  struct Slot {
     SteadyTime due;
     std::size_t index;
-    bool operator>(const HeapItem& o) const { return due != o.due ? due > o.due : index > o.index; }
+    bool operator<(const Slot& o) const { return due != o.due ? due < o.due : index < o.index; }
   };
-  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<>> heap_;
+  // Probes of one interval in due order. A probe goes back one interval after
+  // its slot, behind every other probe of the group, so the order holds by
+  // appending: O(1) per probe, where a heap of 10 000 probes cost a dozen cache
+  // misses each. (A probe late by more than an interval skips to its next slot
+  // after now, which may sort before others: inserted in place.)
+  struct Group {
+    Duration interval{};
+    std::deque<Slot> queue;
+  };
+  std::vector<Group> groups_;  // few: one per distinct interval
 };
 
 }  // namespace nightshift

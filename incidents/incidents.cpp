@@ -129,6 +129,25 @@ std::string IncidentManager::new_id() {
   return buf;
 }
 
+// What failed, in words: "unreachable" for a reachability probe that is down,
+// "service tcp_443 down" for a service probe, else the rule's name in words.
+std::string IncidentManager::what_failed(const ImpactedTarget& t) const {
+  if (t.rule == "target_down") {
+    std::string kind;
+    if (auto it = targets_.find(t.target); it != targets_.end()) {
+      for (const auto& p : it->second->probes) {
+        if (p.name == t.probe) kind = p.kind;
+      }
+    }
+    if (kind == "icmp" || kind.empty()) return "unreachable";
+    if (kind == "snmp") return "not answering SNMP";
+    return "service " + t.probe + " down";
+  }
+  std::string words = t.rule;
+  std::replace(words.begin(), words.end(), '_', ' ');
+  return words;
+}
+
 void IncidentManager::retitle(Incident& inc) const {
   std::vector<const ImpactedTarget*> active;
   std::set<std::string> targets;
@@ -137,13 +156,30 @@ void IncidentManager::retitle(Incident& inc) const {
     active.push_back(&t);
     targets.insert(t.target);
   }
+  // Resolved: the title keeps naming what it was about.
+  if (active.empty()) {
+    for (const auto& t : inc.impacted) {
+      active.push_back(&t);
+      targets.insert(t.target);
+    }
+  }
+  auto plural = [](std::size_t n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
+  };
   if (inc.vantage) {
     inc.title = "Agent " + policy_.agent_name + " cannot reach " + std::to_string(targets.size()) + " of " +
-                std::to_string(targets_.size()) + " targets: its own vantage point is isolated";
+                plural(targets_.size(), "target", "targets") + ": its own vantage point is isolated";
     return;
   }
+  if (active.empty()) return;
   if (targets.size() == 1) {
-    inc.title = *targets.begin() + ": " + active.front()->rule;
+    // One target: what failed, once per distinct kind of failure.
+    std::set<std::string> whats;
+    std::string what;
+    for (const auto* t : active) {
+      if (whats.insert(what_failed(*t)).second) what += (what.empty() ? "" : ", ") + what_failed(*t);
+    }
+    inc.title = *targets.begin() + (what.rfind("service ", 0) == 0 || whats.size() > 1 ? ": " : " ") + what;
     return;
   }
   // One failing target with the rest behind it (depends_on): named after it.
@@ -157,16 +193,16 @@ void IncidentManager::retitle(Incident& inc) const {
   }
   if (roots.size() == 1) {
     const std::size_t behind = targets.size() - 1;
-    inc.title = root->target + ": " + root->rule + " (" + std::to_string(behind) +
-                (behind == 1 ? " target" : " targets") + " behind it)";
+    const std::string what = what_failed(*root);
+    inc.title = root->target + (what.rfind("service ", 0) == 0 ? ": " : " ") + what + " (" +
+                plural(behind, "target", "targets") + " behind it)";
     return;
   }
   std::string scope;
   for (const auto& [k, v] : inc.scope) {
     if (!v.empty()) scope += (scope.empty() ? "" : " ") + k + "=" + v;
   }
-  const std::size_t n = targets.empty() ? inc.impacted.size() : targets.size();
-  inc.title = (scope.empty() ? std::string() : scope + ": ") + std::to_string(n) + " targets affected";
+  inc.title = (scope.empty() ? std::string() : scope + ": ") + plural(targets.size(), "target", "targets") + " affected";
 }
 
 void IncidentManager::touch(State& s, const std::string& kind, const std::string& text) {
@@ -246,11 +282,26 @@ std::vector<IncidentEvent> IncidentManager::on_alert(const rules::AlertEvent& al
   if (!alert.change.notify || alert.change.flapping_changed) return {};
   if (alert.change.to == rules::AlertPhase::kFiring) {
     if (alert.severity == "critical") critical_targets_.insert(alert.target);
+    // Every canary down: isolation is likely; ask every other target now, so
+    // that the ratio is known in seconds rather than after their next rounds.
+    bool canaries = false, all_canaries_down = true;
+    for (const auto& [name, t] : targets_) {
+      if (!t->canary) continue;
+      canaries = true;
+      all_canaries_down = all_canaries_down && critical_targets_.count(name) > 0;
+    }
+    if (canaries && all_canaries_down && alert.severity == "critical") {
+      for (const auto& [name, t] : targets_) {
+        if (!critical_targets_.count(name)) request_evidence(name);
+      }
+    }
     // Isolation first: the alert that completes it joins the isolation incident
     // instead of declaring one of its own that would be merged at once.
     auto events = check_vantage();
     auto placed = place(alert);
     events.insert(events.end(), placed.begin(), placed.end());
+    auto released = release_held(false);
+    events.insert(events.end(), released.begin(), released.end());
     return events;
   }
   if (alert.change.from == rules::AlertPhase::kFiring && alert.change.to == rules::AlertPhase::kInactive) {
@@ -259,7 +310,111 @@ std::vector<IncidentEvent> IncidentManager::on_alert(const rules::AlertEvent& al
   return {};
 }
 
-std::vector<IncidentEvent> IncidentManager::place(const rules::AlertEvent& alert) {
+std::size_t IncidentManager::depth(const std::string& target) const {
+  std::size_t d = 0;
+  std::string at = target;
+  for (std::size_t hops = 0; hops <= targets_.size(); ++hops) {
+    auto it = targets_.find(at);
+    if (it == targets_.end() || it->second->depends_on.empty()) break;
+    at = it->second->depends_on;
+    ++d;
+  }
+  return d;
+}
+
+std::set<std::string> IncidentManager::evidence_for(const std::string& target) {
+  std::set<std::string> out;
+  const SteadyTime now = clock_.now();
+  auto answered = [&](const std::string& t) {
+    auto a = answered_.find(t);
+    return a != answered_.end() && now - a->second <= policy_.evidence_hold;
+  };
+  // Every ancestor not known up and not down in an open incident: a child
+  // never declares before its parent's state is known.
+  std::string at = target;
+  for (std::size_t hops = 0; hops <= targets_.size(); ++hops) {
+    auto it = targets_.find(at);
+    if (it == targets_.end() || it->second->depends_on.empty()) break;
+    at = it->second->depends_on;
+    if (!answered(at) && open_incident_with(at) == nullptr) out.insert(at);
+  }
+  for (const auto& [name, t] : targets_) {
+    if (t->canary && name != target && !answered(name) && !critical_targets_.count(name)) out.insert(name);
+  }
+  return out;
+}
+
+void IncidentManager::request_evidence(const std::string& target) {
+  const SteadyTime now = clock_.now();
+  auto [it, fresh] = evidence_asked_.try_emplace(target, now);
+  if (!fresh && now - it->second < policy_.evidence_hold) return;  // asked already, the answer is coming
+  it->second = now;
+  evidence_requests_.push_back(target);
+}
+
+std::vector<std::string> IncidentManager::take_evidence_requests() {
+  std::vector<std::string> out;
+  out.swap(evidence_requests_);
+  // Bounded memory: forget requests older than a hold.
+  const SteadyTime now = clock_.now();
+  std::erase_if(evidence_asked_, [&](const auto& e) { return now - e.second > 10 * policy_.evidence_hold; });
+  std::erase_if(answered_, [&](const auto& e) { return now - e.second > 10 * policy_.evidence_hold; });
+  return out;
+}
+
+std::vector<IncidentEvent> IncidentManager::on_evidence(const std::string& target, bool up) {
+  if (!up) return {};
+  answered_[target] = clock_.now();
+  return release_held(false);
+}
+
+std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
+  const SteadyTime now = clock_.now();
+  std::vector<IncidentEvent> events;
+  auto answered = [&](const std::string& t) {
+    auto a = answered_.find(t);
+    return a != answered_.end() && now - a->second <= policy_.evidence_hold;
+  };
+  // Whether a target is down in an open incident, once per target per pass:
+  // a thousand children wait for the same router.
+  std::map<std::string, bool> in_incident;
+  auto down_in_incident = [&](const std::string& t) {
+    auto [it, fresh] = in_incident.try_emplace(t, false);
+    if (fresh) it->second = open_incident_with(t) != nullptr;
+    return it->second;
+  };
+  const std::size_t limit = 2 * held_.size() + 2;
+  for (std::size_t guard = 0; guard < limit && !held_.empty(); ++guard) {
+    // The ready hold nearest the root of its topology goes first, so a parent
+    // declares before its children join it.
+    std::optional<std::size_t> best;
+    for (std::size_t i = 0; i < held_.size(); ++i) {
+      Held& h = held_[i];
+      bool ready = expired && h.until <= now;
+      if (!h.vantage) {
+        std::erase_if(h.awaiting, [&](const std::string& t) { return answered(t) || down_in_incident(t); });
+        ready = ready || h.awaiting.empty();
+      }
+      if (ready && (!best || depth(h.alert.target) < depth(held_[*best].alert.target))) best = i;
+    }
+    if (!best) break;
+    Held h = std::move(held_[*best]);
+    held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(*best));
+    if (!h.vantage && vantage_plausible() && h.alert.severity == "critical") {
+      // A canary went down while it waited: wait for isolation to show, briefly.
+      h.vantage = true;
+      h.until = now + policy_.vantage_hold;
+      held_.push_back(std::move(h));
+      continue;
+    }
+    auto placed = place(h.alert, false);
+    events.insert(events.end(), placed.begin(), placed.end());
+    in_incident.clear();  // placing it may have opened one
+  }
+  return events;
+}
+
+std::vector<IncidentEvent> IncidentManager::place(const rules::AlertEvent& alert, bool may_hold) {
   const SteadyTime now = clock_.now();
   auto joined = [&](State& s, ImpactedTarget impact, const std::string& how) {
     auto it = std::find_if(s.incident.impacted.begin(), s.incident.impacted.end(),
@@ -300,10 +455,24 @@ std::vector<IncidentEvent> IncidentManager::place(const rules::AlertEvent& alert
       return {};
     }
   }
-  // A failing canary makes isolation plausible: hold briefly to tell.
-  if (vantage_plausible() && alert.severity == "critical") {
-    held_.push_back({alert, now + policy_.vantage_hold});
-    return {};
+  if (may_hold && alert.severity == "critical") {
+    // A failing canary makes isolation plausible: hold briefly to tell.
+    if (vantage_plausible()) {
+      held_.push_back({alert, now + policy_.vantage_hold, {}, true});
+      return {};
+    }
+    // Ask before paging: the parents and canaries are probed now, and the
+    // alert waits for their answer (bounded by evidence_hold).
+    if (policy_.evidence_hold > Duration::zero()) {
+      std::set<std::string> awaiting = evidence_for(alert.target);
+      if (!awaiting.empty()) {
+        for (const auto& t : awaiting) {
+          if (!critical_targets_.count(t)) request_evidence(t);
+        }
+        held_.push_back({alert, now + policy_.evidence_hold, std::move(awaiting), false});
+        return {};
+      }
+    }
   }
   return place_in_scope(alert);
 }
@@ -430,6 +599,8 @@ std::vector<IncidentEvent> IncidentManager::check_vantage() {
   }
   const std::size_t total = targets_.size();
   if (total < policy_.vantage_min_targets) return {};
+  // Cheap bound first: this runs for every alert of a mass outage.
+  if (static_cast<double>(critical_targets_.size()) < policy_.vantage_ratio * static_cast<double>(total)) return {};
   std::size_t down = 0;
   bool canaries = false, all_canaries_down = true;
   for (const auto& [name, t] : targets_) {
@@ -487,19 +658,8 @@ std::vector<IncidentEvent> IncidentManager::tick() {
   if (std::any_of(held_.begin(), held_.end(), [&](const Held& h) { return h.until <= now; })) {
     auto vantage = check_vantage();
     events.insert(events.end(), vantage.begin(), vantage.end());
-    std::vector<Held> due;
-    for (auto it = held_.begin(); it != held_.end();) {
-      if (it->until <= now) {
-        due.push_back(std::move(*it));
-        it = held_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    for (const auto& h : due) {
-      auto placed = place_in_scope(h.alert);
-      events.insert(events.end(), placed.begin(), placed.end());
-    }
+    auto released = release_held(true);
+    events.insert(events.end(), released.begin(), released.end());
   }
   for (auto& [id, s] : incidents_) {
     if (!s.incident.open()) continue;

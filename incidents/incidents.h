@@ -15,6 +15,15 @@
 //   "this agent is isolated" incident replaces the per-target ones. Declarations are held for
 //   `vantage_hold` only while a canary is failing — the one case where
 //   isolation is plausible.
+// - Evidence before the page: a critical alert that would declare a new
+//   incident is held while the evidence that names its cause comes in — its
+//   depends_on ancestors and the canaries, which the caller probes at once
+//   (take_evidence_requests(), answered through on_evidence()). It is placed
+//   as soon as that evidence is in: under the parent's incident if the parent
+//   went down meanwhile (the child never pages first), in the isolation
+//   incident if every canary went down, else on its own; and at the latest
+//   after `evidence_hold`. A target with no parent and no canaries configured
+//   is never held.
 // - Lifecycle: declared → acknowledged → resolved (automatically when every
 //   impacted alert has resolved, which already includes its clear_for; or by
 //   hand); reopened rather than duplicated if its scope fires again within
@@ -48,6 +57,9 @@ struct IncidentPolicy {
   double vantage_ratio = 0.9;
   std::size_t vantage_min_targets = 4;
   Duration vantage_hold = std::chrono::seconds(2);
+  // Longest wait for a parent's or a canary's out-of-schedule probe (an ICMP
+  // confirmation of a dead host takes about 2 s); 0 declares at once.
+  Duration evidence_hold = std::chrono::milliseconds(2500);
   // Resolved incidents stay in memory this long (for reopening and for people
   // to see); the store keeps them all.
   Duration keep_resolved = std::chrono::hours(24);
@@ -75,6 +87,13 @@ class IncidentManager {
   // Releases held declarations, batched updates and overdue reminders due now.
   std::vector<IncidentEvent> tick();
   std::optional<SteadyTime> next_deadline() const;
+
+  // Targets to probe now, out of schedule, for held alerts (each asked once
+  // per hold); cleared by the call.
+  std::vector<std::string> take_evidence_requests();
+  // The result of such a probe: `up` when the target answered. A target that
+  // did not answer needs no call: its own alert comes through on_alert().
+  std::vector<IncidentEvent> on_evidence(const std::string& target, bool up);
 
   Result<IncidentEvent> acknowledge(const std::string& id, const std::string& who);
   Result<IncidentEvent> add_note(const std::string& id, const std::string& text, bool is_public,
@@ -114,13 +133,22 @@ class IncidentManager {
   struct Held {
     rules::AlertEvent alert;
     SteadyTime until;
+    std::set<std::string> awaiting;  // evidence holds: targets not heard from yet
+    bool vantage = false;            // held because isolation is plausible
   };
 
   std::map<std::string, std::string> scope_of(const std::string& target) const;
   std::string new_id();
   State* open_incident_with(const std::string& target);
   State* open_incident_for_scope(const std::map<std::string, std::string>& scope);
-  std::vector<IncidentEvent> place(const rules::AlertEvent& alert);
+  std::vector<IncidentEvent> place(const rules::AlertEvent& alert, bool may_hold = true);
+  // The ancestors and canaries whose state would change where `target`'s alert goes.
+  std::set<std::string> evidence_for(const std::string& target);
+  void request_evidence(const std::string& target);
+  // Places held alerts whose evidence is in (ancestors first); `expired`: also
+  // those whose hold ran out.
+  std::vector<IncidentEvent> release_held(bool expired);
+  std::size_t depth(const std::string& target) const;
   std::vector<IncidentEvent> place_in_scope(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> on_resolved(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> check_vantage();
@@ -128,6 +156,7 @@ class IncidentManager {
   IncidentEvent declare(std::map<std::string, std::string> scope, std::vector<ImpactedTarget> impact, bool vantage);
   void touch(State& s, const std::string& kind, const std::string& text);
   void retitle(Incident& inc) const;
+  std::string what_failed(const ImpactedTarget& t) const;
   SystemTime wall(SteadyTime t) const;
   ImpactedTarget impact_of(const rules::AlertEvent& alert, const std::string& via_parent) const;
 
@@ -137,6 +166,9 @@ class IncidentManager {
   std::map<std::string, State> incidents_;  // by id
   std::set<std::string> critical_targets_;  // targets with a firing critical alert
   std::vector<Held> held_;
+  std::vector<std::string> evidence_requests_;
+  std::map<std::string, SteadyTime> evidence_asked_;  // target -> when asked
+  std::map<std::string, SteadyTime> answered_;        // target -> when it last answered an evidence probe
   std::uint64_t next_sequence_ = 1;
   mutable std::string id_tag_;
 };

@@ -184,7 +184,7 @@ Result<Silence> SilenceSet::add(Silence s, SystemTime now) {
   if (s.matchers.empty()) return Error::invalid("a silence needs at least one matcher");
   if (s.ends_at <= now) return Error::invalid("ends_at is in the past");
   if (s.ends_at <= s.starts_at) return Error::invalid("ends_at must be after starts_at");
-  if (silences_.size() >= 10000) return Error::unavailable("too many silences (10000)");
+  if (silences_.size() >= 10000) return Error::limit_reached("too many silences (10000)");
   if (s.id.empty()) s.id = new_id();
   silences_[s.id] = s;
   return s;

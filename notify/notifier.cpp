@@ -18,13 +18,25 @@ constexpr std::int64_t kKeepDoneMs = 7LL * 24 * 3600 * 1000;  // delivered and d
 
 std::int64_t ms_of(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-// A sink's URL can carry a secret (a Slack webhook's path is its token): never
-// let it into a log line through an error text.
-std::string redact(std::string text, const std::string& url) {
-  if (url.empty()) return text;
-  for (auto pos = text.find(url); pos != std::string::npos; pos = text.find(url, pos)) {
-    text.replace(pos, url.size(), "<sink url>");
+void replace_all(std::string& text, const std::string& what, const std::string& with) {
+  if (what.empty()) return;
+  for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + with.size())) {
+    text.replace(pos, what.size(), with);
   }
+}
+
+// Error texts reach logs and the outbox: keep every secret of the sink out of
+// them, even when an endpoint quotes the request back in its answer. A URL can
+// carry one too (a Slack webhook's path is its token), so its path goes as well.
+std::string redact(std::string text, const SinkSpec& sink) {
+  replace_all(text, sink.url, "<sink url>");
+  if (const auto scheme = sink.url.find("://"); scheme != std::string::npos) {
+    const auto path = sink.url.find('/', scheme + 3);
+    if (path != std::string::npos && sink.url.size() - path > 1) replace_all(text, sink.url.substr(path), "<sink url path>");
+  }
+  replace_all(text, sink.secret, "<secret>");
+  replace_all(text, sink.routing_key, "<routing key>");
+  replace_all(text, sink.bearer_token, "<bearer token>");
   return text;
 }
 
@@ -95,7 +107,11 @@ std::int64_t Notifier::now_ms() const {
 Status Notifier::start(std::vector<SinkSpec> sinks, NotifyPolicy policy) {
   auto opened = Outbox::open(db_path_);
   if (!opened.ok()) return opened.error();
-  outbox_ = std::move(opened.value());
+  return start(std::move(opened.value()), std::move(sinks), std::move(policy));
+}
+
+Status Notifier::start(std::unique_ptr<OutboxQueue> outbox, std::vector<SinkSpec> sinks, NotifyPolicy policy) {
+  outbox_ = std::move(outbox);
   configure(std::move(sinks), std::move(policy));
   thread_ = std::thread([this] { run(); });
   return {};
@@ -315,7 +331,7 @@ void Notifier::finish(Transfer& t, int curl_code, long http_status) {
     for (char c : t.reply) excerpt += (c >= 0x20 && c < 0x7f) ? c : ' ';
     why = "HTTP " + std::to_string(http_status) + (excerpt.empty() ? "" : ": " + excerpt);
   }
-  why = redact(why, t.sink.url);
+  why = redact(why, t.sink);
   const int attempts = e.attempts + 1;
   if (transport_ok && !retryable_status(http_status)) {
     log::error("notification rejected; dead-lettered (the endpoint will not accept it)",
@@ -368,7 +384,7 @@ void Notifier::refresh_counts() {
   dead_letters_ = dead;
   for (auto& [sink, s] : series_) {
     auto it = counts->find(sink);
-    const Outbox::Counts c = it == counts->end() ? Outbox::Counts{} : it->second;
+    const OutboxQueue::Counts c = it == counts->end() ? OutboxQueue::Counts{} : it->second;
     s.depth->Set(static_cast<double>(c.pending + in_memory[sink]));
     s.dead->Set(static_cast<double>(c.dead));
     s.oldest->Set(c.oldest_pending_ms > 0 ? static_cast<double>(now - c.oldest_pending_ms) / 1000.0 : 0.0);

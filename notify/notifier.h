@@ -52,6 +52,8 @@ class Notifier {
 
   // Opens the outbox and starts the thread.
   Status start(std::vector<SinkSpec> sinks, NotifyPolicy policy);
+  // Starts the thread on the given outbox (tests: one that fails on purpose).
+  Status start(std::unique_ptr<OutboxQueue> outbox, std::vector<SinkSpec> sinks, NotifyPolicy policy);
   void configure(std::vector<SinkSpec> sinks, NotifyPolicy policy);
   // New rows are in the outbox.
   void wake();
@@ -94,7 +96,7 @@ class Notifier {
   std::atomic<long long> dead_letters_{0};
   void* multi_ = nullptr;  // CURLM*
   std::thread thread_;
-  std::unique_ptr<Outbox> outbox_;
+  std::unique_ptr<OutboxQueue> outbox_;
   std::map<std::string, std::unique_ptr<Transfer>> in_flight_;  // by sink: one at a time
   std::int64_t next_due_ms_ = 0;
   std::int64_t next_counts_ms_ = 0;

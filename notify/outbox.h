@@ -46,31 +46,49 @@ extern const char kOutboxSchema[];
 // exists already is skipped. Used by Store::save.
 Status outbox_insert(sqlite3* db, const std::vector<OutboxEntry>& entries);
 
-class Outbox {
+// What the notifier reads and marks: the seam between delivery and storage.
+// Outbox (SQLite) is the implementation; tests wrap one to fail on purpose
+// between "sent" and "marked delivered" (tests/integration/outbox_fault_test.cpp).
+class OutboxQueue {
  public:
-  static Result<std::unique_ptr<Outbox>> open(const std::string& db_path);
-  ~Outbox();
+  virtual ~OutboxQueue() = default;
 
   // Per sink, the oldest pending row (the only one that may be sent now).
-  Result<std::vector<OutboxEntry>> heads();
-  Status delivered(std::int64_t seq, std::int64_t now_ms);
-  Status retry_later(std::int64_t seq, int attempts, std::int64_t next_attempt_ms, const std::string& error);
-  Status dead_letter(std::int64_t seq, std::int64_t now_ms, const std::string& error);
+  virtual Result<std::vector<OutboxEntry>> heads() = 0;
+  virtual Status delivered(std::int64_t seq, std::int64_t now_ms) = 0;
+  virtual Status retry_later(std::int64_t seq, int attempts, std::int64_t next_attempt_ms,
+                             const std::string& error) = 0;
+  virtual Status dead_letter(std::int64_t seq, std::int64_t now_ms, const std::string& error) = 0;
 
   struct Counts {
     std::int64_t pending = 0;
     std::int64_t dead = 0;
     std::int64_t oldest_pending_ms = 0;  // created_ms of the oldest pending row; 0: none
   };
-  Result<std::map<std::string, Counts>> counts();
+  virtual Result<std::map<std::string, Counts>> counts() = 0;
+  // Forgets delivered and dead rows older than `before_ms`: the table stays small.
+  virtual Status prune(std::int64_t before_ms) = 0;
+};
+
+class Outbox final : public OutboxQueue {
+ public:
+  static Result<std::unique_ptr<Outbox>> open(const std::string& db_path);
+  ~Outbox() override;
+
+  // OutboxQueue
+  Result<std::vector<OutboxEntry>> heads() override;
+  Status delivered(std::int64_t seq, std::int64_t now_ms) override;
+  Status retry_later(std::int64_t seq, int attempts, std::int64_t next_attempt_ms, const std::string& error) override;
+  Status dead_letter(std::int64_t seq, std::int64_t now_ms, const std::string& error) override;
+  Result<std::map<std::string, Counts>> counts() override;
+  Status prune(std::int64_t before_ms) override;
+
   struct DeadLetter {
     std::string sink, key, incident, event, error;
     std::int64_t created_ms = 0, dead_ms = 0;
     int attempts = 0;
   };
   Result<std::vector<DeadLetter>> dead_letters(int limit);
-  // Forgets delivered and dead rows older than `before_ms`: the table stays small.
-  Status prune(std::int64_t before_ms);
 
  private:
   explicit Outbox(sqlite3* db) : db_(db) {}

@@ -23,6 +23,7 @@ Pipeline::Pipeline(const Clock& clock, PipelineSettings settings, PipelineEffect
 
 void Pipeline::reset_configured() {
   configured_.clear();
+  evidence_pending_.clear();
   for (const auto& t : settings_.targets) {
     for (const auto& p : t->probes) configured_.insert({t->name, p.name});
   }
@@ -55,6 +56,10 @@ void Pipeline::on_sample(const std::shared_ptr<const Target>& target, const Samp
   // A probe still in flight when a reload removed it must not bring back rule state.
   if (!configured_.count(key)) return;
   apply_alerts(rules_->on_sample(*target, sample));
+  if (evidence_pending_.erase(sample.target) && sample.ok) {
+    // A target asked for evidence answered: a held alert may go now.
+    apply_incidents(incidents_->on_evidence(sample.target, true));
+  }
   if (sample.ok) {
     failing_.erase(key);
   } else if (failing_.insert(key).second) {
@@ -76,6 +81,7 @@ void Pipeline::ask_for_evidence(const std::shared_ptr<const Target>& target, con
 void Pipeline::tick() {
   apply_alerts(rules_->tick());
   apply_incidents(incidents_->tick());
+  gather_evidence();
   std::vector<OutboxEntry> rows = paging_->tick();
   if (!rows.empty()) effects_.commit(nullptr, std::move(rows));
 }
@@ -105,6 +111,17 @@ void Pipeline::apply_alerts(const std::vector<rules::AlertEvent>& events) {
                             {"state", state},
                             {"summary", e.summary}});
     apply_incidents(incidents_->on_alert(e));
+  }
+  gather_evidence();
+}
+
+void Pipeline::gather_evidence() {
+  for (const auto& name : incidents_->take_evidence_requests()) {
+    auto t = std::find_if(settings_.targets.begin(), settings_.targets.end(),
+                          [&](const auto& target) { return target->name == name; });
+    if (t == settings_.targets.end()) continue;
+    evidence_pending_.insert(name);
+    for (const auto& spec : (*t)->probes) effects_.confirm(*t, spec);
   }
 }
 

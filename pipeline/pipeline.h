@@ -2,7 +2,10 @@
 //
 //   Sample ──► RuleEngine ──AlertEvent──► IncidentManager ──IncidentEvent──► Paging ──► OutboxEntry rows
 //      │           (windows, for, clear_for, flap)   (scope, depends_on, vantage,      (sinks, renotify,
-//      └─ first miss: ask for evidence (confirm)       reopen, silences)                escalation)
+//      └─ first miss: ask for evidence (confirm)       reopen, silences;                escalation)
+//                                                      a new critical alert waits
+//                                                      for its parents' and the
+//                                                      canaries' evidence)
 //
 // Driven by samples and the Clock alone: no sockets, no threads, no Agent. The
 // daemon feeds it samples (probe runs and confirmation bursts alike) and calls
@@ -123,6 +126,9 @@ class Pipeline {
   void apply_incidents(const std::vector<IncidentEvent>& events);
   Result<Incident> apply_action(Result<IncidentEvent> event);
   void ask_for_evidence(const std::shared_ptr<const Target>& target, const Sample& sample);
+  // Ask before paging: probes now, out of schedule, the targets whose state
+  // decides where a held alert belongs (its parents, the canaries).
+  void gather_evidence();
   void reset_configured();
 
   const Clock& clock_;
@@ -135,6 +141,8 @@ class Pipeline {
   // (target, probe) now configured, and those whose last run failed.
   std::unordered_set<std::pair<std::string, std::string>, StringPairHash> configured_;
   std::unordered_set<std::pair<std::string, std::string>, StringPairHash> failing_;
+  // Targets asked for evidence whose answer has not come in yet.
+  std::set<std::string> evidence_pending_;
 };
 
 }  // namespace nightshift

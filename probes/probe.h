@@ -24,7 +24,9 @@ struct ProbeRequest {
   std::shared_ptr<const Target> target;  // keeps the target alive across a reload
   const ProbeSpec* spec = nullptr;       // points into *target
   // Called exactly once with the result, on the reactor thread, never from
-  // inside submit().
+  // inside submit(); never after the engine is destroyed (runs still in
+  // flight then are dropped). tests/integration/engine_conformance_test.cpp
+  // holds every kind to this.
   std::function<void(Sample)> done;
 };
 

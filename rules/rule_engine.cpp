@@ -15,13 +15,15 @@ const std::vector<Variable>& engine_variables() {
       {"consecutive_failures", ValueType::kNumber, "failed runs in a row", "count"},
       {"failure_ratio", ValueType::kNumber, "failed runs / runs over the rule's window", "ratio"},
       {"loss", ValueType::kNumber,
-       "mean of the samples' loss_ratio over the window (ICMP); other kinds: failure_ratio", "ratio"},
+       "mean loss_ratio over the window's rounds that got through (ICMP: a round with no reply, or a "
+       "confirmation, is target_down's evidence, not loss); other kinds: failure_ratio",
+       "ratio"},
       {"rtt_avg", ValueType::kNumber, "mean round-trip time over the window (ICMP replies; TCP connect time)",
        "seconds"},
       {"rtt_p50", ValueType::kNumber, "median round-trip time over the window", "seconds"},
       {"rtt_p95", ValueType::kNumber, "95th percentile round-trip time over the window", "seconds"},
       {"rtt_p99", ValueType::kNumber, "99th percentile round-trip time over the window", "seconds"},
-      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT (none before 30 samples)",
+      {"rtt_baseline", ValueType::kNumber, "the target's learned normal median RTT (none before 5 minutes of samples)",
        "seconds"},
       {"rtt_ratio", ValueType::kNumber, "rtt_p95 over the learned baseline", ""},
       {"duration", ValueType::kNumber, "seconds the last run took", "seconds"},
@@ -63,24 +65,17 @@ std::vector<Variable> variables(std::span<const KindMeasures> kinds) {
 }
 
 // The variables over one window, as seen from one rule (its own window length).
+// Computed on first use: a rule reads a few of them (target_down none of the
+// window's), and sorting RTTs for one that reads none was most of the cost.
 class RuleEngine::WindowEnv final : public Environment {
  public:
-  WindowEnv(const Window& w, SteadyTime since) : w_(w) {
-    for (const auto& e : w.entries) {
-      if (e.at < since) continue;
-      ++runs_;
-      if (!e.ok) ++failures_;
-      loss_sum_ += e.loss;
-      rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
-    }
-    std::sort(rtts_.begin(), rtts_.end());
-  }
+  WindowEnv(const Window& w, SteadyTime since, SteadyTime now) : w_(w), since_(since), now_(now) {}
 
   std::optional<Value> get(std::string_view name) const override {
     const Sample& last = w_.last;
     if (name == "success") return Value(last.ok ? 1.0 : 0.0);
     if (name == "consecutive_failures") return Value(static_cast<double>(w_.consecutive_failures));
-    if (name == "samples") return Value(static_cast<double>(runs_));
+    if (name == "samples") return Value(static_cast<double>(counts().runs));
     if (name == "confirmed_down") {
       bool confirmation = false;
       for (const auto& [k, v] : last.values) confirmation |= k == "confirmation" && v == 1.0;
@@ -89,32 +84,51 @@ class RuleEngine::WindowEnv final : public Environment {
     if (name == "reason") return Value(std::string(to_string(last.reason)));
     if (name == "kind") return Value(last.kind);
     if (name == "duration") return Value(std::chrono::duration<double>(last.duration).count());
-    if (name == "failure_ratio" || name == "loss") {
-      if (runs_ == 0) return std::nullopt;
-      return Value((name == "loss" ? loss_sum_ : static_cast<double>(failures_)) / static_cast<double>(runs_));
+    if (name == "failure_ratio") {
+      const Counts& c = counts();
+      if (c.runs == 0) return std::nullopt;
+      return Value(static_cast<double>(c.failures) / static_cast<double>(c.runs));
+    }
+    if (name == "loss") {
+      const Counts& c = counts();
+      if (c.loss_runs == 0) return std::nullopt;
+      return Value(c.loss_sum / static_cast<double>(c.loss_runs));
     }
     if (name == "rtt_baseline" || name == "rtt_ratio") {
-      if (w_.baseline_samples < kBaselineWarmup || w_.rtt_baseline <= 0) return std::nullopt;
+      if (w_.baseline_samples < kBaselineWarmupSamples || now_ - w_.baseline_first < kBaselineWarmup ||
+          w_.rtt_baseline <= 0) {
+        return std::nullopt;
+      }
       if (name == "rtt_baseline") return Value(w_.rtt_baseline);
       auto p95 = get("rtt_p95");
       if (!p95) return std::nullopt;
       return Value(std::get<double>(*p95) / w_.rtt_baseline);
     }
     if (name.substr(0, 4) == "rtt_") {
-      if (rtts_.empty()) return std::nullopt;
+      std::vector<double>& rtts = gathered_rtts();
+      if (rtts.empty()) return std::nullopt;
       if (name == "rtt_avg") {
+        // Summed in ascending order, as always: the same last bits.
+        if (!sorted_) std::sort(rtts.begin(), rtts.end());
+        sorted_ = true;
         double sum = 0;
-        for (double r : rtts_) sum += r;
-        return Value(sum / static_cast<double>(rtts_.size()));
+        for (double r : rtts) sum += r;
+        return Value(sum / static_cast<double>(rtts.size()));
       }
-      double q = 0;
-      if (name == "rtt_p50") q = 0.50;
-      else if (name == "rtt_p95") q = 0.95;
-      else if (name == "rtt_p99") q = 0.99;
-      else return std::nullopt;
-      // Nearest rank: the smallest value with at least q of the values at or below it.
-      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtts_.size())));
-      return Value(rtts_[rank == 0 ? 0 : rank - 1]);
+      static constexpr std::array<std::pair<std::string_view, double>, 3> kQuantiles = {
+          {{"rtt_p50", 0.50}, {"rtt_p95", 0.95}, {"rtt_p99", 0.99}}};
+      std::size_t which = 0;
+      while (which < kQuantiles.size() && kQuantiles[which].first != name) ++which;
+      if (which == kQuantiles.size()) return std::nullopt;
+      const double q = kQuantiles[which].second;
+      if (quantiles_[which]) return Value(*quantiles_[which]);
+      // Nearest rank: the smallest value with at least q of the values at or
+      // below it. nth_element finds the value a full sort would put there.
+      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(rtts.size())));
+      const auto at = rtts.begin() + static_cast<std::ptrdiff_t>(rank == 0 ? 0 : rank - 1);
+      if (!sorted_) std::nth_element(rtts.begin(), at, rtts.end());
+      quantiles_[which] = *at;
+      return Value(*at);
     }
     for (const auto& [k, v] : last.values) {
       if (k == name) return Value(v);
@@ -123,11 +137,46 @@ class RuleEngine::WindowEnv final : public Environment {
   }
 
  private:
+  struct Counts {
+    std::size_t runs = 0;
+    std::size_t failures = 0;
+    std::size_t loss_runs = 0;  // rounds that count for loss (got through, not a confirmation)
+    double loss_sum = 0;
+  };
+  const Counts& counts() const {
+    if (!counts_) {
+      Counts c;
+      for (const auto& e : w_.entries) {
+        if (e.at < since_) continue;
+        ++c.runs;
+        if (!e.ok) ++c.failures;
+        if (e.counts_loss) {
+          c.loss_sum += e.loss;
+          ++c.loss_runs;
+        }
+      }
+      counts_ = c;
+    }
+    return *counts_;
+  }
+  std::vector<double>& gathered_rtts() const {
+    if (!rtts_gathered_) {
+      for (const auto& e : w_.entries) {
+        if (e.at >= since_) rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
+      }
+      rtts_gathered_ = true;
+    }
+    return rtts_;
+  }
+
   const Window& w_;
-  std::size_t runs_ = 0;
-  std::size_t failures_ = 0;
-  double loss_sum_ = 0;
-  std::vector<double> rtts_;
+  const SteadyTime since_;
+  const SteadyTime now_;
+  mutable std::optional<Counts> counts_;
+  mutable bool rtts_gathered_ = false;
+  mutable bool sorted_ = false;
+  mutable std::vector<double> rtts_;
+  mutable std::array<std::optional<double>, 3> quantiles_;  // p50, p95, p99
 };
 
 std::string fingerprint(const std::vector<RuleSpec>& rules) {
@@ -215,12 +264,20 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   const Key& key = wit->first;
   Window& w = wit->second;
   if (created) w.alerts.resize(rules_.size());
-  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, 0, {}};
-  std::vector<double> rtts;
+  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, true, 0, {}};
+  // Reused from sample to sample: the per-sample path does not allocate.
+  static thread_local std::vector<double> rtts;
+  rtts.clear();
+  bool has_loss = false, confirmation = false;
   for (const auto& [name, value] : sample.values) {
-    if (name == "loss_ratio") entry.loss = static_cast<float>(value);
+    if (name == "loss_ratio") {
+      entry.loss = static_cast<float>(value);
+      has_loss = true;
+    }
+    if (name == "confirmation" && value == 1.0) confirmation = true;
     if (name == "connect_seconds" && sample.ok) rtts.push_back(value);
   }
+  if (has_loss) entry.counts_loss = sample.ok && !confirmation;
   for (const auto& [name, value] : sample.observations) {
     if (name == "rtt_seconds") rtts.push_back(value);
   }
@@ -233,12 +290,19 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
       entry.rtts[i] = static_cast<float>(rtts[at]);
     }
     entry.rtt_count = static_cast<std::uint8_t>(keep);
-    // Learn from this sample's median; a slow average, so an outage of minutes
-    // moves it little, while a permanent change of path is learned in hours.
+    // Learn from this sample's median; a slow average in time, so an anomaly
+    // of minutes moves it little at any interval, while a permanent change of
+    // path is learned in hours.
     const double median = rtts[rtts.size() / 2];
-    w.rtt_baseline = w.baseline_samples == 0
-                         ? median
-                         : w.rtt_baseline + (median - w.rtt_baseline) / static_cast<double>(kBaselineSamples);
+    if (w.baseline_samples == 0) {
+      w.rtt_baseline = median;
+      w.baseline_first = now;
+    } else {
+      const double elapsed = std::chrono::duration<double>(now - w.baseline_updated).count();
+      const double weight = 1 - std::exp(-elapsed / std::chrono::duration<double>(kBaselineTau).count());
+      w.rtt_baseline += (median - w.rtt_baseline) * weight;
+    }
+    w.baseline_updated = now;
     ++w.baseline_samples;
   }
   w.entries.push_back(entry);
@@ -253,7 +317,7 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const RuleSpec& rule = rules_[i];
     if (!selects(rule, target, sample)) continue;
-    const WindowEnv env(w, now - rule.window);
+    const WindowEnv env(w, now - rule.window, now);
     const bool active = rule.condition.fires(env);
     auto& slot = w.alerts[i];
     if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", std::nullopt});

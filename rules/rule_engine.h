@@ -74,9 +74,13 @@ struct AlertEvent {
 inline constexpr std::size_t kMaxWindowEntries = 128;
 // RTTs kept per sample: all of a default 3-packet ICMP round; quantiles of more.
 inline constexpr std::size_t kRttsPerEntry = 4;
-// Samples for the RTT baseline's moving average, and before it is trusted.
-inline constexpr int kBaselineSamples = 360;  // an hour at one sample per 10 s
-inline constexpr int kBaselineWarmup = 30;
+// The RTT baseline is a moving average in time, not in samples, so a 1 s and a
+// 10 s interval learn alike: each sample weighs 1 - exp(-elapsed / kBaselineTau).
+// It is trusted after kBaselineWarmup of samples (and at least
+// kBaselineWarmupSamples of them).
+inline constexpr Duration kBaselineTau = std::chrono::hours(1);
+inline constexpr Duration kBaselineWarmup = std::chrono::minutes(5);
+inline constexpr int kBaselineWarmupSamples = 5;
 
 class RuleEngine {
  public:
@@ -110,6 +114,11 @@ class RuleEngine {
       SteadyTime at;
       float loss;  // loss_ratio if the sample had one, else 0/1 by ok
       bool ok;
+      // Feeds `loss`: every sample without a loss_ratio; with one, only rounds
+      // that got through and are not confirmations. An outage's own rounds
+      // (100 % lost) are target_down's evidence, not loss to warn about after
+      // it is over.
+      bool counts_loss;
       std::uint8_t rtt_count;
       std::array<float, kRttsPerEntry> rtts;  // a sample's RTTs, or quantiles of them if it had more
     };
@@ -118,10 +127,12 @@ class RuleEngine {
     int consecutive_failures = 0;
     SteadyTime failing_since{};  // first failure of the current run of failures
     Sample last;
-    // The target's own normal latency: a slow moving average of each sample's
-    // median RTT (weight 1/kBaselineSamples), known after kBaselineWarmup samples.
+    // The target's own normal latency: a slow moving average in time of each
+    // sample's median RTT (kBaselineTau), known after kBaselineWarmup.
     double rtt_baseline = 0;
     int baseline_samples = 0;
+    SteadyTime baseline_first{};
+    SteadyTime baseline_updated{};
   };
   struct Key {
     std::string target, probe;

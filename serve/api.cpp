@@ -22,7 +22,9 @@ HttpResponse from_result(const Result<json>& r, int success_status = 200) {
   switch (r.error().code) {
     case ErrorCode::kNotFound: return api_error(404, r.error().message);
     case ErrorCode::kInvalidArgument: return api_error(400, r.error().message);
-    case ErrorCode::kUnavailable: return api_error(409, r.error().message);
+    case ErrorCode::kLimitReached: return api_error(409, r.error().message);
+    case ErrorCode::kUnavailable: return api_error(409, r.error().message);  // as before the codes split
+    case ErrorCode::kUnsupportedMediaType: return api_error(415, r.error().message);
     default: return api_error(500, r.error().message);
   }
 }
@@ -31,7 +33,7 @@ HttpResponse from_result(const Result<json>& r, int success_status = 200) {
 Result<json> parse_body(const HttpRequest& req) {
   const std::string type = req.header("content-type");
   if (!req.body.empty() && type.rfind("application/json", 0) != 0) {
-    return Error::unavailable("415");  // handled by the caller
+    return Error::unsupported_media_type("send Content-Type: application/json");
   }
   if (req.body.empty()) return json::object();
   try {
@@ -159,7 +161,7 @@ HttpResponse Api::incident_item(const HttpRequest& req) {
   if (auto denied = authorize(req, true)) return *denied;
   auto body = parse_body(req);
   if (!body.ok()) {
-    if (body.error().code == ErrorCode::kUnavailable) return api_error(415, "send Content-Type: application/json");
+    if (body.error().code == ErrorCode::kUnsupportedMediaType) return api_error(415, body.error().message);
     return api_error(400, body.error().message);
   }
   const json& j = *body;
@@ -193,7 +195,7 @@ HttpResponse Api::silences(const HttpRequest& req) {
   if (auto denied = authorize(req, true)) return *denied;
   auto body = parse_body(req);
   if (!body.ok()) {
-    if (body.error().code == ErrorCode::kUnavailable) return api_error(415, "send Content-Type: application/json");
+    if (body.error().code == ErrorCode::kUnsupportedMediaType) return api_error(415, body.error().message);
     return api_error(400, body.error().message);
   }
   return on_reactor([this, j = *body] { return from_result(backend_.add_silence(j), 201); });

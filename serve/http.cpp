@@ -393,40 +393,63 @@ const HttpServer::Route* HttpServer::find(const std::string& path) const {
 Status HttpServer::start(const std::string& listen, HttpSettings settings) {
   stop();
   settings_ = settings;
-  // "ADDRESS:PORT"; a bare ":PORT" means every IPv4 address.
+  // "ADDRESS:PORT", "[IPv6]:PORT"; a bare ":PORT" means every IPv4 address.
   const std::size_t colon = listen.rfind(':');
   if (colon == std::string::npos) return Error::invalid("cannot listen on " + listen + ": expected ADDRESS:PORT");
-  const std::string host = listen.substr(0, colon);
+  std::string host = listen.substr(0, colon);
   const std::string port_text = listen.substr(colon + 1);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
   char* end = nullptr;
   const long port_number = std::strtol(port_text.c_str(), &end, 10);
   if (port_text.empty() || *end != '\0' || port_number < 0 || port_number > 65535) {
     return Error::invalid("cannot listen on " + listen + ": the port must be 0-65535");
   }
-  addr.sin_port = htons(static_cast<std::uint16_t>(port_number));
-  if (host.empty()) {
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  } else if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    return Error::invalid("cannot listen on " + listen + ": expected an IPv4 address, found \"" + host + "\"");
+  const auto port = htons(static_cast<std::uint16_t>(port_number));
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = port;
+    if (::inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) != 1) {
+      return Error::invalid("cannot listen on " + listen + ": expected an IPv6 address in brackets, found \"" + host +
+                            "\"");
+    }
+    addr_len = sizeof(sockaddr_in6);
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
+    a4->sin_family = AF_INET;
+    a4->sin_port = port;
+    if (host.empty()) {
+      a4->sin_addr.s_addr = htonl(INADDR_ANY);
+    } else if (::inet_pton(AF_INET, host.c_str(), &a4->sin_addr) != 1) {
+      return Error::invalid("cannot listen on " + listen + ": expected an IPv4 address or [IPv6], found \"" + host +
+                            "\"");
+    }
+    addr_len = sizeof(sockaddr_in);
   }
 
   auto impl = std::make_unique<Impl>(*this);
-  impl->listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  impl->listen_fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (impl->listen_fd < 0) return Error::io(std::string("cannot create a socket: ") + std::strerror(errno));
   const int one = 1;
   ::setsockopt(impl->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(impl->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  // "[::]" is every IPv6 address and, as people expect of it, every IPv4 one.
+  if (addr.ss_family == AF_INET6) {
+    const int zero = 0;
+    ::setsockopt(impl->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  }
+  if (::bind(impl->listen_fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0 ||
       ::listen(impl->listen_fd, 4096) != 0) {
     const std::string why = std::strerror(errno);
     ::close(impl->listen_fd);
     return Error::io("cannot listen on " + listen + ": " + why + " (is the port in use?)");
   }
-  sockaddr_in bound{};
+  sockaddr_storage bound{};
   socklen_t len = sizeof bound;
   ::getsockname(impl->listen_fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  impl->port = ntohs(bound.sin_port);
+  impl->port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                                           : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
   // Half the descriptors at most: probes, the store and the notifier need theirs.
   rlimit lim{};

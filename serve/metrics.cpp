@@ -1,12 +1,15 @@
 #include "serve/metrics.h"
 
+#include <malloc.h>
+#include <zlib.h>
+
+#include <algorithm>
 #include <cctype>
-
-#include <fstream>
-#include <set>
-#include <sstream>
-
-#include <prometheus/text_serializer.h>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <stdexcept>
 
 #include "nightshift/version.h"
 
@@ -20,22 +23,801 @@ const char kHelpFailureReason[] =
     "(timeout, refused, unreachable, ttl_exceeded, dns_failure, banner_mismatch, connection_closed, resource_limit, error).";
 const char kHelpResults[] = "Probe runs completed, by result (ok or the failure reason).";
 const char kHelpTargetInfo[] = "Configured targets with their address and extra labels (value 1).";
+const char kHelpLabeled[] = "see docs/metrics.md";
+
+// 100us to 5s, roughly x2.5 per step: loopback to satellite round trips.
+constexpr std::array<double, 15> kLatencyBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                    0.05,   0.1,     0.25,   0.5,   1,      2.5,   5};
+constexpr std::size_t kBucketCount = kLatencyBuckets.size() + 1;  // and +Inf
+constexpr std::size_t kReasonCount = static_cast<std::size_t>(FailureReason::kError) + 1;
+
+// Numbers as prometheus-cpp's text serializer writes them (printf "%.16g"),
+// without a stream.
+void append_number(std::string& out, double v, MetricsFormat format) {
+  if (std::isnan(v)) {
+    out += format == MetricsFormat::kOpenMetrics ? "NaN" : "Nan";
+  } else if (std::isinf(v)) {
+    out += v < 0 ? "-Inf" : "+Inf";
+  } else {
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 16);
+    out.append(buf, ec == std::errc() ? end : buf);
+  }
+}
+
+void append_count(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, ec == std::errc() ? end : buf);
+}
+
+void append_escaped(std::string& out, std::string_view value) {
+  for (char c : value) {
+    switch (c) {
+      case '\n':
+        out += "\\n";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+void append_help(std::string& out, std::string_view help, MetricsFormat format) {
+  for (char c : help) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\\') out += "\\\\";
+    else if (c == '"' && format == MetricsFormat::kOpenMetrics) out += "\\\"";
+    else out += c;
+  }
+}
+
+std::string render_labels(const std::map<std::string, std::string>& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) {
+    if (!out.empty()) out += ',';
+    out += k;
+    out += "=\"";
+    append_escaped(out, v);
+    out += '"';
+  }
+  return out;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// The buckets' le="..." labels, bounds written as the text serializer writes them.
+const std::array<std::string, kBucketCount>& bucket_labels() {
+  static const std::array<std::string, kBucketCount> kLabels = [] {
+    std::array<std::string, kBucketCount> out;
+    for (std::size_t i = 0; i < kBucketCount; ++i) {
+      out[i] = "le=\"";
+      if (i < kLatencyBuckets.size()) append_number(out[i], kLatencyBuckets[i], MetricsFormat::kText);
+      else out[i] += "+Inf";
+      out[i] += '"';
+    }
+    return out;
+  }();
+  return kLabels;
+}
+
+// Buffers rendered text and hands it to the sink in pieces of about 64 KiB.
+class Writer {
+ public:
+  Writer(MetricsFormat format, const MetricsSink& sink) : format_(format), sink_(sink) { buf_.reserve(kFlushAt + 4096); }
+  ~Writer() = default;
+  std::string& buf() { return buf_; }
+  MetricsFormat format() const { return format_; }
+  void maybe_flush() {
+    if (buf_.size() >= kFlushAt) flush();
+  }
+  void flush() {
+    if (!buf_.empty()) sink_(buf_);
+    buf_.clear();
+  }
+
+  // # HELP / # TYPE (/ # UNIT) lines of a family about to get its first series.
+  // Counters' samples keep their full name (OpenMetrics: with _total).
+  void header(std::string_view name, std::string_view help, prometheus::MetricType type) {
+    std::string_view family = name;
+    const char* type_name = "gauge";
+    switch (type) {
+      case prometheus::MetricType::Counter:
+        type_name = "counter";
+        if (format_ == MetricsFormat::kOpenMetrics) {
+          // OpenMetrics counters carry _total on their samples only; one
+          // without it (snmp_exporter names such as ifHCInOctets) would have to
+          // change its name, so it goes out untyped and keeps it.
+          if (ends_with(name, "_total")) family = name.substr(0, name.size() - 6);
+          else type_name = "unknown";
+        }
+        break;
+      case prometheus::MetricType::Histogram:
+        type_name = "histogram";
+        break;
+      case prometheus::MetricType::Summary:
+        type_name = "summary";
+        break;
+      case prometheus::MetricType::Untyped:
+        type_name = format_ == MetricsFormat::kOpenMetrics ? "unknown" : "untyped";
+        break;
+      default:
+        break;
+    }
+    if (!help.empty()) {
+      buf_ += "# HELP ";
+      buf_ += family;
+      buf_ += ' ';
+      append_help(buf_, help, format_);
+      buf_ += '\n';
+    }
+    buf_ += "# TYPE ";
+    buf_ += family;
+    buf_ += ' ';
+    buf_ += type_name;
+    buf_ += '\n';
+    if (format_ == MetricsFormat::kOpenMetrics) {
+      for (std::string_view unit : {"seconds", "bytes", "ratio"}) {
+        if (family.size() > unit.size() && ends_with(family, unit) && family[family.size() - unit.size() - 1] == '_') {
+          buf_ += "# UNIT ";
+          buf_ += family;
+          buf_ += ' ';
+          buf_ += unit;
+          buf_ += '\n';
+          break;
+        }
+      }
+    }
+  }
+
+  // name{labels[,extra]} value-prefix: the caller appends the value and '\n'.
+  void head(std::string_view name, std::string_view suffix, std::string_view labels, std::string_view extra = {}) {
+    buf_ += name;
+    buf_ += suffix;
+    if (!labels.empty() || !extra.empty()) {
+      buf_ += '{';
+      buf_ += labels;
+      if (!extra.empty()) {
+        if (!labels.empty()) buf_ += ',';
+        buf_ += extra;
+      }
+      buf_ += '}';
+    }
+    buf_ += ' ';
+  }
+  // As head(), with one more label sorted in at `split` of `labels`.
+  void head_with(std::string_view name, std::string_view labels, std::size_t split, std::string_view label,
+                 std::string_view value) {
+    buf_ += name;
+    buf_ += '{';
+    buf_ += labels.substr(0, split);
+    buf_ += ',';
+    buf_ += label;
+    buf_ += "=\"";
+    append_escaped(buf_, value);
+    buf_ += '"';
+    buf_ += labels.substr(split);
+    buf_ += "} ";
+  }
+  void number(double v) {
+    append_number(buf_, v, format_);
+    buf_ += '\n';
+  }
+  void count(std::uint64_t v) {
+    append_count(buf_, v);
+    buf_ += '\n';
+  }
+
+ private:
+  static constexpr std::size_t kFlushAt = 64 * 1024;
+  MetricsFormat format_;
+  const MetricsSink& sink_;
+  std::string buf_;
+};
+
+std::string labels_text(const std::vector<prometheus::ClientMetric::Label>& labels) {
+  std::string out;
+  for (const auto& l : labels) {
+    if (!out.empty()) out += ',';
+    out += l.name;
+    out += "=\"";
+    append_escaped(out, l.value);
+    out += '"';
+  }
+  return out;
+}
 }  // namespace
+
+void write_families(const std::vector<prometheus::MetricFamily>& families, MetricsFormat format,
+                    const MetricsSink& sink) {
+  Writer w(format, sink);
+  for (const auto& f : families) {
+    if (f.metric.empty()) continue;
+    w.header(f.name, f.help, f.type);
+    const std::string_view name = f.name;
+    for (const auto& m : f.metric) {
+      const std::string labels = labels_text(m.label);
+      switch (f.type) {
+        case prometheus::MetricType::Counter:
+          w.head(name, "", labels);
+          w.number(m.counter.value);
+          break;
+        case prometheus::MetricType::Gauge:
+          w.head(name, "", labels);
+          w.number(m.gauge.value);
+          break;
+        case prometheus::MetricType::Untyped:
+          w.head(name, "", labels);
+          w.number(m.untyped.value);
+          break;
+        case prometheus::MetricType::Histogram: {
+          const auto& h = m.histogram;
+          w.head(name, "_count", labels);
+          w.count(h.sample_count);
+          w.head(name, "_sum", labels);
+          w.number(h.sample_sum);
+          bool inf = false;
+          for (const auto& b : h.bucket) {
+            std::string le = "le=\"";
+            append_number(le, b.upper_bound, MetricsFormat::kText);
+            le += '"';
+            inf = std::isinf(b.upper_bound);
+            w.head(name, "_bucket", labels, le);
+            w.count(b.cumulative_count);
+          }
+          if (!inf) {
+            w.head(name, "_bucket", labels, "le=\"+Inf\"");
+            w.count(h.sample_count);
+          }
+          break;
+        }
+        case prometheus::MetricType::Summary: {
+          const auto& s = m.summary;
+          w.head(name, "_count", labels);
+          w.count(s.sample_count);
+          w.head(name, "_sum", labels);
+          w.number(s.sample_sum);
+          for (const auto& q : s.quantile) {
+            std::string ql = "quantile=\"";
+            append_number(ql, q.quantile, MetricsFormat::kText);
+            ql += '"';
+            w.head(name, "", labels, ql);
+            w.number(q.value);
+          }
+          break;
+        }
+        default:
+          break;
+      }
+      w.maybe_flush();
+    }
+  }
+  w.flush();
+}
+
+// ---------------------------------------------------------------------------
+// Compact per-probe state
+
+namespace {
+struct Histogram {
+  std::array<std::uint64_t, kBucketCount> counts{};  // per bucket, not cumulative
+  double sum = 0;
+  std::uint64_t count = 0;
+};
+
+struct Labeled {
+  std::string metric;
+  LabeledValue::Type type = LabeledValue::Type::kGauge;
+  std::map<std::string, std::string> labels;  // the probe's and its own
+  std::string text;                           // `labels`, rendered
+  double value = 0;
+};
+
+// What a kind's samples carry, by first sight: slot numbers index the records.
+struct KindSchema {
+  std::string kind;
+  std::vector<std::string> values;        // probe_<kind>_<name> gauges
+  std::vector<std::string> observations;  // probe_<kind>_<name> histograms
+
+  static std::size_t slot(std::vector<std::string>& names, std::string_view name) {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == name) return i;
+    }
+    names.emplace_back(name);
+    return names.size() - 1;
+  }
+};
+
+// What the samples change; the reactor writes it under the lock.
+struct ProbeState {
+  bool seen = false;  // series exist from the first result on
+  bool ok = false;
+  FailureReason reason = FailureReason::kNone;
+  double duration = 0;
+  std::array<std::uint64_t, kReasonCount> results{};
+  std::vector<std::optional<double>> values;  // by value slot
+  std::vector<Histogram> observations;        // by observation slot; count 0 = none yet
+  std::vector<Labeled> labeled;
+};
+
+struct ProbeRecord {
+  // Fixed from sync_targets on: read without the lock.
+  std::shared_ptr<const Target> target;
+  const ProbeSpec* spec = nullptr;  // into *target
+  std::size_t kind = 0;             // into the kind schemas
+  std::string labels;               // agent="..",group="..",kind="..",probe="..",site="..",target=".."
+  std::size_t split = 0;            // just after probe="..": where result= and reason= sort in
+  ProbeState state;
+};
+
+struct TargetRecord {
+  std::shared_ptr<const Target> target;
+  std::string labels;
+};
+
+std::map<std::string, std::string> probe_labels(const Target& t, const ProbeSpec& p, const std::string& agent) {
+  return {{"target", t.name}, {"probe", p.name}, {"kind", p.kind}, {"group", t.group}, {"site", t.site}, {"agent", agent}};
+}
+
+std::map<std::string, std::string> info_labels(const Target& t, const std::string& agent) {
+  std::map<std::string, std::string> info{
+      {"target", t.name}, {"address", t.address}, {"group", t.group}, {"site", t.site}, {"agent", agent}};
+  for (const auto& [k, v] : t.labels) info[k] = v;
+  return info;
+}
+}  // namespace
+
+struct ProbeFamilies::Table {
+  std::vector<ProbeRecord> probes;  // sorted by labels
+  std::unordered_map<std::pair<std::string, std::string>, std::size_t, StringPairHash> index;  // (target, probe)
+  std::vector<TargetRecord> targets;
+  std::vector<KindSchema> kinds;
+};
+
+ProbeFamilies::ProbeFamilies(std::string agent_name, std::vector<KindMeasures> measures)
+    : agent_(std::move(agent_name)), measures_(std::move(measures)), table_(std::make_shared<Table>()) {}
+
+ProbeFamilies::~ProbeFamilies() = default;
+
+void ProbeFamilies::sync_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
+  // record() runs on this (the reactor) thread too: *table_ cannot change
+  // meanwhile, and renders only read it.
+  auto next = std::make_shared<Table>();
+  const std::shared_ptr<const Table> prev = table_;
+  next->kinds = prev->kinds;
+  for (const auto& t : targets) {
+    next->targets.push_back({t, render_labels(info_labels(*t, agent_))});
+    for (const auto& p : t->probes) {
+      ProbeRecord r;
+      r.target = t;
+      r.spec = &p;
+      r.kind = next->kinds.size();
+      for (std::size_t k = 0; k < next->kinds.size(); ++k) {
+        if (next->kinds[k].kind == p.kind) r.kind = k;
+      }
+      if (r.kind == next->kinds.size()) next->kinds.push_back({p.kind, {}, {}});
+      auto labels = probe_labels(*t, p, agent_);
+      r.labels = render_labels(labels);
+      const std::size_t at = r.labels.find("probe=\"");
+      r.split = r.labels.find('"', at + 7);
+      while (r.split != std::string::npos && r.labels[r.split - 1] == '\\') r.split = r.labels.find('"', r.split + 1);
+      r.split = r.split == std::string::npos ? r.labels.size() : r.split + 1;
+      next->probes.push_back(std::move(r));
+    }
+  }
+  std::sort(next->probes.begin(), next->probes.end(),
+            [](const ProbeRecord& a, const ProbeRecord& b) { return a.labels < b.labels; });
+  // A surviving probe keeps its series (and counters); one whose labels
+  // changed starts afresh, as do new ones: series appear at a probe's first
+  // result, so a fresh start shows no made-up value.
+  for (std::size_t i = 0; i < next->probes.size(); ++i) {
+    ProbeRecord& r = next->probes[i];
+    const std::pair<std::string, std::string> key{r.target->name, r.spec->name};
+    next->index.emplace(key, i);
+    auto old = prev->index.find(key);
+    if (old == prev->index.end()) continue;
+    const ProbeRecord& o = prev->probes[old->second];
+    if (o.labels != r.labels) continue;
+    r.state = o.state;
+  }
+  // A render still going on keeps the previous table, unchanged from here on.
+  std::lock_guard<std::mutex> lock(mu_);
+  table_ = std::move(next);
+}
+
+void ProbeFamilies::record(const Sample& sample) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Table& t = *table_;
+  // Heterogeneous lookup is C++20 for unordered maps only with a transparent
+  // hash; short names fit std::string's inline buffer, so this key is free.
+  auto it = t.index.find({sample.target, sample.probe});
+  if (it == t.index.end()) return;  // removed by a reload while in flight
+  ProbeRecord& rec = t.probes[it->second];
+  ProbeState& r = rec.state;
+  KindSchema& schema = t.kinds[rec.kind];
+  r.seen = true;
+  r.ok = sample.ok;
+  r.reason = sample.ok ? FailureReason::kNone : sample.reason;
+  r.duration = std::chrono::duration<double>(sample.duration).count();
+  const auto reason = static_cast<std::size_t>(sample.reason);
+  if (reason < kReasonCount) ++r.results[reason];
+  for (const auto& [name, value] : sample.values) {
+    const std::size_t slot = KindSchema::slot(schema.values, name);
+    if (slot >= r.values.size()) r.values.resize(slot + 1);
+    r.values[slot] = value;
+  }
+  for (const auto& [name, value] : sample.observations) {
+    const std::size_t slot = KindSchema::slot(schema.observations, name);
+    if (slot >= r.observations.size()) r.observations.resize(slot + 1);
+    Histogram& h = r.observations[slot];
+    // The first bucket whose bound is at or above the value (le), as prometheus-cpp.
+    const auto b = static_cast<std::size_t>(
+        std::find_if(kLatencyBuckets.begin(), kLatencyBuckets.end(), [&](double bound) { return bound >= value; }) -
+        kLatencyBuckets.begin());
+    ++h.counts[b];
+    h.sum += value;
+    ++h.count;
+  }
+  if (!sample.series.empty() || !r.labeled.empty()) {
+    // Each sample carries its probe's complete set (SNMP interfaces): rebuilt.
+    std::vector<Labeled> next;
+    next.reserve(sample.series.size());
+    for (const auto& v : sample.series) {
+      Labeled l;
+      l.metric = v.metric;
+      l.type = v.type;
+      l.labels = probe_labels(*rec.target, *rec.spec, agent_);
+      for (const auto& [k, value] : v.labels) l.labels[k] = value;
+      auto same = std::find_if(next.begin(), next.end(),
+                               [&](const Labeled& o) { return o.metric == l.metric && o.labels == l.labels; });
+      if (same != next.end()) {
+        same->type = v.type;
+        same->value = v.value;
+        continue;
+      }
+      l.text = render_labels(l.labels);
+      l.value = v.value;
+      next.push_back(std::move(l));
+    }
+    r.labeled = std::move(next);
+  }
+}
+
+namespace {
+// The per-probe families in render order; each names how to write one probe's
+// series. Built at render start from the kind schemas then.
+struct FamilySpec {
+  enum class What { kSuccess, kDuration, kFailureReason, kResults, kValue, kObservation, kLabeled };
+  What what;
+  std::string name;
+  std::string help;
+  prometheus::MetricType type;
+  std::size_t kind = 0;
+  std::size_t slot = 0;
+  LabeledValue::Type labeled_type = LabeledValue::Type::kGauge;
+};
+
+// The declared help of kind's measure `name`, with its unit; `fallback` if undeclared.
+std::string measure_help(const std::vector<KindMeasures>& measures, const std::string& kind, const std::string& name,
+                         const std::string& fallback) {
+  for (const auto& k : measures) {
+    if (k.kind != kind) continue;
+    for (const auto& m : k.measures) {
+      if (m.name != name) continue;
+      std::string help(m.help);
+      if (!help.empty()) help[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(help[0])));
+      if (!m.unit.empty()) help += " (" + std::string(m.unit) + ")";
+      return help + ".";
+    }
+  }
+  return fallback;
+}
+
+std::vector<FamilySpec> family_specs(const std::vector<KindSchema>& kinds,
+                                     const std::vector<std::pair<std::string, LabeledValue::Type>>& labeled,
+                                     const std::vector<KindMeasures>& measures) {
+  using T = prometheus::MetricType;
+  using W = FamilySpec::What;
+  std::vector<FamilySpec> out = {
+      {W::kSuccess, "probe_success", kHelpSuccess, T::Gauge},
+      {W::kDuration, "probe_duration_seconds", kHelpDuration, T::Gauge},
+      {W::kFailureReason, "nightshift_probe_failure_reason", kHelpFailureReason, T::Gauge},
+      {W::kResults, "nightshift_probe_results_total", kHelpResults, T::Counter},
+  };
+  for (std::size_t k = 0; k < kinds.size(); ++k) {
+    for (std::size_t s = 0; s < kinds[k].values.size(); ++s) {
+      const std::string& v = kinds[k].values[s];
+      out.push_back({W::kValue, "probe_" + kinds[k].kind + "_" + v,
+                     measure_help(measures, kinds[k].kind, v,
+                                  "Last measured " + v + " of the " + kinds[k].kind + " probe (see docs/metrics.md)."),
+                     T::Gauge, k, s});
+    }
+    for (std::size_t s = 0; s < kinds[k].observations.size(); ++s) {
+      const std::string& v = kinds[k].observations[s];
+      out.push_back({W::kObservation, "probe_" + kinds[k].kind + "_" + v,
+                     measure_help(measures, kinds[k].kind, v,
+                                  "Distribution of the " + kinds[k].kind + " probe's " + v + " (see docs/metrics.md)."),
+                     T::Histogram, k, s});
+    }
+  }
+  for (const auto& [metric, type] : labeled) {
+    out.push_back({W::kLabeled, metric, kHelpLabeled,
+                   type == LabeledValue::Type::kCounter ? T::Counter : T::Gauge, 0, 0, type});
+  }
+  return out;
+}
+
+// Writes one probe's series of family `f`; false when it has none.
+bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, const ProbeState& s, bool& header_done) {
+  using W = FamilySpec::What;
+  if (!s.seen) return false;
+  auto header = [&] {
+    if (!header_done) w.header(f.name, f.help, f.type);
+    header_done = true;
+  };
+  switch (f.what) {
+    case W::kSuccess:
+      header();
+      w.head(f.name, "", r.labels);
+      w.number(s.ok ? 1 : 0);
+      return true;
+    case W::kDuration:
+      header();
+      w.head(f.name, "", r.labels);
+      w.number(s.duration);
+      return true;
+    case W::kFailureReason:
+      if (s.ok) return false;
+      header();
+      w.head_with(f.name, r.labels, r.split, "reason", to_string(s.reason));
+      w.number(1);
+      return true;
+    case W::kResults: {
+      bool any = false;
+      // In label order, as a sorted family would list them.
+      static const std::vector<std::pair<std::string, std::size_t>> kByName = [] {
+        std::vector<std::pair<std::string, std::size_t>> v;
+        for (std::size_t i = 0; i < kReasonCount; ++i) v.emplace_back(std::string(to_string(static_cast<FailureReason>(i))), i);
+        std::sort(v.begin(), v.end());
+        return v;
+      }();
+      for (const auto& [name, i] : kByName) {
+        if (s.results[i] == 0) continue;
+        header();
+        w.head_with(f.name, r.labels, r.split, "result", name);
+        w.count(s.results[i]);
+        any = true;
+      }
+      return any;
+    }
+    case W::kValue:
+      if (r.kind != f.kind || f.slot >= s.values.size() || !s.values[f.slot]) return false;
+      header();
+      w.head(f.name, "", r.labels);
+      w.number(*s.values[f.slot]);
+      return true;
+    case W::kObservation: {
+      if (r.kind != f.kind || f.slot >= s.observations.size() || s.observations[f.slot].count == 0) return false;
+      const Histogram& h = s.observations[f.slot];
+      header();
+      w.head(f.name, "_count", r.labels);
+      w.count(h.count);
+      w.head(f.name, "_sum", r.labels);
+      w.number(h.sum);
+      std::uint64_t cumulative = 0;
+      const auto& les = bucket_labels();
+      for (std::size_t b = 0; b < kBucketCount; ++b) {
+        cumulative += h.counts[b];
+        w.head(f.name, "_bucket", r.labels, les[b]);
+        w.count(cumulative);
+      }
+      return true;
+    }
+    case W::kLabeled: {
+      bool any = false;
+      for (const auto& l : s.labeled) {
+        if (l.metric != f.name || l.type != f.labeled_type) continue;
+        header();
+        w.head(f.name, "", l.text);
+        w.number(l.value);
+        any = true;
+      }
+      return any;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+// Copies what family `f` reads of a probe's state, reusing `to`'s buffers.
+void snapshot(const ProbeState& from, const FamilySpec& f, ProbeState& to) {
+  using W = FamilySpec::What;
+  to.seen = from.seen;
+  to.ok = from.ok;
+  to.reason = from.reason;
+  to.duration = from.duration;
+  switch (f.what) {
+    case W::kResults:
+      to.results = from.results;
+      break;
+    case W::kValue:
+      to.values = from.values;
+      break;
+    case W::kObservation:
+      to.observations = from.observations;
+      break;
+    case W::kLabeled:
+      to.labeled = from.labeled;
+      break;
+    default:
+      break;
+  }
+}
+
+void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const {
+  std::shared_ptr<const Table> table;
+  std::vector<KindSchema> kinds;
+  std::vector<std::pair<std::string, LabeledValue::Type>> labeled;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    table = table_;
+    kinds = table_->kinds;
+    for (const auto& r : table_->probes) {
+      for (const auto& l : r.state.labeled) {
+        const std::pair<std::string, LabeledValue::Type> key{l.metric, l.type};
+        if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
+      }
+    }
+  }
+  Writer w(format, sink);
+  // A few hundred probes at a time: their state is copied under the lock and
+  // written out without it, so the reactor's record() never waits for text
+  // (nor for a render thread the machine preempted while holding the lock).
+  constexpr std::size_t kChunk = 256;
+  std::vector<ProbeState> copies(kChunk);
+  for (const FamilySpec& f : family_specs(kinds, labeled, measures_)) {
+    bool header_done = false;
+    for (std::size_t begin = 0; begin < table->probes.size(); begin += kChunk) {
+      const std::size_t end = std::min(table->probes.size(), begin + kChunk);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (std::size_t i = begin; i < end; ++i) snapshot(table->probes[i].state, f, copies[i - begin]);
+      }
+      for (std::size_t i = begin; i < end; ++i) {
+        if (write_probe(w, f, table->probes[i], copies[i - begin], header_done)) w.maybe_flush();
+      }
+    }
+  }
+  // Target info: fixed per config, no lock needed beyond holding the table.
+  if (!table->targets.empty()) {
+    w.header("nightshift_target_info", kHelpTargetInfo, prometheus::MetricType::Gauge);
+    for (const auto& t : table->targets) {
+      w.head("nightshift_target_info", "", t.labels);
+      w.number(1);
+      w.maybe_flush();
+    }
+  }
+  w.flush();
+}
+
+std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Table& table = *table_;
+  std::vector<std::pair<std::string, LabeledValue::Type>> labeled;
+  for (const auto& r : table.probes) {
+    for (const auto& l : r.state.labeled) {
+      const std::pair<std::string, LabeledValue::Type> key{l.metric, l.type};
+      if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
+    }
+  }
+  auto to_client = [](const std::map<std::string, std::string>& labels) {
+    prometheus::ClientMetric m;
+    for (const auto& [k, v] : labels) m.label.push_back({k, v});
+    return m;
+  };
+  using W = FamilySpec::What;
+  std::vector<prometheus::MetricFamily> out;
+  for (const FamilySpec& f : family_specs(table.kinds, labeled, measures_)) {
+    prometheus::MetricFamily fam;
+    fam.name = f.name;
+    fam.help = f.help;
+    fam.type = f.type;
+    for (const auto& rec : table.probes) {
+      const ProbeState& r = rec.state;
+      if (!r.seen) continue;
+      const auto labels = probe_labels(*rec.target, *rec.spec, agent_);
+      switch (f.what) {
+        case W::kSuccess:
+        case W::kDuration: {
+          auto m = to_client(labels);
+          m.gauge.value = f.what == W::kSuccess ? (r.ok ? 1 : 0) : r.duration;
+          fam.metric.push_back(std::move(m));
+          break;
+        }
+        case W::kFailureReason:
+          if (!r.ok) {
+            auto l = labels;
+            l["reason"] = std::string(to_string(r.reason));
+            auto m = to_client(l);
+            m.gauge.value = 1;
+            fam.metric.push_back(std::move(m));
+          }
+          break;
+        case W::kResults:
+          for (std::size_t i = 0; i < kReasonCount; ++i) {
+            if (r.results[i] == 0) continue;
+            auto l = labels;
+            l["result"] = std::string(to_string(static_cast<FailureReason>(i)));
+            auto m = to_client(l);
+            m.counter.value = static_cast<double>(r.results[i]);
+            fam.metric.push_back(std::move(m));
+          }
+          break;
+        case W::kValue:
+          if (rec.kind == f.kind && f.slot < r.values.size() && r.values[f.slot]) {
+            auto m = to_client(labels);
+            m.gauge.value = *r.values[f.slot];
+            fam.metric.push_back(std::move(m));
+          }
+          break;
+        case W::kObservation:
+          if (rec.kind == f.kind && f.slot < r.observations.size() && r.observations[f.slot].count > 0) {
+            const Histogram& h = r.observations[f.slot];
+            auto m = to_client(labels);
+            m.histogram.sample_count = h.count;
+            m.histogram.sample_sum = h.sum;
+            std::uint64_t cumulative = 0;
+            for (std::size_t b = 0; b < kBucketCount; ++b) {
+              cumulative += h.counts[b];
+              m.histogram.bucket.push_back(
+                  {cumulative, b < kLatencyBuckets.size() ? kLatencyBuckets[b] : std::numeric_limits<double>::infinity()});
+            }
+            fam.metric.push_back(std::move(m));
+          }
+          break;
+        case W::kLabeled:
+          for (const auto& l : r.labeled) {
+            if (l.metric != f.name || l.type != f.labeled_type) continue;
+            auto m = to_client(l.labels);
+            if (l.type == LabeledValue::Type::kCounter) m.counter.value = l.value;
+            else m.gauge.value = l.value;
+            fam.metric.push_back(std::move(m));
+          }
+          break;
+      }
+    }
+    if (!fam.metric.empty()) out.push_back(std::move(fam));
+  }
+  if (!table.targets.empty()) {
+    prometheus::MetricFamily fam;
+    fam.name = "nightshift_target_info";
+    fam.help = kHelpTargetInfo;
+    fam.type = prometheus::MetricType::Gauge;
+    for (const auto& t : table.targets) {
+      auto m = to_client(info_labels(*t.target, agent_));
+      m.gauge.value = 1;
+      fam.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(fam));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// AgentMetrics
 
 AgentMetrics::AgentMetrics(std::string agent_name, std::vector<KindMeasures> measures)
     : agent_(std::move(agent_name)),
       registry_(std::make_shared<prometheus::Registry>()),
-      success_(prometheus::BuildGauge().Name("probe_success").Help(kHelpSuccess).Register(*registry_)),
-      duration_(prometheus::BuildGauge().Name("probe_duration_seconds").Help(kHelpDuration).Register(*registry_)),
-      failure_reason_(prometheus::BuildGauge()
-                          .Name("nightshift_probe_failure_reason")
-                          .Help(kHelpFailureReason)
-                          .Register(*registry_)),
-      results_(prometheus::BuildCounter()
-                   .Name("nightshift_probe_results_total")
-                   .Help(kHelpResults)
-                   .Register(*registry_)),
-      target_info_(prometheus::BuildGauge().Name("nightshift_target_info").Help(kHelpTargetInfo).Register(*registry_)),
+      probes_(agent_, std::move(measures)),
       probes_sent_(prometheus::BuildCounter()
                        .Name("nightshift_probes_sent_total")
                        .Help("Probe runs started, by probe kind.")
@@ -68,7 +850,6 @@ AgentMetrics::AgentMetrics(std::string agent_name, std::vector<KindMeasures> mea
                          .Name("nightshift_confirmations_total")
                          .Help("Confirmation bursts after a miss, by kind and result (started, answered, unanswered).")
                          .Register(*registry_)) {
-  measures_ = std::move(measures);
   const prometheus::Labels agent_label{{"agent", agent_}};
   scheduler_lag_ = &prometheus::BuildHistogram()
                         .Name("nightshift_scheduler_lag_seconds")
@@ -120,221 +901,45 @@ AgentMetrics::AgentMetrics(std::string agent_name, std::vector<KindMeasures> mea
       .Set(1);
 }
 
-std::string AgentMetrics::render() const {
-  std::ostringstream out;
+void AgentMetrics::render(MetricsFormat format, const MetricsSink& sink) const {
+  probes_.render(format, sink);
   auto families = registry_->Collect();
   auto process = process_.Collect();
   families.insert(families.end(), std::make_move_iterator(process.begin()), std::make_move_iterator(process.end()));
-  prometheus::TextSerializer().Serialize(out, families);
-  return out.str();
+  write_families(families, format, sink);
+  if (format == MetricsFormat::kOpenMetrics) sink("# EOF\n");
 }
 
-void AgentMetrics::remove_series(Series& s) {
-  success_.Remove(s.success);
-  duration_.Remove(s.duration);
-  if (s.failure_reason) failure_reason_.Remove(s.failure_reason);
-  for (auto& [reason, c] : s.results) results_.Remove(c);
-  for (auto& [name, g] : s.values) value_family(s.labels.at("kind"), name).Remove(g);
-  for (auto& [name, h] : s.observations) histogram_family(s.labels.at("kind"), name).Remove(h);
-  for (auto& [key, l] : s.labeled) remove_labeled(key.first, l);
-}
-
-void AgentMetrics::remove_labeled(const std::string& metric, Series::Labeled& l) {
-  if (l.gauge != nullptr) labeled_gauges_.at(metric)->Remove(l.gauge);
-  if (l.counter != nullptr) labeled_counters_.at(metric)->Remove(l.counter);
-  l = {};
-}
-
-void AgentMetrics::record_series(Series& s, const std::vector<LabeledValue>& series) {
-  std::set<std::pair<std::string, prometheus::Labels>> seen;
-  for (const auto& v : series) {
-    prometheus::Labels labels = s.labels;
-    for (const auto& [k, value] : v.labels) labels[k] = value;
-    auto key = std::make_pair(v.metric, std::move(labels));
-    Series::Labeled& l = s.labeled[key];
-    const bool counter = v.type == LabeledValue::Type::kCounter;
-    if ((counter && l.gauge != nullptr) || (!counter && l.counter != nullptr)) remove_labeled(v.metric, l);
-    if (counter) {
-      if (l.counter != nullptr && v.value < l.counter->Value()) remove_labeled(v.metric, l);  // a reset
-      if (l.counter == nullptr) {
-        auto& family = labeled_counters_[v.metric];
-        if (family == nullptr) {
-          family = &prometheus::BuildCounter().Name(v.metric).Help("see docs/metrics.md").Register(*registry_);
-        }
-        l.counter = &family->Add(key.second);
-      }
-      if (v.value > l.counter->Value()) l.counter->Increment(v.value - l.counter->Value());
-    } else {
-      if (l.gauge == nullptr) {
-        auto& family = labeled_gauges_[v.metric];
-        if (family == nullptr) {
-          family = &prometheus::BuildGauge().Name(v.metric).Help("see docs/metrics.md").Register(*registry_);
-        }
-        l.gauge = &family->Add(key.second);
-      }
-      l.gauge->Set(v.value);
-    }
-    seen.insert(std::move(key));
-  }
-  for (auto it = s.labeled.begin(); it != s.labeled.end();) {
-    if (seen.count(it->first) == 0) {
-      remove_labeled(it->first.first, it->second);
-      it = s.labeled.erase(it);
-    } else {
-      ++it;
-    }
-  }
+std::string AgentMetrics::render(MetricsFormat format) const {
+  std::string out;
+  render(format, [&out](std::string_view piece) { out += piece; });
+  return out;
 }
 
 void AgentMetrics::sync_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
-  std::unordered_map<std::pair<std::string, std::string>, prometheus::Labels, StringPairHash> wanted;
-  std::map<std::string, prometheus::Labels> wanted_info;
+  probes_.sync_targets(targets);
   std::size_t probe_count = 0;
-  for (const auto& t : targets) {
-    prometheus::Labels info{{"target", t->name}, {"address", t->address}, {"group", t->group},
-                            {"site", t->site}, {"agent", agent_}};
-    for (const auto& [k, v] : t->labels) info[k] = v;
-    wanted_info[t->name] = std::move(info);
-    for (const auto& p : t->probes) {
-      ++probe_count;
-      wanted[{t->name, p.name}] = {{"target", t->name}, {"probe", p.name}, {"kind", p.kind},
-                                   {"group", t->group}, {"site", t->site}, {"agent", agent_}};
-    }
-  }
-  // Remove what is gone or changed; a surviving probe keeps its series (and
-  // counters). Series are created at a probe's first result, so a fresh start
-  // shows no made-up value before anything was measured.
-  for (auto it = series_.begin(); it != series_.end();) {
-    auto w = wanted.find(it->first);
-    if (w == wanted.end() || w->second != it->second.labels) {
-      remove_series(it->second);
-      it = series_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  configured_ = std::move(wanted);
-  for (auto it = target_info_series_.begin(); it != target_info_series_.end();) {
-    auto w = wanted_info.find(it->first);
-    if (w == wanted_info.end() || w->second != target_info_labels_[it->first]) {
-      target_info_.Remove(it->second);
-      target_info_labels_.erase(it->first);
-      it = target_info_series_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto& [name, labels] : wanted_info) {
-    if (target_info_series_.count(name)) continue;
-    auto& g = target_info_.Add(labels);
-    g.Set(1);
-    target_info_series_[name] = &g;
-    target_info_labels_[name] = labels;
-  }
+  for (const auto& t : targets) probe_count += t->probes.size();
   targets_count_->Set(static_cast<double>(targets.size()));
   probes_count_->Set(static_cast<double>(probe_count));
 }
 
-std::string AgentMetrics::measure_help(const std::string& kind, const std::string& name,
-                                      const std::string& fallback) const {
-  for (const auto& k : measures_) {
-    if (k.kind != kind) continue;
-    for (const auto& m : k.measures) {
-      if (m.name != name) continue;
-      std::string help(m.help);
-      if (!help.empty()) help[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(help[0])));
-      if (!m.unit.empty()) help += " (" + std::string(m.unit) + ")";
-      return help + ".";
-    }
+AgentMetrics::KindSeries& AgentMetrics::kind_series(const std::string& kind) {
+  if (last_kind_.first != nullptr && *last_kind_.first == kind) return *last_kind_.second;
+  auto [it, created] = by_kind_.try_emplace(kind);
+  if (created) {
+    it->second.sent = &probes_sent_.Add({{"kind", kind}, {"agent", agent_}});
   }
-  return fallback;
+  last_kind_ = {&it->first, &it->second};
+  return it->second;
 }
 
-prometheus::Family<prometheus::Gauge>& AgentMetrics::value_family(const std::string& kind, const std::string& value) {
-  const std::string name = "probe_" + kind + "_" + value;
-  auto it = value_families_.find(name);
-  if (it != value_families_.end()) return *it->second;
-  auto& fam = prometheus::BuildGauge()
-                  .Name(name)
-                  .Help(measure_help(kind, value, "Last measured " + value + " of the " + kind + " probe (see docs/metrics.md)."))
-                  .Register(*registry_);
-  value_families_[name] = &fam;
-  return fam;
-}
-
-prometheus::Family<prometheus::Histogram>& AgentMetrics::histogram_family(const std::string& kind,
-                                                                        const std::string& name) {
-  const std::string full = "probe_" + kind + "_" + name;
-  auto it = histogram_families_.find(full);
-  if (it != histogram_families_.end()) return *it->second;
-  auto& fam = prometheus::BuildHistogram()
-                  .Name(full)
-                  .Help(measure_help(kind, name, "Distribution of the " + kind + " probe's " + name + " (see docs/metrics.md)."))
-                  .Register(*registry_);
-  histogram_families_[full] = &fam;
-  return fam;
-}
-
-void AgentMetrics::record(const Sample& sample) {
-  const std::pair<std::string, std::string> key{sample.target, sample.probe};
-  auto it = series_.find(key);
-  if (it == series_.end()) {
-    auto c = configured_.find(key);
-    if (c == configured_.end()) return;  // removed by a reload while in flight
-    Series fresh;
-    fresh.labels = c->second;
-    fresh.success = &success_.Add(fresh.labels);
-    fresh.duration = &duration_.Add(fresh.labels);
-    it = series_.emplace(key, std::move(fresh)).first;
-  }
-  Series& s = it->second;
-  s.success->Set(sample.ok ? 1 : 0);
-  s.duration->Set(std::chrono::duration<double>(sample.duration).count());
-  const std::string reason(to_string(sample.reason));
-  auto& counter = s.results[reason];
-  if (counter == nullptr) {
-    prometheus::Labels labels = s.labels;
-    labels["result"] = reason;
-    counter = &results_.Add(labels);
-  }
-  counter->Increment();
-  if (s.failure_reason != nullptr && (sample.ok || s.failure_reason_value != reason)) {
-    failure_reason_.Remove(s.failure_reason);
-    s.failure_reason = nullptr;
-  }
-  if (!sample.ok && s.failure_reason == nullptr) {
-    prometheus::Labels labels = s.labels;
-    labels["reason"] = reason;
-    s.failure_reason = &failure_reason_.Add(labels);
-    s.failure_reason->Set(1);
-    s.failure_reason_value = reason;
-  }
-  for (const auto& [name, value] : sample.values) {
-    auto& g = s.values[name];
-    if (g == nullptr) g = &value_family(sample.kind, name).Add(s.labels);
-    g->Set(value);
-  }
-  // 100us to 5s, roughly x2.5 per step: loopback to satellite round trips.
-  static const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
-  for (const auto& [name, value] : sample.observations) {
-    auto& h = s.observations[name];
-    if (h == nullptr) h = &histogram_family(sample.kind, name).Add(s.labels, kLatencyBuckets);
-    h->Observe(value);
-  }
-  if (!sample.series.empty() || !s.labeled.empty()) record_series(s, sample.series);
-}
-
-void AgentMetrics::probe_sent(const std::string& kind) {
-  auto& c = sent_by_kind_[kind];
-  if (c == nullptr) c = &probes_sent_.Add({{"kind", kind}, {"agent", agent_}});
-  c->Increment();
-}
+void AgentMetrics::probe_sent(const std::string& kind) { kind_series(kind).sent->Increment(); }
 
 void AgentMetrics::set_in_flight(const std::string& kind, double n) {
-  auto& g = in_flight_by_kind_[kind];
-  if (g == nullptr) g = &in_flight_.Add({{"kind", kind}, {"agent", agent_}});
-  g->Set(n);
+  KindSeries& k = kind_series(kind);
+  if (k.in_flight == nullptr) k.in_flight = &in_flight_.Add({{"kind", kind}, {"agent", agent_}});
+  k.in_flight->Set(n);
 }
 
 void AgentMetrics::alert(const rules::AlertEvent& event) {
@@ -388,6 +993,182 @@ void AgentMetrics::config_reload(bool success, double unix_time) {
   reloads_.Add({{"result", success ? "success" : "failure"}, {"agent", agent_}}).Increment();
   reload_ok_->Set(success ? 1 : 0);
   if (success) reload_time_->Set(unix_time);
+}
+
+// ---------------------------------------------------------------------------
+// The /metrics endpoint
+
+namespace {
+// A media range or coding with its q value, from an Accept-style header.
+struct Weighted {
+  std::string_view value;
+  double q = 1;
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<Weighted> parse_weighted(std::string_view header) {
+  std::vector<Weighted> out;
+  while (!header.empty()) {
+    const std::size_t comma = header.find(',');
+    std::string_view item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view{} : header.substr(comma + 1);
+    Weighted w;
+    const std::size_t semi = item.find(';');
+    w.value = trim(item.substr(0, semi));
+    std::string_view params = semi == std::string_view::npos ? std::string_view{} : item.substr(semi + 1);
+    while (!params.empty()) {
+      const std::size_t next = params.find(';');
+      std::string_view p = trim(params.substr(0, next));
+      params = next == std::string_view::npos ? std::string_view{} : params.substr(next + 1);
+      if (p.size() >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+        double q = 0;
+        const auto [end, ec] = std::from_chars(p.data() + 2, p.data() + p.size(), q);
+        w.q = ec == std::errc() ? std::clamp(q, 0.0, 1.0) : 0;
+      }
+    }
+    if (!w.value.empty()) out.push_back(w);
+  }
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Compresses into a string as the pieces arrive.
+class GzipSink {
+ public:
+  explicit GzipSink(std::string& out) : out_(out) {
+    // Level 1: exposition text is so repetitive that more effort buys little
+    // and costs several times the CPU.
+    if (deflateInit2(&z_, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+      throw std::runtime_error("zlib: deflateInit2 failed");
+    }
+  }
+  ~GzipSink() { deflateEnd(&z_); }
+  GzipSink(const GzipSink&) = delete;
+  GzipSink& operator=(const GzipSink&) = delete;
+
+  void write(std::string_view piece) { run(piece, Z_NO_FLUSH); }
+  void finish() { run({}, Z_FINISH); }
+
+ private:
+  void run(std::string_view in, int flush) {
+    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z_.avail_in = static_cast<uInt>(in.size());
+    for (;;) {
+      const std::size_t before = out_.size();
+      const std::size_t room = std::max<std::size_t>(in.size() / 4, 16 * 1024);
+      out_.resize(before + room);
+      z_.next_out = reinterpret_cast<Bytef*>(out_.data() + before);
+      z_.avail_out = static_cast<uInt>(room);
+      const int rc = deflate(&z_, flush);
+      out_.resize(before + (room - z_.avail_out));
+      if (rc == Z_STREAM_ERROR) throw std::runtime_error("zlib: deflate failed");
+      if (flush == Z_FINISH ? rc == Z_STREAM_END : (z_.avail_in == 0 && z_.avail_out != 0)) return;
+    }
+  }
+
+  z_stream z_{};
+  std::string& out_;
+};
+}  // namespace
+
+std::string gzip_compress(std::string_view text) {
+  std::string out;
+  GzipSink z(out);
+  z.write(text);
+  z.finish();
+  return out;
+}
+
+MetricsFormat MetricsEndpoint::format_for(std::string_view accept) {
+  double openmetrics = 0, text = 0;
+  for (const Weighted& w : parse_weighted(accept)) {
+    if (iequals(w.value, "application/openmetrics-text")) {
+      openmetrics = std::max(openmetrics, w.q);
+    } else if (iequals(w.value, "text/plain") || iequals(w.value, "text/*") || w.value == "*/*") {
+      text = std::max(text, w.q);
+    }
+  }
+  return openmetrics > 0 && openmetrics >= text ? MetricsFormat::kOpenMetrics : MetricsFormat::kText;
+}
+
+bool MetricsEndpoint::wants_gzip(std::string_view accept_encoding) {
+  double gzip = -1, any = -1;
+  for (const Weighted& w : parse_weighted(accept_encoding)) {
+    if (iequals(w.value, "gzip") || iequals(w.value, "x-gzip")) gzip = std::max(gzip, w.q);
+    else if (w.value == "*") any = std::max(any, w.q);
+  }
+  return gzip >= 0 ? gzip > 0 : any > 0;
+}
+
+std::shared_ptr<const std::string> MetricsEndpoint::body(Variant v) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (rendering_) {
+    if (current_ == v) {
+      const std::uint64_t generation = generation_;
+      cv_.wait(lock, [&] { return generation_ != generation; });
+      if (body_variant_ == v && body_) return body_;
+    } else {
+      cv_.wait(lock, [&] { return !rendering_; });
+    }
+  }
+  rendering_ = true;
+  current_ = v;
+  std::size_t expect = v.gzip ? last_gzip_size_ : last_plain_size_;
+  lock.unlock();
+  auto out = std::make_shared<std::string>();
+  try {
+    if (expect == 0 && !v.gzip) {
+      // The first plain body: count it first rather than let the string
+      // double its way there (at 100 000 targets, a 512 MiB buffer for 280 MB).
+      metrics_.render(v.format, [&expect](std::string_view piece) { expect += piece.size(); });
+    }
+    out->reserve(expect + expect / 8);
+    if (v.gzip) {
+      GzipSink z(*out);
+      metrics_.render(v.format, [&z](std::string_view piece) { z.write(piece); });
+      z.finish();
+    } else {
+      metrics_.render(v.format, [&out](std::string_view piece) { *out += piece; });
+    }
+  } catch (...) {
+    lock.lock();
+    rendering_ = false;
+    ++generation_;
+    body_.reset();
+    cv_.notify_all();
+    throw;
+  }
+  ::malloc_trim(0);  // the render's temporaries are gone: give their pages back
+  lock.lock();
+  (v.gzip ? last_gzip_size_ : last_plain_size_) = out->size();
+  body_ = std::move(out);
+  body_variant_ = v;
+  ++generation_;
+  rendering_ = false;
+  cv_.notify_all();
+  return body_;
+}
+
+HttpResponse MetricsEndpoint::serve(const HttpRequest& req) {
+  const Variant v{format_for(req.header("accept")), wants_gzip(req.header("accept-encoding"))};
+  HttpResponse r;
+  r.content_type = v.format == MetricsFormat::kOpenMetrics
+                       ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                       : "text/plain; version=0.0.4; charset=utf-8";
+  r.headers.emplace_back("Vary", "Accept, Accept-Encoding");
+  if (v.gzip) r.headers.emplace_back("Content-Encoding", "gzip");
+  r.shared_body = body(v);  // shared by concurrent scrapers, never copied
+  return r;
 }
 
 }  // namespace nightshift

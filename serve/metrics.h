@@ -6,31 +6,85 @@
 // probe, kind, group, site, agent. Self-metrics: probes sent, in flight,
 // scheduler lag, config reloads, build info, process CPU/memory/fds.
 //
-// Thread safety: record()/sync_targets() from the reactor thread; the registry
-// may be collected from any thread (prometheus-cpp locks per family).
+// The per-probe series (nearly all of them at scale) are not prometheus-cpp
+// objects: each configured probe has one compact record, updated in place per
+// sample without allocating, and the families are built from those records at
+// scrape time (ProbeFamilies, a prometheus::Collectable; render() writes the
+// text straight from them). The few agent-wide series stay in the registry.
+//
+// Thread safety: record()/sync_targets() and the other updates from the reactor
+// thread; collect()/render() from any thread. Rendering takes the probe lock
+// for a few hundred probes at a time, so a scrape never stalls the probe loop.
 #pragma once
 
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
 #include <map>
-#include <unordered_map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include "serve/process_metrics.h"
 #include "core/hash.h"
 #include "incidents/incidents.h"
-#include "rules/rule_engine.h"
 #include "nightshift/measure.h"
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
+#include "rules/rule_engine.h"
+#include "serve/http.h"
+#include "serve/process_metrics.h"
 
 namespace nightshift {
+
+// The two exposition formats /metrics speaks.
+enum class MetricsFormat {
+  kText,         // text/plain; version=0.0.4
+  kOpenMetrics,  // application/openmetrics-text; version=1.0.0
+};
+
+// Where rendered text goes, in pieces (a string, a gzip stream).
+using MetricsSink = std::function<void(std::string_view)>;
+
+// Writes prometheus-cpp families in either format (prometheus-cpp 1.0 has only
+// the text serializer). Pure.
+void write_families(const std::vector<prometheus::MetricFamily>& families, MetricsFormat format,
+                    const MetricsSink& sink);
+
+// The per-probe families, from one compact record per configured probe.
+class ProbeFamilies final : public prometheus::Collectable {
+ public:
+  // `measures`: every kind's declared measures, for the help text of the
+  // probe_<kind>_<name> series (nightshift/measure.h).
+  ProbeFamilies(std::string agent_name, std::vector<KindMeasures> measures);
+  ~ProbeFamilies() override;
+
+  void sync_targets(const std::vector<std::shared_ptr<const Target>>& targets);
+  void record(const Sample& sample);
+
+  // prometheus-cpp's view (the same series render() writes); allocates a lot:
+  // for tests and prometheus-cpp consumers, not for /metrics.
+  std::vector<prometheus::MetricFamily> Collect() const override;
+  void render(MetricsFormat format, const MetricsSink& sink) const;
+
+  struct Table;  // in metrics.cpp
+
+ private:
+  std::string agent_;
+  std::vector<KindMeasures> measures_;
+  mutable std::mutex mu_;        // guards the records in *table_ and table_ itself
+  std::shared_ptr<Table> table_;  // replaced (copied) by sync_targets
+};
 
 class AgentMetrics {
  public:
@@ -39,13 +93,15 @@ class AgentMetrics {
   explicit AgentMetrics(std::string agent_name, std::vector<KindMeasures> measures = {});
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
-  // The /metrics body: the text exposition format.
-  std::string render() const;
+  const ProbeFamilies& probe_families() const { return probes_; }
+  // The /metrics body.
+  std::string render(MetricsFormat format = MetricsFormat::kText) const;
+  void render(MetricsFormat format, const MetricsSink& sink) const;
 
   // Creates the series of every configured probe and removes those of probes
   // that are gone or whose labels changed.
   void sync_targets(const std::vector<std::shared_ptr<const Target>>& targets);
-  void record(const Sample& sample);
+  void record(const Sample& sample) { probes_.record(sample); }
 
   void probe_sent(const std::string& kind);
   void set_in_flight(const std::string& kind, double n);
@@ -62,36 +118,11 @@ class AgentMetrics {
   void confirmation_done(const std::string& kind, bool answered);
 
  private:
-  struct Series {
-    prometheus::Labels labels;  // target, probe, kind, group, site, agent
-    prometheus::Gauge* success = nullptr;
-    prometheus::Gauge* duration = nullptr;
-    prometheus::Gauge* failure_reason = nullptr;  // set while the last run failed
-    std::string failure_reason_value;
-    std::map<std::string, prometheus::Counter*> results;  // by reason, created on first use
-    std::map<std::string, prometheus::Gauge*> values;     // kind-specific values
-    std::map<std::string, prometheus::Histogram*> observations;
-    struct Labeled {
-      prometheus::Gauge* gauge = nullptr;
-      prometheus::Counter* counter = nullptr;
-    };
-    std::map<std::pair<std::string, prometheus::Labels>, Labeled> labeled;  // (metric, labels)
-  };
-  void record_series(Series& s, const std::vector<LabeledValue>& series);
-  void remove_labeled(const std::string& metric, Series::Labeled& l);
-  void remove_series(Series& s);
-  prometheus::Family<prometheus::Gauge>& value_family(const std::string& kind, const std::string& value);
-  prometheus::Family<prometheus::Histogram>& histogram_family(const std::string& kind, const std::string& name);
-
   std::string agent_;
   std::shared_ptr<prometheus::Registry> registry_;
   ProcessMetrics process_;
+  ProbeFamilies probes_;
 
-  prometheus::Family<prometheus::Gauge>& success_;
-  prometheus::Family<prometheus::Gauge>& duration_;
-  prometheus::Family<prometheus::Gauge>& failure_reason_;
-  prometheus::Family<prometheus::Counter>& results_;
-  prometheus::Family<prometheus::Gauge>& target_info_;
   prometheus::Family<prometheus::Counter>& probes_sent_;
   prometheus::Family<prometheus::Gauge>& in_flight_;
   prometheus::Family<prometheus::Counter>& reloads_;
@@ -101,16 +132,16 @@ class AgentMetrics {
   prometheus::Gauge* targets_count_;
   prometheus::Gauge* probes_count_;
 
-  std::unordered_map<std::pair<std::string, std::string>, prometheus::Labels, StringPairHash> configured_;
-  std::unordered_map<std::pair<std::string, std::string>, Series, StringPairHash> series_;  // at the first result
-  std::map<std::string, prometheus::Gauge*> target_info_series_;
-  std::map<std::string, prometheus::Labels> target_info_labels_;
-  std::map<std::string, prometheus::Counter*> sent_by_kind_;
-  std::map<std::string, prometheus::Gauge*> in_flight_by_kind_;
-  std::map<std::string, prometheus::Family<prometheus::Gauge>*> value_families_;
-  std::map<std::string, prometheus::Family<prometheus::Histogram>*> histogram_families_;
-  std::map<std::string, prometheus::Family<prometheus::Gauge>*> labeled_gauges_;     // by metric name
-  std::map<std::string, prometheus::Family<prometheus::Counter>*> labeled_counters_;  // by metric name
+  // By kind; the last kind asked for is remembered, so the per-probe calls
+  // (one kind, usually) skip the map.
+  struct KindSeries {
+    prometheus::Counter* sent = nullptr;
+    prometheus::Gauge* in_flight = nullptr;
+  };
+  KindSeries& kind_series(const std::string& kind);
+  std::map<std::string, KindSeries> by_kind_;
+  std::pair<const std::string*, KindSeries*> last_kind_{nullptr, nullptr};
+
   prometheus::Family<prometheus::Gauge>& alerts_;
   prometheus::Family<prometheus::Counter>& alert_changes_;
   prometheus::Family<prometheus::Counter>& incident_events_;
@@ -119,9 +150,43 @@ class AgentMetrics {
   prometheus::Histogram* time_to_declare_ = nullptr;
   prometheus::Counter* store_errors_ = nullptr;
   std::map<std::tuple<std::string, std::string, std::string>, prometheus::Gauge*> alert_series_;  // rule, target, probe
-  // The declared help of kind's measure `name`, with its unit; `fallback` if undeclared.
-  std::string measure_help(const std::string& kind, const std::string& name, const std::string& fallback) const;
-  std::vector<KindMeasures> measures_;
 };
+
+// GET /metrics: content negotiation (OpenMetrics when the scraper's Accept
+// prefers it, gzip when its Accept-Encoding allows it), one render at a time
+// (scrapers that arrive during a render of the same variant share its body;
+// others wait their turn, so concurrent scrapes never hold several renders in
+// memory), and gzip compressed while rendering (the plain text is never whole
+// in memory).
+class MetricsEndpoint {
+ public:
+  explicit MetricsEndpoint(const AgentMetrics& metrics) : metrics_(metrics) {}
+  HttpResponse serve(const HttpRequest& req);
+
+  // Negotiation, pure; exposed for tests.
+  static MetricsFormat format_for(std::string_view accept);
+  static bool wants_gzip(std::string_view accept_encoding);
+
+ private:
+  struct Variant {
+    MetricsFormat format;
+    bool gzip;
+    bool operator==(const Variant&) const = default;
+  };
+  std::shared_ptr<const std::string> body(Variant v);
+
+  const AgentMetrics& metrics_;
+  std::mutex mu_;  // guards the members below
+  std::condition_variable cv_;
+  bool rendering_ = false;
+  Variant current_{MetricsFormat::kText, false};  // what is rendering
+  std::uint64_t generation_ = 0;                   // renders finished
+  std::shared_ptr<const std::string> body_;        // the last one's
+  Variant body_variant_{MetricsFormat::kText, false};
+  std::size_t last_plain_size_ = 0, last_gzip_size_ = 0;  // to reserve the next body's size
+};
+
+// gzip of `text`, pure; exposed for tests.
+std::string gzip_compress(std::string_view text);
 
 }  // namespace nightshift

@@ -135,7 +135,7 @@ Status Store::save_incident(const Incident& incident) {
   return {};
 }
 
-Result<std::vector<Incident>> Store::load(std::int64_t recent_seconds) {
+Result<std::vector<Incident>> Store::load(std::int64_t recent_seconds, std::vector<std::string>* skipped) {
   Stmt st;
   if (sqlite3_prepare_v2(db_, "SELECT id, body FROM incidents WHERE open = 1 OR resolved_unix >= ?", -1, &st.s,
                          nullptr) != SQLITE_OK) {
@@ -150,10 +150,17 @@ Result<std::vector<Incident>> Store::load(std::int64_t recent_seconds) {
   while ((rc = sqlite3_step(st.s)) == SQLITE_ROW) {
     const std::string id = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0));
     const char* body = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 1));
+    // One damaged row must not cost the others: skip it and say which.
     auto j = nlohmann::json::parse(body ? body : "", nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return Error::invalid("incident " + id + ": stored body is not JSON");
+    if (j.is_discarded()) {
+      if (skipped) skipped->push_back("incident " + id + ": stored body is not JSON");
+      continue;
+    }
     auto inc = incident_from_json(j);
-    if (!inc.ok()) return Error::invalid("incident " + id + ": " + inc.error().message);
+    if (!inc.ok()) {
+      if (skipped) skipped->push_back("incident " + id + ": " + inc.error().message);
+      continue;
+    }
     out.push_back(std::move(inc.value()));
   }
   if (rc != SQLITE_DONE) return Error::io(message(db_, "load incidents"));

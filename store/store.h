@@ -37,10 +37,13 @@ class Store {
   // Saves the incident and queues its notifications in one transaction: both
   // are on disk, or neither.
   Status save(const Incident& incident, const std::vector<OutboxEntry>& notifications = {});
-  // Open incidents and those resolved within `recent_seconds`.
   // Queues notifications that belong to no incident change (renotify, keep-alive).
   Status enqueue(const std::vector<OutboxEntry>& notifications);
-  Result<std::vector<Incident>> load(std::int64_t recent_seconds);
+  // Open incidents and those resolved within `recent_seconds`. A row that
+  // cannot be read (not JSON, not an incident) is skipped, not fatal: it is
+  // reported in `skipped` ("incident NS-1: stored body is not JSON") and the
+  // others load. An error only when the table itself cannot be read.
+  Result<std::vector<Incident>> load(std::int64_t recent_seconds, std::vector<std::string>* skipped = nullptr);
   Status save_silence(const Silence& silence);
   Status delete_silence(const std::string& id);
   // Silences that have not ended by `now`.

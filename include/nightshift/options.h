@@ -41,6 +41,10 @@ class OptionReader {
   // `<base>_env`, or, when `plain_allowed`, `<base>` itself. Errors name the
   // key and the file or variable, never the value.
   virtual std::optional<std::string> secret(std::string_view base, bool required, bool plain_allowed) = 0;
+  // The key a secret was given under (`<base>_file`, `<base>_env` or `<base>`),
+  // for an error about its value, e.g. a password too short; `<base>_file`
+  // when none is given.
+  virtual std::string secret_key(std::string_view base) const = 0;
 };
 
 }  // namespace nightshift

@@ -14,7 +14,9 @@ enum class ErrorCode {
   kInvalidArgument,  // the caller's input is wrong; retrying will not help
   kNotFound,
   kIo,               // the operating system refused (file, socket)
-  kUnavailable,      // try again later
+  kUnavailable,      // try again later: a budget that refills, a peer that may come back
+  kLimitReached,     // a configured cap is full (too many silences): waiting will not help, removing some will
+  kUnsupportedMediaType,  // input in a form we do not read (an API body that is not JSON)
   kInternal,
 };
 
@@ -29,11 +31,15 @@ struct Error {
   static Error not_found(std::string m) { return {ErrorCode::kNotFound, std::move(m)}; }
   static Error io(std::string m) { return {ErrorCode::kIo, std::move(m)}; }
   static Error unavailable(std::string m) { return {ErrorCode::kUnavailable, std::move(m)}; }
+  static Error limit_reached(std::string m) { return {ErrorCode::kLimitReached, std::move(m)}; }
+  static Error unsupported_media_type(std::string m) { return {ErrorCode::kUnsupportedMediaType, std::move(m)}; }
   static Error internal(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
 };
 
+// [[nodiscard]]: an ignored result is an ignored error; say `(void)` when
+// that is meant.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
@@ -55,7 +61,7 @@ class Result {
 
 // Result<void>: success, or an Error.
 template <>
-class Result<void> {
+class [[nodiscard]] Result<void> {
  public:
   Result() = default;
   Result(Error error) : error_(std::move(error)), failed_(true) {}  // NOLINT

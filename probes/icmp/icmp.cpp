@@ -209,6 +209,19 @@ struct IcmpEngine::Round {
   SteadyTime end = SteadyTime::max();  // bounded rounds: no packet waits past this
   RoundResult result;
   std::function<void(RoundResult)> done;
+  std::vector<std::uint64_t> tokens;  // by index, once queued
+  // Scheduled rounds watch their echoes: one unanswered after suspect_wait
+  // starts a confirmation (on_suspect) for target_key.
+  Duration suspect_wait{};
+  std::string target_key;
+  Duration confirm_wait{};
+  // Confirmation sequences stop sending at the first reply.
+  bool stop_on_reply = false;
+  bool stopped = false;
+  // A confirmation for this round is in flight: its result decides how the
+  // round ends, so finishing waits for it.
+  bool hold_finish = false;
+  bool finish_pending = false;
 };
 
 IcmpEngine::IcmpEngine(EngineContext& context, EngineSettings settings)
@@ -378,6 +391,12 @@ bool IcmpEngine::diagnose(const std::shared_ptr<const Target>& target, const Pro
 
 bool IcmpEngine::confirm(ProbeRequest req) {
   const auto* opts = static_cast<const IcmpOptions*>(req.spec->options.get());
+  // A spread round confirms its own misses; asked again for a target already
+  // confirmed down (or being confirmed), the evidence is there or coming.
+  {
+    const TargetState& ts = target_state(req.target->name + '\0' + req.spec->name);
+    if (ts.down || ts.confirming) return false;
+  }
   const SteadyTime started = reactor_.clock().now();
   auto shared = std::make_shared<ProbeRequest>(std::move(req));
   resolver_.resolve(shared->target->address, opts->family,
@@ -385,17 +404,22 @@ bool IcmpEngine::confirm(ProbeRequest req) {
                      opts](Result<std::vector<SocketAddress>> addresses) {
                       if (alive.expired() || !addresses.ok()) return;  // the scheduled probe reports DNS failures
                       BurstSpec spec;
+                      spec.count = settings_.confirm_count;
+                      spec.spacing = settings_.confirm_spacing;
                       spec.timeout = std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1));
                       spec.payload_size = opts->payload_size;
+                      spec.stop_on_reply = true;
                       Status s = confirm(addresses.value().front(), spec, [this, shared, started](BurstReport b) {
                         const RoundResult& r = b.result;
                         Sample sample = make_sample(*shared, started);
                         sample.duration = reactor_.clock().now() - started;
                         sample.ok = r.ok();
                         sample.reason = r.reason;
-                        sample.detail = "confirmation burst: " + std::to_string(r.received) + " of " +
-                                        std::to_string(r.sent) + " answered" +
-                                        (r.detail.empty() ? "" : "; " + r.detail);
+                        sample.detail = r.ok() ? "confirmation: a reply after " + std::to_string(r.sent) +
+                                                     (r.sent == 1 ? " echo" : " echoes")
+                                               : "confirmation: " + std::to_string(r.sent) + " of " +
+                                                     std::to_string(r.sent) + " echoes lost" +
+                                                     (r.detail.empty() ? "" : "; " + r.detail);
                         sample.values.emplace_back("confirmation", 1.0);
                         sample.values.emplace_back("loss_ratio", r.loss_ratio());
                         for (const auto& p : r.packets) {
@@ -411,12 +435,86 @@ bool IcmpEngine::confirm(ProbeRequest req) {
   return true;
 }
 
+IcmpEngine::TargetState& IcmpEngine::target_state(const std::string& key) {
+  TargetState& ts = targets_[key];
+  ts.used = reactor_.clock().now();
+  return ts;
+}
+
+void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
+  auto rit = rounds_.find(round_id);
+  if (rit == rounds_.end()) return;
+  Round& r = *rit->second;
+  if (r.target_key.empty() || r.hold_finish) return;
+  // A later echo answered already: the target is alive, the miss was loss.
+  for (std::size_t j = index + 1; j < r.result.packets.size(); ++j) {
+    if (r.result.packets[j].outcome == PacketResult::Outcome::kReply) return;
+  }
+  TargetState& ts = target_state(r.target_key);
+  if (ts.confirming || ts.down) return;
+  sockaddr_storage ss{};
+  std::memcpy(&ss, &r.addr, r.addr_len);
+  SocketAddress address;
+  address.storage = ss;
+  address.length = r.addr_len;
+  BurstSpec spec;
+  spec.count = settings_.confirm_count;
+  spec.spacing = settings_.confirm_spacing;
+  spec.timeout = r.confirm_wait;
+  spec.payload_size = r.payload_size;
+  spec.stop_on_reply = true;
+  const std::string key = r.target_key;
+  Status s = confirm(address, spec, [this, key, round_id](BurstReport b) {
+    TargetState& state = target_state(key);
+    state.confirming = false;
+    const RoundResult& c = b.result;
+    // Every packet lost or refused; not a socket this engine could not open.
+    bool all_lost = c.received == 0 && !(c.sent == 0 && c.reason == FailureReason::kError);
+    for (const auto& p : c.packets) all_lost = all_lost && p.outcome != PacketResult::Outcome::kNotSent;
+    if (all_lost) state.down = true;
+    auto it = rounds_.find(round_id);
+    if (it == rounds_.end()) return;
+    Round& round = *it->second;
+    round.hold_finish = false;
+    // The round's own echoes answered meanwhile (slow, not lost): alive.
+    if (all_lost && round.result.received > 0) {
+      all_lost = false;
+      state.down = false;
+    }
+    if (all_lost) {
+      round.result.confirmed_down = true;
+      round.result.confirmation_sent = 0;
+      for (const auto& p : c.packets) round.result.confirmation_sent += p.outcome != PacketResult::Outcome::kNotSent ? 1 : 0;
+      if (c.reason != FailureReason::kTimeout && c.reason != FailureReason::kNone) {
+        round.result.reason = c.reason;
+        round.result.detail = c.detail;
+      }
+      abort_round(round_id);
+    } else if (round.finish_pending) {
+      finish_round(round_id);
+    }
+  });
+  if (!s.ok()) {
+    log::debug("confirmation refused", {{"target", key.substr(0, key.find('\0'))}, {"error", s.error().message}});
+    return;
+  }
+  ts.confirming = true;
+  r.hold_finish = true;
+}
+
 void IcmpEngine::submit(ProbeRequest req) {
   const auto* opts = static_cast<const IcmpOptions*>(req.spec->options.get());
   const SteadyTime started = reactor_.clock().now();
   ++probes_in_flight_;
   const std::string host = req.target->address;
   const AddressFamily family = opts->family;
+  std::string key = req.target->name + '\0' + req.spec->name;
+  target_state(key);
+  // Forget targets a reload removed: nothing has probed them for an hour.
+  if (++submits_ % 4096 == 0) {
+    const SteadyTime now = reactor_.clock().now();
+    std::erase_if(targets_, [&](const auto& e) { return now - e.second.used > std::chrono::hours(1); });
+  }
   auto shared = std::make_shared<ProbeRequest>(std::move(req));
   // What blackbox_exporter reports of one ping, next to the round's own figures.
   struct Resolved {
@@ -424,7 +522,7 @@ void IcmpEngine::submit(ProbeRequest req) {
     std::optional<SocketAddress> address;
   };
   auto resolved = std::make_shared<Resolved>();
-  auto finish = [this, shared, started, resolved](RoundResult r) {
+  auto finish = [this, shared, started, resolved, key](RoundResult r) {
     Sample s = make_sample(*shared, started);
     s.ok = r.ok();
     s.reason = r.reason;
@@ -442,6 +540,28 @@ void IcmpEngine::submit(ProbeRequest req) {
     const Duration rtt = first ? std::chrono::duration_cast<Duration>(std::chrono::duration<double>(first->rtt_seconds))
                                : Duration{};
     s.duration = first ? resolved->lookup + rtt : reactor_.clock().now() - started;
+    TargetState& ts = target_state(key);
+    if (r.received > 0) ts.down = false;
+    for (const auto& p : r.packets) {
+      if (p.outcome != PacketResult::Outcome::kReply) continue;
+      // RFC 6298's smoothing (alpha 1/8, beta 1/4).
+      if (!ts.srtt) {
+        ts.srtt = p.rtt_seconds;
+        ts.rttvar = p.rtt_seconds / 2;
+      } else {
+        ts.rttvar += (std::fabs(*ts.srtt - p.rtt_seconds) - ts.rttvar) / 4;
+        *ts.srtt += (p.rtt_seconds - *ts.srtt) / 8;
+      }
+    }
+    if (r.confirmed_down) {
+      int lost = 0;
+      for (const auto& p : r.packets) lost += p.outcome == PacketResult::Outcome::kLost ? 1 : 0;
+      s.detail = "no reply from " + shared->target->address + " to " + std::to_string(std::max(lost, 1)) +
+                 (lost == 1 ? " echo" : " echoes") + " and " + std::to_string(r.confirmation_sent) + " of " +
+                 std::to_string(r.confirmation_sent) + " confirmation echoes lost" +
+                 (r.reason == FailureReason::kTimeout || s.detail.empty() ? "" : "; " + s.detail);
+      s.values.emplace_back("confirmation", 1.0);
+    }
     if (r.sent > 0) {
       s.values.emplace_back("loss_ratio", r.loss_ratio());
       if (r.received >= 2) s.values.emplace_back("jitter_seconds", r.jitter_seconds());
@@ -462,7 +582,7 @@ void IcmpEngine::submit(ProbeRequest req) {
     shared->done(std::move(s));
   };
   resolver_.resolve(host, family, [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, finish, resolved,
-                                   started, opts](Result<std::vector<SocketAddress>> addresses) {
+                                   started, opts, key](Result<std::vector<SocketAddress>> addresses) {
     if (alive.expired()) return;  // the engine went away with a reload or shutdown
     resolved->lookup = reactor_.clock().now() - started;
     if (!addresses.ok()) {
@@ -473,14 +593,52 @@ void IcmpEngine::submit(ProbeRequest req) {
       return;
     }
     resolved->address = addresses.value().front();
+    const SocketAddress& address = *resolved->address;
+    const Duration timeout = shared->spec->timeout;
+    const TargetState& ts = target_state(key);
+    const Duration cap = std::min<Duration>(timeout, std::chrono::seconds(1));
+    if (opts->spacing == Duration::zero()) {
+      const SpreadPlan plan = spread_plan(opts->count, shared->spec->interval, timeout);
+      const int count = std::clamp(opts->count, 1, 65535);
+      // Each echo may wait the whole timeout, overlapping the next one's send;
+      // the round ends within its interval (the last echo waits plan.wait).
+      const std::uint64_t id = start_round(address, count, plan.spacing, timeout,
+                                           std::clamp(opts->payload_size, kStampSize, kMaxPayload), 0, 0, true, finish);
+      if (auto it = rounds_.find(id); it != rounds_.end()) it->second->end = it->second->started + plan.spacing * (count - 1) + plan.wait;
+      if (auto it = rounds_.find(id); it != rounds_.end() && settings_.confirm_count > 0) {
+        Round& r = *it->second;
+        r.target_key = key;
+        // Before the echo's own deadline, so that a miss is noticed while it can still start the evidence.
+        r.suspect_wait = suspect_wait(ts.srtt, ts.rttvar, std::chrono::milliseconds(200), std::min(cap, plan.wait * 3 / 4));
+        r.confirm_wait = suspect_wait(ts.srtt, ts.rttvar, std::chrono::milliseconds(250), cap);
+      }
+      return;
+    }
     RoundSpec spec;
     spec.count = opts->count;
     spec.spacing = opts->spacing;
-    spec.timeout = shared->spec->timeout;
+    spec.timeout = timeout;
     spec.payload_size = opts->payload_size;
     spec.fit_in_timeout = true;  // the probe's timeout bounds the whole round
-    ping(addresses.value().front(), spec, finish);
+    ping(address, spec, finish);
   });
+}
+
+SpreadPlan spread_plan(int count, Duration interval, Duration timeout) {
+  SpreadPlan plan;
+  count = std::max(count, 1);
+  plan.spacing = interval / count;
+  plan.wait = std::min(timeout, plan.spacing);
+  if (plan.wait <= Duration::zero()) plan.wait = timeout;
+  return plan;
+}
+
+Duration suspect_wait(std::optional<double> srtt_seconds, double rttvar_seconds, Duration floor, Duration cap) {
+  if (cap < floor) return cap;
+  if (!srtt_seconds) return cap;
+  const double rto = *srtt_seconds + 4 * rttvar_seconds;
+  const auto wait = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(rto));
+  return std::clamp(wait, floor, cap);
 }
 
 Duration fitted_spacing(int count, Duration spacing, Duration timeout) {
@@ -524,7 +682,11 @@ std::uint64_t IcmpEngine::start_round(const SocketAddress& address, int count, D
     // Never call back from inside the starting call.
     r->result.reason = FailureReason::kError;
     r->result.detail = why_not;
-    reactor_.post([cb = std::move(r->done), result = std::move(r->result)]() mutable { cb(std::move(result)); });
+    // Posted: the engine may be gone by then, and then nobody is called.
+    reactor_.post([alive = std::weak_ptr<IcmpEngine*>(self_), cb = std::move(r->done),
+                   result = std::move(r->result)]() mutable {
+      if (!alive.expired()) cb(std::move(result));
+    });
     return id;
   }
   rounds_.emplace(id, std::move(r));
@@ -536,8 +698,10 @@ void IcmpEngine::queue_packet(std::uint64_t round_id) {
   auto it = rounds_.find(round_id);
   if (it == rounds_.end()) return;
   Round& r = *it->second;
+  if (r.stopped || r.queued >= r.count) return;
   const int index = r.queued++;
   const std::uint64_t token = next_token_++;
+  r.tokens.push_back(token);
   Packet& p = packets_[token];
   p.round = round_id;
   p.index = static_cast<std::uint16_t>(index);
@@ -631,6 +795,9 @@ void IcmpEngine::pump() {
       p.sent = true;
       const Round& r = *rounds_.at(p.round);
       due_.push(Due{std::min(p.sent_steady + r.timeout, r.end), tokens[i], DueKind::kDeadline});
+      if (r.suspect_wait > Duration::zero()) {
+        due_.push(Due{p.sent_steady + r.suspect_wait, tokens[i], DueKind::kSuspect});
+      }
       ++stats_.sent;
     }
     // The rest go back to the front, in order; the first of them may have failed.
@@ -702,6 +869,10 @@ void IcmpEngine::run_due() {
     }
     auto it = packets_.find(d.key);
     if (it == packets_.end()) continue;
+    if (d.kind == DueKind::kSuspect) {
+      if (!it->second.done) on_suspect(it->second.round, it->second.index);
+      continue;
+    }
     if (!it->second.done) {
       PacketResult pr;
       pr.outcome = PacketResult::Outcome::kLost;
@@ -946,15 +1117,82 @@ void IcmpEngine::complete_packet(std::uint64_t token, PacketResult result) {
       (result.outcome != PacketResult::Outcome::kError || result.from.has_value())) {
     ++r.result.sent;
   }
-  if (result.outcome == PacketResult::Outcome::kReply) ++r.result.received;
+  const bool reply = result.outcome == PacketResult::Outcome::kReply;
+  const bool failed = !reply && result.outcome != PacketResult::Outcome::kNotSent;
+  if (reply) ++r.result.received;
+  // The target answers again: the next miss needs new evidence, now, not after this round.
+  if (reply && !r.target_key.empty()) target_state(r.target_key).down = false;
   r.result.packets[index] = std::move(result);
   ++r.completed;
+  // A scheduled echo that failed outright (no route, an ICMP error, its
+  // deadline) is a miss too: ask for the evidence now, not at the round's end.
+  if (failed && !r.target_key.empty() && !r.stop_on_reply) on_suspect(round_id, index);
+  if (reply && r.stop_on_reply) {
+    // The answer is in: what is still in flight no longer matters.
+    stop_sending(round_id);  // may finish the round
+    if (rounds_.find(round_id) == rounds_.end()) return;
+    for (std::uint64_t t : std::vector<std::uint64_t>(r.tokens)) {
+      auto pit = packets_.find(t);
+      if (pit == packets_.end() || pit->second.done) continue;
+      PacketResult lost;
+      lost.outcome = PacketResult::Outcome::kLost;
+      lost.reason = FailureReason::kTimeout;
+      complete_packet(t, std::move(lost));
+      if (rounds_.find(round_id) == rounds_.end()) return;
+    }
+    return;
+  }
   if (r.completed == r.count) finish_round(round_id);
+}
+
+void IcmpEngine::stop_sending(std::uint64_t round_id) {
+  auto rit = rounds_.find(round_id);
+  if (rit == rounds_.end()) return;
+  Round& r = *rit->second;
+  r.stopped = true;
+  while (r.queued < r.count) {
+    PacketResult pr;
+    pr.outcome = PacketResult::Outcome::kNotSent;
+    pr.reason = FailureReason::kNone;
+    r.result.packets[static_cast<std::size_t>(r.queued++)] = std::move(pr);
+    ++r.completed;
+  }
+  // Queued but not yet handed to the kernel: not sent either.
+  for (std::uint64_t token : r.tokens) {
+    auto pit = packets_.find(token);
+    if (pit == packets_.end() || pit->second.sent || pit->second.done) continue;
+    PacketResult pr;
+    pr.outcome = PacketResult::Outcome::kNotSent;
+    pr.reason = FailureReason::kNone;
+    complete_packet(token, std::move(pr));
+    if (rounds_.find(round_id) == rounds_.end()) return;  // that finished it
+  }
+  if (r.completed == r.count) finish_round(round_id);
+}
+
+void IcmpEngine::abort_round(std::uint64_t round_id) {
+  stop_sending(round_id);
+  auto rit = rounds_.find(round_id);
+  if (rit == rounds_.end()) return;
+  const std::vector<std::uint64_t> tokens = rit->second->tokens;
+  for (std::uint64_t token : tokens) {
+    auto pit = packets_.find(token);
+    if (pit == packets_.end() || pit->second.done) continue;
+    PacketResult pr;
+    pr.outcome = PacketResult::Outcome::kLost;
+    pr.reason = FailureReason::kTimeout;
+    complete_packet(token, std::move(pr));
+    if (rounds_.find(round_id) == rounds_.end()) return;
+  }
 }
 
 void IcmpEngine::finish_round(std::uint64_t round_id) {
   auto rit = rounds_.find(round_id);
   if (rit == rounds_.end()) return;
+  if (rit->second->hold_finish) {
+    rit->second->finish_pending = true;
+    return;
+  }
   std::unique_ptr<Round> r = std::move(rit->second);
   rounds_.erase(rit);
   RoundResult& res = r->result;
@@ -992,6 +1230,10 @@ bool IcmpEngine::take_budget(int packets) {
   return true;
 }
 
+void IcmpEngine::refund_budget(int packets) {
+  budget_tokens_ = std::min(settings_.extra_packets_burst, budget_tokens_ + packets);
+}
+
 double IcmpEngine::budget_available() {
   take_budget(0);
   return budget_tokens_;
@@ -1004,8 +1246,16 @@ Status IcmpEngine::confirm(const SocketAddress& address, const BurstSpec& spec, 
                               address.to_string() + " exceeds the extra-traffic budget");
   }
   const std::string shown = address.to_string();
-  start_round(address, spec.count, spec.spacing, spec.timeout, std::clamp(spec.payload_size, kStampSize, kMaxPayload),
-              0, 0, false, [shown, done = std::move(done)](RoundResult r) {
+  // A stopping confirmation judges all its packets together, when the last
+  // one's wait ends: an early packet whose reply is merely slow (a sudden RTT
+  // jump) still counts, rather than being lost at its own short deadline.
+  const Duration wait = spec.stop_on_reply ? spec.spacing * (spec.count - 1) + spec.timeout : spec.timeout;
+  const std::uint64_t id = start_round(
+      address, spec.count, spec.spacing, wait, std::clamp(spec.payload_size, kStampSize, kMaxPayload), 0, 0,
+      spec.stop_on_reply, [this, shown, done = std::move(done)](RoundResult r) {
+                int unsent = 0;
+                for (const auto& p : r.packets) unsent += p.outcome == PacketResult::Outcome::kNotSent ? 1 : 0;
+                refund_budget(unsent);
                 BurstReport report;
                 report.address = shown;
                 int run = 0;
@@ -1016,6 +1266,7 @@ Status IcmpEngine::confirm(const SocketAddress& address, const BurstSpec& spec, 
                 report.result = std::move(r);
                 done(std::move(report));
               });
+  if (auto it = rounds_.find(id); it != rounds_.end()) it->second->stop_on_reply = spec.stop_on_reply;
   return {};
 }
 

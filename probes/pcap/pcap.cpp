@@ -201,7 +201,11 @@ void PcapEngine::submit(ProbeRequest req) {
   Sample s = make_sample(req, now);
   const auto& options = static_cast<const PcapOptions&>(*req.spec->options);
   auto finish = [this, &req, &s] {
-    reactor_.post([done = std::move(req.done), sample = std::move(s)]() mutable { done(std::move(sample)); });
+    // An engine destroyed before the next loop turn calls nobody back.
+    reactor_.post([alive = std::weak_ptr<PcapEngine*>(self_), done = std::move(req.done),
+                   sample = std::move(s)]() mutable {
+      if (!alive.expired()) done(std::move(sample));
+    });
   };
   std::string error;
   const auto prefix = Prefix::parse(req.target->address, &error);

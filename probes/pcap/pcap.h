@@ -79,6 +79,9 @@ class PcapEngine final : public ProbeEngine {
   void forget_stale_watches(SteadyTime now);
 
   Reactor& reactor_;
+  // Results go out through the reactor's queue on the next turn, possibly
+  // after this engine is gone: they hold a weak reference and check it.
+  std::shared_ptr<PcapEngine*> self_ = std::make_shared<PcapEngine*>(this);
   std::map<std::string, Capture> captures_;  // by interface
   std::map<std::string, Watch> watches_;     // by target + '\0' + probe
   SteadyTime last_sweep_{};

@@ -327,7 +327,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     }
     if (o->security_level >= 2) {
       if (auto v = reader.secret("auth_password", true, false)) {
-        if (v->size() < 8) reader.error("auth_password_file", "SNMPv3 passwords have at least 8 characters");
+        if (v->size() < 8) reader.error(reader.secret_key("auth_password"), "SNMPv3 passwords have at least 8 characters");
         o->auth_password = *v;
       } else {
         ok = false;
@@ -335,7 +335,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     }
     if (o->security_level == 3) {
       if (auto v = reader.secret("priv_password", true, false)) {
-        if (v->size() < 8) reader.error("priv_password_file", "SNMPv3 passwords have at least 8 characters");
+        if (v->size() < 8) reader.error(reader.secret_key("priv_password"), "SNMPv3 passwords have at least 8 characters");
         o->priv_password = *v;
       } else {
         ok = false;
@@ -602,8 +602,9 @@ class SnmpEngine final : public ProbeEngine {
     if (s.handle != nullptr) return &s;
     netsnmp_session cfg;
     snmp_sess_init(&cfg);
-    const std::string peer = "udp:" + (t.address.find(':') != std::string::npos ? "[" + t.address + "]" : t.address) +
-                             ":" + std::to_string(o.port);
+    // Net-SNMP's "udp:" transport is IPv4 only: an IPv6 literal needs "udp6:".
+    const bool v6 = t.address.find(':') != std::string::npos;
+    const std::string peer = (v6 ? "udp6:[" + t.address + "]" : "udp:" + t.address) + ":" + std::to_string(o.port);
     std::string peer_buf = peer;
     cfg.peername = peer_buf.data();
     cfg.retries = o.retries;

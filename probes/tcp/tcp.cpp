@@ -135,6 +135,7 @@ std::shared_ptr<const ProbeOptions> parse_options(OptionReader& reader, std::str
     opts->expect_banner = *banner;
   }
   if (auto bytes = reader.integer("banner_bytes", 1, 65536, false)) opts->banner_bytes = static_cast<std::size_t>(*bytes);
+  if (auto count = reader.integer("count", 1, 10, false)) opts->count = static_cast<int>(*count);
   if (!opts->expect_banner.empty() && opts->expect_banner.size() > opts->banner_bytes) {
     reader.error("banner_bytes", "must be at least the length of expect_banner (" +
                                      std::to_string(opts->expect_banner.size()) + ")");
@@ -223,6 +224,31 @@ struct TcpEngine::Attempt {
   std::vector<LabeledValue> tls_series;  // what the handshake showed
 };
 
+// A scheduled run: `count` connects spread over the interval.
+struct TcpEngine::Run {
+  ProbeRequest req;
+  SteadyTime started{};
+  Duration spacing{};
+  Duration timeout{};  // per connect
+  int count = 1;
+  int next = 0;  // connects started
+  Reactor::TimerId timer = 0;
+};
+
+// Quick connects after a failure, 100 ms apart, until one succeeds, three are
+// refused in a row, or kConfirmAttempts have failed.
+struct TcpEngine::Confirmation {
+  ProbeRequest like;
+  Duration timeout{};
+  std::function<void(bool, Sample, int, int)> done;
+  int started = 0;
+  int finished = 0;
+  int refused_run = 0;
+  bool over = false;
+  Reactor::TimerId timer = 0;
+  Sample last;
+};
+
 TcpEngine::TcpEngine(EngineContext& context) : reactor_(context.reactor), resolver_(context.resolver) {}
 
 TcpEngine::~TcpEngine() {
@@ -234,15 +260,188 @@ TcpEngine::~TcpEngine() {
     }
     reactor_.cancel(a->deadline_timer);
   }
+  for (auto& [id, r] : runs_) reactor_.cancel(r->timer);
+  for (auto& [id, c] : confirmations_) reactor_.cancel(c->timer);
 }
 
+namespace {
+std::string state_key(const ProbeRequest& req) { return req.target->name + '\0' + req.spec->name; }
+}  // namespace
+
 void TcpEngine::submit(ProbeRequest req) {
+  const auto* opts = static_cast<const TcpOptions*>(req.spec->options.get());
+  const std::uint64_t id = next_id_++;
+  auto run = std::make_unique<Run>();
+  run->started = reactor_.clock().now();
+  run->count = std::max(opts->count, 1);
+  run->spacing = req.spec->interval / run->count;
+  // Each connect ends before the next one starts.
+  run->timeout = run->count == 1 ? req.spec->timeout : std::min(req.spec->timeout, run->spacing * 9 / 10);
+  run->req = std::move(req);
+  runs_.emplace(id, std::move(run));
+  run_next(id);
+}
+
+void TcpEngine::run_next(std::uint64_t run_id) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& r = *it->second;
+  r.timer = 0;
+  ++r.next;
+  ProbeRequest one;
+  one.target = r.req.target;
+  one.spec = r.req.spec;
+  one.done = [this, run_id](Sample s) { on_run_attempt(run_id, std::move(s)); };
+  start_attempt(std::move(one), r.timeout);
+}
+
+void TcpEngine::on_run_attempt(std::uint64_t run_id, Sample s) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& r = *it->second;
+  const std::string key = state_key(r.req);
+  if (s.ok) {
+    down_.erase(key);
+    if (r.next >= r.count) {
+      finish_run(run_id, std::move(s));
+      return;
+    }
+    r.timer = reactor_.call_at(r.started + r.spacing * r.next, [this, run_id] { run_next(run_id); });
+    return;
+  }
+  // One connect per run: the agent asks for the confirmation (confirm()).
+  // Already confirmed down: the failure is the run's result.
+  if (r.count == 1 || down_.count(key)) {
+    finish_run(run_id, std::move(s));
+    return;
+  }
+  const Duration timeout = std::min<Duration>(r.timeout, std::chrono::seconds(1));
+  start_confirmation(r.req, timeout, [this, run_id, key, first = std::move(s)](bool down, Sample last, int tried,
+                                                                                int refused) mutable {
+    auto rit = runs_.find(run_id);
+    if (rit == runs_.end()) return;
+    Run& run = *rit->second;
+    if (down) {
+      down_[key] = true;
+      Sample out = std::move(first);
+      const std::string answer = last.reason == FailureReason::kUnreachable ? " unreachable" : " refused";
+      out.detail += "; " + (refused == tried ? std::to_string(refused) + " of " + std::to_string(tried) +
+                                                   " confirmation connects" + answer
+                                             : std::to_string(tried) + " of " + std::to_string(tried) +
+                                                   " confirmation connects failed (" + std::to_string(refused) +
+                                                   " refused)");
+      out.values.emplace_back("confirmation", 1.0);
+      finish_run(run_id, std::move(out));
+      return;
+    }
+    // Alive after all: one connect was lost or refused by chance.
+    if (run.next >= run.count || run.started + run.spacing * run.next <= reactor_.clock().now()) {
+      finish_run(run_id, std::move(last));
+      return;
+    }
+    run.timer = reactor_.call_at(run.started + run.spacing * run.next, [this, run_id] { run_next(run_id); });
+  });
+}
+
+void TcpEngine::finish_run(std::uint64_t run_id, Sample s) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  std::unique_ptr<Run> r = std::move(it->second);
+  runs_.erase(it);
+  if (r->timer != 0) reactor_.cancel(r->timer);
+  r->req.done(std::move(s));
+}
+
+bool TcpEngine::confirm(ProbeRequest req) {
+  if (down_.count(state_key(req))) return false;  // the evidence is in already
+  auto shared = std::make_shared<ProbeRequest>(std::move(req));
+  const SteadyTime started = reactor_.clock().now();
+  const Duration timeout = std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1));
+  start_confirmation(*shared, timeout, [this, shared, started](bool down, Sample last, int tried, int refused) {
+    if (down) down_[state_key(*shared)] = true;
+    Sample out = std::move(last);
+    out.started = started;
+    out.duration = reactor_.clock().now() - started;
+    out.detail = down ? "confirmation: " + std::to_string(tried) + " of " + std::to_string(tried) +
+                            " connects failed (" + std::to_string(refused) + " refused)" +
+                            (out.detail.empty() ? "" : "; " + out.detail)
+                      : "confirmation: connected after " + std::to_string(tried) + " attempts";
+    out.values.emplace_back("confirmation", 1.0);
+    shared->done(std::move(out));
+  });
+  return true;
+}
+
+void TcpEngine::start_confirmation(const ProbeRequest& like, Duration timeout,
+                                   std::function<void(bool, Sample, int, int)> done) {
+  const std::uint64_t id = next_id_++;
+  auto c = std::make_unique<Confirmation>();
+  c->like.target = like.target;
+  c->like.spec = like.spec;
+  c->timeout = timeout;
+  c->done = std::move(done);
+  confirmations_.emplace(id, std::move(c));
+  confirmation_step(id);
+}
+
+void TcpEngine::confirmation_step(std::uint64_t id) {
+  auto it = confirmations_.find(id);
+  if (it == confirmations_.end()) return;
+  Confirmation& c = *it->second;
+  c.timer = 0;
+  if (c.over || c.started >= kConfirmAttempts) return;
+  ++c.started;
+  ProbeRequest one;
+  one.target = c.like.target;
+  one.spec = c.like.spec;
+  one.done = [this, id](Sample s) {
+    auto cit = confirmations_.find(id);
+    if (cit == confirmations_.end()) return;
+    Confirmation& conf = *cit->second;
+    ++conf.finished;
+    if (conf.over) {
+      if (conf.finished == conf.started) confirmations_.erase(cit);
+      return;
+    }
+    // A reset or "no route" is an answer from the network, never random loss.
+    const bool answered_no = s.reason == FailureReason::kRefused || s.reason == FailureReason::kUnreachable;
+    conf.refused_run = answered_no ? conf.refused_run + 1 : 0;
+    const bool alive = s.ok;
+    const bool down = !alive && (conf.refused_run >= kConfirmRefusals ||
+                                 (conf.started >= kConfirmAttempts && conf.finished == conf.started));
+    conf.last = std::move(s);
+    if (!alive && !down) {
+      // Refused at once: the next try need not wait for the spacing.
+      if ((conf.last.reason == FailureReason::kRefused || conf.last.reason == FailureReason::kUnreachable) &&
+          conf.timer != 0 && conf.started < kConfirmAttempts) {
+        reactor_.cancel(conf.timer);
+        conf.timer = reactor_.call_after(std::chrono::milliseconds(20), [this, id] { confirmation_step(id); });
+      }
+      return;
+    }
+    conf.over = true;
+    if (conf.timer != 0) reactor_.cancel(conf.timer);
+    conf.timer = 0;
+    auto done = std::move(conf.done);
+    Sample last = std::move(conf.last);
+    const int tried = conf.finished;
+    const int refusals = conf.refused_run;
+    if (conf.finished == conf.started) confirmations_.erase(cit);
+    done(down, std::move(last), tried, refusals);
+  };
+  start_attempt(std::move(one), c.timeout);
+  // start_attempt never calls back from inside: `c` is still valid here.
+  if (c.started < kConfirmAttempts && !c.over) {
+    c.timer = reactor_.call_after(std::chrono::milliseconds(100), [this, id] { confirmation_step(id); });
+  }
+}
+
+void TcpEngine::start_attempt(ProbeRequest req, Duration timeout) {
   const std::uint64_t id = next_id_++;
   auto a = std::make_unique<Attempt>();
   a->id = id;
   a->opts = static_cast<const TcpOptions*>(req.spec->options.get());
   a->started = reactor_.clock().now();
-  const Duration timeout = req.spec->timeout;
   const std::string host = req.target->address;
   const AddressFamily family = a->opts->family;
   a->req = std::move(req);
@@ -511,6 +710,11 @@ void TcpEngine::finish(std::uint64_t id, FailureReason reason, std::string detai
   }
   if (a->fd >= 0) {
     reactor_.unwatch(a->fd);
+    if (a->connected) {
+      // Close with a reset: no FIN exchange, no TIME_WAIT, as health checkers do.
+      const linger reset{1, 0};
+      ::setsockopt(a->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
     ::close(a->fd);
   }
   const SteadyTime now = reactor_.clock().now();

@@ -58,7 +58,7 @@ TEST(EndToEndTest, OutageReachesPrometheusAndAlertmanagerAndEveryPanelHasData) {
   NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
   ASSERT_FALSE(agent_binary().empty());
   for (const char* tool : {"/usr/bin/prometheus", "/usr/bin/prometheus-alertmanager", "/usr/sbin/snmpd"}) {
-    ASSERT_TRUE(std::filesystem::exists(tool)) << tool << " is installed by scripts/install-deps.sh";
+    NIGHTSHIFT_REQUIRE_PROGRAM(tool);
   }
   TempDir dir;
   PeerHost peer;

@@ -357,6 +357,31 @@ TEST_F(AgentTest, ServesHealthzAndRejectsUnknownPathsAndMethods) {
   EXPECT_TRUE(head.body.empty());
 }
 
+TEST_F(AgentTest, ListensOnIpv6LoopbackAndOnEveryAddressWithBrackets) {
+  for (const std::string listen : {"[::1]:0", "[::]:0"}) {
+    SCOPED_TRACE(listen);
+    std::string config = config_text(default_targets());
+    config.replace(config.find("127.0.0.1:0"), std::string("127.0.0.1:0").size(), listen);
+    config_path_ = dir_.file("agent.toml");
+    write_file(config_path_, config);
+    Process agent(Process::Options{{agent_binary(), "run", "-c", config_path_}, {}, dir_.path()});
+    const std::string marker = listen == "[::1]:0" ? "msg=listening address=[::1]:" : "msg=listening address=127.0.0.1:";
+    auto pos = agent.wait_for_stderr(marker, 5s);
+    ASSERT_TRUE(pos.has_value()) << agent.stderr_text();
+    const int port = std::atoi(agent.stderr_text().c_str() + *pos + marker.size());
+    ASSERT_GT(port, 0);
+    HttpResult v6 = http_get("http://[::1]:" + std::to_string(port) + "/healthz");
+    EXPECT_EQ(v6.status, 200) << v6.error;
+    if (listen == "[::]:0") {
+      // Every address, as people expect of [::]: IPv4 too.
+      HttpResult v4 = http_get("http://127.0.0.1:" + std::to_string(port) + "/healthz");
+      EXPECT_EQ(v4.status, 200) << v4.error;
+    }
+    ASSERT_TRUE(agent.send_signal(SIGTERM));
+    ASSERT_TRUE(agent.wait_for(8s).has_value());
+  }
+}
+
 TEST_F(AgentTest, SighupWithBrokenConfigKeepsTheRunningOne) {
   ASSERT_NO_FATAL_FAILURE(start(config_text(default_targets())));
   PromText before = scrape_until(both_probed, 5s, "first results");

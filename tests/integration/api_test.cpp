@@ -19,6 +19,7 @@
 
 #include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
+#include "tests/support/loopback_service.h"
 #include "tests/support/process.h"
 #include "tests/support/receiver.h"
 #include "tests/support/temp_dir.h"
@@ -33,39 +34,11 @@ using ::testing::HasSubstr;
 
 const char kToken[] = "op-token-4d1f8a2b9c7e6f50";
 
-// A listening socket on 127.0.0.1 the agent probes; close() makes it "down".
-struct Listener {
-  int fd = -1;
-  int port = 0;
-  explicit Listener(int want_port = 0) {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(want_port));
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 16) != 0) {
-      ::close(fd);
-      fd = -1;
-      return;
-    }
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~Listener() { close(); }
-  void close() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-};
-
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(agent_binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
-    ASSERT_GE(service_->fd, 0);
+    ASSERT_TRUE(service_.ok());
     write_text_file(dir_.file("token"), std::string(kToken) + "\n");
     write_text_file(dir_.file("agent.toml"), R"([agent]
 name = "api-test"
@@ -102,7 +75,7 @@ group = "web"
 site = "ams1"
   [[target.probe]]
   kind = "tcp"
-  port = )" + std::to_string(service_->port) + "\n");
+  port = )" + std::to_string(service_.port()) + "\n");
     RunningAgent agent = start_agent(dir_.file("agent.toml"));
     agent_ = std::move(agent.process);
     port_ = agent.port;
@@ -151,13 +124,13 @@ site = "ams1"
 
   TempDir dir_;
   Receiver receiver_;
-  std::unique_ptr<Listener> service_ = std::make_unique<Listener>();
+  LoopbackService service_;  // the service the agent probes; stop() makes it "down"
   std::unique_ptr<Process> agent_;
   int port_ = 0;
 };
 
 TEST_F(ApiTest, AuthNoTokenWrongTokenRightToken) {
-  service_->close();
+  service_.stop();
   const std::string id = open_incident();
   ASSERT_FALSE(id.empty());
   // Reads are private by default when a token is configured.
@@ -178,7 +151,7 @@ TEST_F(ApiTest, AuthNoTokenWrongTokenRightToken) {
 }
 
 TEST_F(ApiTest, BadInputGetsAClearFourHundredAndChangesNothing) {
-  service_->close();
+  service_.stop();
   const std::string id = open_incident();
   ASSERT_FALSE(id.empty());
   RunResult malformed = post("/api/v1/incidents/" + id + "/notes", R"({"text": "x", )");
@@ -208,7 +181,7 @@ TEST_F(ApiTest, BadInputGetsAClearFourHundredAndChangesNothing) {
 }
 
 TEST_F(ApiTest, AckNotesAndResolveShowInTheStatusJsonWithFreshEtags) {
-  service_->close();
+  service_.stop();
   const std::string id = open_incident();
   ASSERT_FALSE(id.empty());
   RunResult first = curl({"-i", url("/status.json")});
@@ -268,7 +241,7 @@ TEST_F(ApiTest, SilenceFromTheCliKeepsAnOutageFromPagingButNotFromBeingDeclared)
   EXPECT_THAT(listed.out, HasSubstr("site=ams1 target=~sh.*"));
   EXPECT_THAT(listed.out, HasSubstr("router swap"));
 
-  service_->close();
+  service_.stop();
   const std::string id = open_incident();
   ASSERT_FALSE(id.empty()) << "declared and recorded although silenced";
   EXPECT_EQ(status_json()["open_incidents"][0]["maintenance"], true);

@@ -108,17 +108,15 @@ group = "edge"
 
   std::string state_dir() const { return dir_.path() + "/state"; }
 
+  // The test owns the process; agent_ keeps its port for metric().
   std::unique_ptr<Process> start_agent() {
-    RunningAgent agent = test::start_agent(dir_.file("agent.toml"));
-    EXPECT_NE(agent.port, 0) << agent.process->stderr_text();
-    port_ = agent.port;
-    return std::move(agent.process);
+    agent_ = test::start_agent(dir_.file("agent.toml"));
+    EXPECT_NE(agent_.port, 0) << agent_.process->stderr_text();
+    return std::move(agent_.process);
   }
 
-  std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) {
-    HttpResult r = http_get("http://127.0.0.1:" + std::to_string(port_) + "/metrics");
-    if (r.status != 200) return std::nullopt;
-    return parse_prom_text(r.body).value(name, labels);
+  std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) const {
+    return agent_.metric(name, labels);
   }
 
   std::vector<std::string> events_received() {
@@ -133,7 +131,7 @@ group = "edge"
   TempDir dir_;
   Receiver receiver_;
   std::unique_ptr<PeerHost> peer_;
-  int port_ = 0;
+  RunningAgent agent_;
 };
 
 TEST_F(FaultsTest, FullStateDiskKeepsProbingAndPagingAndRecovers) {
@@ -268,7 +266,7 @@ canary = true
   ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << agent->stderr_text();
   // Whichever failed first, the incident ends up named after the router, with
   // the hosts behind it, in one batched update (batch: 5 s).
-  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: target_down (2 targets behind it)\"", 10s))
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host unreachable (2 targets behind it)\"", 10s))
       << agent->stderr_text();
   const std::string log = agent->stderr_text();
   EXPECT_EQ(count(log, "msg=\"incident declared\""), 1u) << log;
@@ -305,7 +303,7 @@ severity = "warning"
     return peer_->exec_in_peer(argv);
   };
   ASSERT_EQ(iptables("-A"), 0);
-  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host: slow\"", 10s)) << agent->stderr_text();
+  ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host slow\"", 10s)) << agent->stderr_text();
   EXPECT_THAT(agent->stderr_text(), HasSubstr("msg=\"incident declared\""));
   EXPECT_THAT(agent->stderr_text(), ::testing::Not(HasSubstr("rule=target_down")));
   EXPECT_EQ(metric("probe_success", {{"target", "edge-host"}}), 1.0);

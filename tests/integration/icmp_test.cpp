@@ -16,13 +16,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "serve/metrics.h"
+#include "tests/support/testnet.h"
 
 namespace nightshift::icmp {
 namespace {
@@ -90,16 +93,29 @@ class Network {
   }
   bool private_ok = false;  // we are in our own namespace with lo up
   bool peers_ok = false;    // router and far host are up
+  // Why not, for NIGHTSHIFT_REQUIRE_TESTNET: "" when ok.
+  std::string private_error = "not set up";
+  std::string peers_error = "not set up";
   std::unique_ptr<NetnsHolder> router, far;
 
  private:
   Network() {
-    if (::unshare(CLONE_NEWNET) != 0) return;
+    if (::unshare(CLONE_NEWNET) != 0) {
+      private_error = peers_error = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno) + " (needs root)";
+      return;
+    }
     private_ok = sh("ip link set lo up") == 0;
-    if (!private_ok) return;
+    if (!private_ok) {
+      private_error = peers_error = "ip link set lo up failed (install iproute2)";
+      return;
+    }
+    private_error.clear();
     router = std::make_unique<NetnsHolder>();
     far = std::make_unique<NetnsHolder>();
-    if (router->pid < 0 || far->pid < 0) return;
+    if (router->pid < 0 || far->pid < 0) {
+      peers_error = "cannot start the processes holding the peer namespaces";
+      return;
+    }
     const std::string r = router->in(), f = far->in();
     const std::string rp = std::to_string(router->pid), fp = std::to_string(far->pid);
     const char* const nodad = " nodad";
@@ -145,6 +161,7 @@ class Network {
     for (const auto& c : cmds) {
       if (sh(c) != 0) {
         std::fprintf(stderr, "icmp_test: setup failed: %s\n", c.c_str());
+        peers_error = "peer setup failed: " + c;
         return;
       }
     }
@@ -155,6 +172,7 @@ class Network {
       peers_ok = sh("ping -c 1 -W 0.2 -n 203.0.113.2") == 0 && sh("ping -6 -c 1 -W 0.2 -n 2001:db8:2::2") == 0;
       if (!peers_ok) std::this_thread::sleep_for(100ms);
     }
+    peers_error = peers_ok ? "" : "the far host does not answer through the router (203.0.113.2, 2001:db8:2::2)";
   }
 };
 
@@ -184,7 +202,7 @@ class IcmpSocketTest : public ::testing::TestWithParam<SocketKind> {
  protected:
   void SetUp() override {
     Network& n = Network::get();
-    if (!n.private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+    NIGHTSHIFT_REQUIRE_TESTNET(n.private_error);
     saved_range_ = read_file("/proc/sys/net/ipv4/ping_group_range");
     // Per network namespace: changing it here touches nothing outside.
     write_file("/proc/sys/net/ipv4/ping_group_range", GetParam() == SocketKind::kDatagram ? "0 2147483647" : "1 0");
@@ -193,7 +211,6 @@ class IcmpSocketTest : public ::testing::TestWithParam<SocketKind> {
   void TearDown() override {
     if (!saved_range_.empty()) write_file("/proc/sys/net/ipv4/ping_group_range", saved_range_);
   }
-  bool peers() const { return Network::get().peers_ok; }
   EngineSettings settings_;
   std::string saved_range_;
 };
@@ -279,7 +296,7 @@ TEST_P(IcmpSocketTest, RttHasMicrosecondResolutionOnLoopback) {
 }
 
 TEST_P(IcmpSocketTest, NeverAnsweringHostTimesOut) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> result;
@@ -301,7 +318,7 @@ TEST_P(IcmpSocketTest, NeverAnsweringHostTimesOut) {
 }
 
 TEST_P(IcmpSocketTest, RouterUnreachableIsTheReason) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> result;
@@ -318,7 +335,7 @@ TEST_P(IcmpSocketTest, RouterUnreachableIsTheReason) {
 }
 
 TEST_P(IcmpSocketTest, ThroughTheRouterTtlIsOneLess) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> v4, v6;
@@ -335,7 +352,7 @@ TEST_P(IcmpSocketTest, ThroughTheRouterTtlIsOneLess) {
 }
 
 TEST_P(IcmpSocketTest, DuplicateRepliesAreCountedOnce) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   std::optional<RoundResult> result;
@@ -398,7 +415,7 @@ TEST_P(IcmpSocketTest, ForeignPingersDoNotDisturbResults) {
 }
 
 TEST_P(IcmpSocketTest, ConfirmationBurstAndBudget) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   settings_.extra_packets_per_second = 1;
   settings_.extra_packets_burst = 20;
@@ -426,7 +443,7 @@ TEST_P(IcmpSocketTest, ConfirmationBurstAndBudget) {
 }
 
 TEST_P(IcmpSocketTest, PathTraceShowsRouterAndLastHop) {
-  if (!peers()) GTEST_SKIP() << "peer namespaces unavailable";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().peers_error);
   Harness h;
   IcmpEngine engine(h.context, settings_);
   TraceSpec spec;
@@ -463,7 +480,7 @@ TEST_P(IcmpSocketTest, PathTraceShowsRouterAndLastHop) {
 // --- the ProbeEngine contract and metrics ------------------------------------
 
 TEST(IcmpEngineTest, SubmitProducesASampleWithMetrics) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   Harness h;
   auto engine = make_engine(h.context);
   auto target = std::make_shared<Target>();
@@ -507,7 +524,7 @@ TEST(IcmpEngineTest, SubmitProducesASampleWithMetrics) {
 // count 3 and spacing 400 ms a 300 ms probe would otherwise run 1.1 s, past a
 // 1 s interval, and overlap itself.
 TEST(IcmpEngineTest, SubmittedRoundEndsAtTheProbeTimeout) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   Harness h;
   auto engine = make_engine(h.context);
   auto opts = std::make_shared<IcmpOptions>();
@@ -553,8 +570,122 @@ TEST(IcmpEngineTest, SubmittedRoundEndsAtTheProbeTimeout) {
   }
 }
 
-TEST(IcmpEngineTest, UnresolvableHostIsDnsFailure) {
+// --- spread rounds and their own confirmation -----------------------------
+
+std::shared_ptr<Target> icmp_target(const std::string& name, const std::string& address, Duration interval,
+                                    Duration timeout) {
+  auto target = std::make_shared<Target>();
+  target->name = name;
+  target->address = address;
+  ProbeSpec spec;
+  spec.kind = "icmp";
+  spec.name = "icmp";
+  spec.interval = interval;
+  spec.timeout = timeout;
+  spec.options = std::make_shared<IcmpOptions>();  // defaults: 3 echoes spread over the interval
+  target->probes.push_back(spec);
+  return target;
+}
+
+std::optional<double> value_of(const Sample& s, const std::string& name) {
+  for (const auto& [k, v] : s.values) {
+    if (k == name) return v;
+  }
+  return std::nullopt;
+}
+
+// The default round sends one echo every third of the interval: a healthy
+// target's round ends with the third reply, two thirds into it.
+TEST(IcmpEngineTest, SpreadRoundSendsOneEchoPerThirdOfTheInterval) {
   if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto target = icmp_target("lo", "127.0.0.1", 900ms, 450ms);
+  std::optional<Sample> sample;
+  engine.submit({target, &target->probes.front(), [&](Sample s) { sample = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return sample.has_value(); }));
+  EXPECT_TRUE(sample->ok) << sample->detail;
+  EXPECT_EQ(sample->observations.size(), 3u);
+  EXPECT_GE(sample->duration, 590ms) << "echoes at 0, 300 and 600 ms";
+  EXPECT_LT(sample->duration, 900ms);
+  EXPECT_EQ(engine.stats().sent, 3u) << "a healthy round sends nothing extra";
+  EXPECT_EQ(value_of(*sample, "confirmation"), std::nullopt);
+}
+
+// A missed echo starts the confirmation at once; 12 of 12 lost ends the round
+// early, failed, with `confirmation` = 1 for the rules. Known to answer in
+// microseconds, the target is judged within 0.2 s (miss) + 11 x 80 ms + 0.25 s.
+TEST(IcmpEngineTest, SpreadRoundConfirmsAMissAndEndsEarly) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context);
+  // First a healthy round at the live address, so the engine learns the RTT.
+  auto live = icmp_target("far", "203.0.113.2", 900ms, 450ms);
+  std::optional<Sample> first;
+  engine.submit({live, &live->probes.front(), [&](Sample s) { first = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return first.has_value(); }));
+  ASSERT_TRUE(first->ok) << first->detail;
+  // The same target, now silent, at the shipped defaults (10 s interval, 3 s timeout).
+  auto dead = icmp_target("far", "203.0.113.3", 10s, 3s);
+  std::optional<Sample> down;
+  const SteadyTime start = h.clock.now();
+  engine.submit({dead, &dead->probes.front(), [&](Sample s) { down = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return down.has_value(); }, 5s));
+  const Duration took = h.clock.now() - start;
+  EXPECT_FALSE(down->ok);
+  EXPECT_EQ(down->reason, FailureReason::kTimeout);
+  EXPECT_EQ(value_of(*down, "confirmation"), 1.0);
+  EXPECT_NE(down->detail.find("12 of 12 confirmation echoes lost"), std::string::npos) << down->detail;
+  EXPECT_LT(took, 1600ms) << "not the 3.3 s to the next echo, nor the 3 s timeout";
+  EXPECT_EQ(engine.stats().sent, 3u + 1u + 12u);
+  // Confirmed down: asked again, the engine has its evidence already.
+  ProbeRequest again{dead, &dead->probes.front(), [](Sample) { ADD_FAILURE() << "no second confirmation"; }};
+  EXPECT_FALSE(engine.confirm(std::move(again)));
+  EXPECT_GE(engine.budget_available(), 11999.0 - 12.0);
+}
+
+// A route that fails outright (the router answers "unreachable", or this host
+// has no route after a link cut) is a miss at once, not at the round's end
+// 6.7 s later: the confirmation runs on it and the round ends confirmed.
+TEST(IcmpEngineTest, UnreachableEchoIsConfirmedAtOnce) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto target = icmp_target("gone", "203.0.113.130", 10s, 3s);  // the router's unreachable route
+  std::optional<Sample> down;
+  const SteadyTime start = h.clock.now();
+  engine.submit({target, &target->probes.front(), [&](Sample s) { down = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return down.has_value(); }, 8s));
+  EXPECT_LT(h.clock.now() - start, 2s);
+  EXPECT_FALSE(down->ok);
+  EXPECT_EQ(down->reason, FailureReason::kUnreachable) << down->detail;
+  EXPECT_EQ(value_of(*down, "confirmation"), 1.0) << down->detail;
+}
+
+// Without a known RTT the round waits the capped 1 s before it suspects; the
+// confirmation of a live target stops at its first reply and gives the rest of
+// its packets back to the budget.
+TEST(IcmpEngineTest, ConfirmationStopsAtTheFirstReply) {
+  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  Harness h;
+  IcmpEngine engine(h.context);
+  const double before = engine.budget_available();
+  BurstSpec spec;
+  spec.count = 12;
+  spec.spacing = 80ms;
+  spec.timeout = 300ms;
+  spec.stop_on_reply = true;
+  std::optional<BurstReport> report;
+  ASSERT_TRUE(engine.confirm(addr("127.0.0.1"), spec, [&](BurstReport r) { report = std::move(r); }).ok());
+  ASSERT_TRUE(h.run_until([&] { return report.has_value(); }));
+  EXPECT_EQ(report->result.received, 1);
+  EXPECT_EQ(report->result.sent, 1) << "the first reply came before the second echo was due";
+  EXPECT_EQ(engine.stats().sent, 1u);
+  EXPECT_NEAR(engine.budget_available(), before - 1, 0.5);
+}
+
+TEST(IcmpEngineTest, UnresolvableHostIsDnsFailure) {
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   Harness h;
   IcmpEngine engine(h.context);
   auto target = std::make_shared<Target>();
@@ -574,7 +705,7 @@ TEST(IcmpEngineTest, UnresolvableHostIsDnsFailure) {
 }
 
 TEST(IcmpEngineTest, NoSocketAllowedIsAnErrorValue) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   const std::string saved = read_file("/proc/sys/net/ipv4/ping_group_range");
   write_file("/proc/sys/net/ipv4/ping_group_range", "1 0");
   Harness h;
@@ -591,7 +722,7 @@ TEST(IcmpEngineTest, NoSocketAllowedIsAnErrorValue) {
 }
 
 TEST(IcmpCliTest, PrintsFpingStyleLinesAndExitStatus) {
-  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  NIGHTSHIFT_REQUIRE_TESTNET(Network::get().private_error);
   std::ostringstream out, err;
   EXPECT_EQ(cli({"-c", "2", "-p", "10", "127.0.0.1", "::1"}, out, err), 0) << err.str();
   EXPECT_NE(out.str().find("127.0.0.1 : xmt/rcv/%loss = 2/2/0%, min/avg/max = "), std::string::npos) << out.str();

@@ -20,9 +20,11 @@
 #include "notify/sinks.h"
 #include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
+#include "tests/support/loopback_service.h"
 #include "tests/support/process.h"
 #include "tests/support/prom_text.h"
 #include "tests/support/receiver.h"
+#include "tests/support/require.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
 
@@ -35,45 +37,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 const char kSecret[] = "whsec-7f3a9c1e-never-in-logs";
-
-// A TCP service on 127.0.0.1 the agent probes; stop() makes connects refused.
-class Service {
- public:
-  Service() { start(); }
-  ~Service() { stop(); }
-  void start() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<std::uint16_t>(port_));
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 64) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-      return;
-    }
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  void stop() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool ok() const { return fd_ >= 0; }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
-int free_port() {
-  Service s;
-  return s.port();
-}
 
 class NotifyTest : public ::testing::Test {
  protected:
@@ -121,17 +84,15 @@ site = "lab"
            "\"\nsecret_file = \"" + dir_.file("webhook.secret") + "\"\ntimeout = \"" + timeout + "\"\n";
   }
 
+  // The test owns the process; agent_ keeps its port for metric().
   std::unique_ptr<Process> start_agent() {
-    RunningAgent agent = test::start_agent(dir_.file("agent.toml"));
-    EXPECT_NE(agent.port, 0) << agent.process->stderr_text();
-    port_ = agent.port;
-    return std::move(agent.process);
+    agent_ = test::start_agent(dir_.file("agent.toml"));
+    EXPECT_NE(agent_.port, 0) << agent_.process->stderr_text();
+    return std::move(agent_.process);
   }
 
-  std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) {
-    HttpResult r = http_get("http://127.0.0.1:" + std::to_string(port_) + "/metrics");
-    if (r.status != 200) return std::nullopt;
-    return parse_prom_text(r.body).value(name, labels);
+  std::optional<double> metric(const std::string& name, const PromLabels& labels = {}) const {
+    return agent_.metric(name, labels);
   }
 
   static std::string event_of(const ReceivedRequest& r) {
@@ -140,9 +101,9 @@ site = "lab"
   }
 
   TempDir dir_;
-  Service service_;
+  LoopbackService service_;  // the service the agent probes; stop() makes connects refused
   Receiver receiver_;
-  int port_ = 0;
+  RunningAgent agent_;
 };
 
 TEST_F(NotifyTest, OutageReachesTheWebhookSignedAndVersionedThenItsResolution) {
@@ -196,7 +157,7 @@ TEST_F(NotifyTest, OutageReachesTheWebhookSignedAndVersionedThenItsResolution) {
   EXPECT_EQ(metric("nightshift_outbox_depth", {{"sink", "hook"}}).value_or(-1), 0.0);
   // The secret is nowhere the operator or a scraper can see.
   EXPECT_THAT(agent->stderr_text(), Not(HasSubstr(kSecret)));
-  EXPECT_THAT(http_get("http://127.0.0.1:" + std::to_string(port_) + "/metrics").body, Not(HasSubstr(kSecret)));
+  EXPECT_THAT(http_get(agent_.url("/metrics")).body, Not(HasSubstr(kSecret)));
 }
 
 TEST_F(NotifyTest, ErrorsAndTimeoutsAreRetriedInOrderWithStableKeysUntilDelivered) {
@@ -269,7 +230,7 @@ TEST_F(NotifyTest, KilledWithUndeliveredNotificationsSendsThemAfterRestart) {
 
 TEST_F(NotifyTest, DeadEndpointIsRetriedWithoutBlockingTheAgent) {
   // Nothing listens on this port: every attempt is refused.
-  write_config("[[sink]]\nname = \"gone\"\ntype = \"slack\"\nurl = \"http://127.0.0.1:" + std::to_string(free_port()) +
+  write_config("[[sink]]\nname = \"gone\"\ntype = \"slack\"\nurl = \"http://127.0.0.1:" + std::to_string(free_loopback_port()) +
                "/services/T000/B000/XXXXSECRETPATH\"\n");
   auto agent = start_agent();
   ASSERT_TRUE(wait_until([&] { return metric("probe_success", {{"target", "svc"}}) == 1.0; }, 5s));
@@ -288,10 +249,8 @@ class AlertmanagerTest : public NotifyTest {
  protected:
   void SetUp() override {
     NotifyTest::SetUp();
-    if (!std::filesystem::exists("/usr/bin/prometheus-alertmanager")) {
-      FAIL() << "prometheus-alertmanager is not installed (scripts/install-deps.sh installs it)";
-    }
-    am_port_ = free_port();
+    NIGHTSHIFT_REQUIRE_PROGRAM("/usr/bin/prometheus-alertmanager");
+    am_port_ = free_loopback_port();
     write_text_file(dir_.file("am.yml"), "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n");
     am_ = std::make_unique<Process>(std::vector<std::string>{
         "/usr/bin/prometheus-alertmanager", "--config.file=" + dir_.file("am.yml"),
@@ -331,7 +290,7 @@ TEST_F(AlertmanagerTest, IncidentShowsAsAnActiveAlertAndResolves) {
   EXPECT_EQ(alert["labels"]["site"], "lab");
   EXPECT_EQ(alert["labels"]["agent"], "pager-test");
   EXPECT_THAT(alert["labels"]["incident"].get<std::string>(), HasSubstr("NS-"));
-  EXPECT_EQ(alert["annotations"]["summary"], "svc: target_down");
+  EXPECT_EQ(alert["annotations"]["summary"], "svc: service tcp_" + std::to_string(service_.port()) + " down");
   EXPECT_THAT(alert["generatorURL"].get<std::string>(), HasSubstr("/status#NS-"));
   // Kept alive: the keep-alive re-posts it (every 2 s in this config).
   ASSERT_TRUE(wait_until([&] { return metric("nightshift_notifications_total", {{"sink", "am"}, {"result", "delivered"}}) >= 2.0; }, 6s));

@@ -34,6 +34,7 @@ class SnmpTest : public ::testing::Test {
  protected:
   void SetUp() override {
     NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
+    NIGHTSHIFT_REQUIRE_PROGRAM("/usr/sbin/snmpd");
     ASSERT_FALSE(agent_binary().empty());
     write_text_file(dir_.file("snmpd.conf"), std::string("rocommunity ") + kCommunity + " 127.0.0.1\nrocommunity " +
                                             kCommunity + " 198.51.100.0/24\ncreateUser nsuser SHA \"" + kAuth +

@@ -28,6 +28,7 @@
 #include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
+#include "tests/support/require.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/testnet.h"
 #include "tests/support/wait.h"
@@ -172,7 +173,7 @@ class StatusPageTest : public ::testing::Test {
 };
 
 TEST_F(StatusPageTest, RendersEveryElementInChromiumAtDesktopAndPhoneSizes) {
-  ASSERT_TRUE(std::filesystem::exists("/usr/bin/chromium")) << "chromium is installed by scripts/install-deps.sh";
+  NIGHTSHIFT_REQUIRE_PROGRAM("/usr/bin/chromium");
   const std::string id = open_incident_with_updates();
   ASSERT_FALSE(id.empty());
   const auto j = json::parse(http_get(url("/status.json")).body);

@@ -147,6 +147,7 @@ struct Harness {
                                               std::size_t banner_bytes = 256) {
     auto opts = std::make_shared<tcp::TcpOptions>();
     opts->port = static_cast<std::uint16_t>(port);
+    opts->count = 1;  // one connect per run: these cases are about a single connect
     opts->expect_banner = banner;
     opts->banner_bytes = banner_bytes;
     auto t = std::make_shared<Target>();
@@ -482,6 +483,71 @@ TEST(TcpProbeTest, PeerThatNeverAnswersTimesOutOnTime) {
   EXPECT_GE(took, 300ms);
   EXPECT_LT(took, 800ms) << "timeout plus small slack";
   EXPECT_EQ(value(s, "connect_seconds"), -1);
+}
+
+// --- spread runs and their confirmation -----------------------------------------
+
+std::shared_ptr<Target> spread_target(const std::string& address, int port, Duration interval, Duration timeout) {
+  auto t = std::const_pointer_cast<Target>(Harness::target("svc", address, port, timeout));
+  auto opts = std::make_shared<tcp::TcpOptions>(*static_cast<const tcp::TcpOptions*>(t->probes[0].options.get()));
+  opts->count = 3;  // the default
+  t->probes[0].options = opts;
+  t->probes[0].interval = interval;
+  return t;
+}
+
+// Three connects a run, one every third of the interval, each closed with a
+// reset; one sample for the run.
+TEST(TcpProbeTest, SpreadRunConnectsThreeTimes) {
+  Listener l("127.0.0.1");
+  Harness h;
+  const SteadyTime start = h.clock.now();
+  auto s = h.run({spread_target("127.0.0.1", l.port, 900ms, 450ms)});
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_TRUE(s[0].ok) << s[0].detail;
+  EXPECT_GE(h.clock.now() - start, 590ms) << "connects at 0, 300 and 600 ms";
+  EXPECT_EQ(l.drain_accept_queue(3, 1s), 3);
+  EXPECT_EQ(h.engine->in_flight(), 0u);
+  EXPECT_EQ(h.reactor.watched_fds(), 0u);
+}
+
+// A stopped service refuses: three refusals in a row are the evidence (a reset
+// is an answer, never random loss), and the run ends at once, confirmed.
+TEST(TcpProbeTest, StoppedServiceIsConfirmedWithinMilliseconds) {
+  Harness h;
+  const int port = closed_port("127.0.0.1");
+  const SteadyTime start = h.clock.now();
+  auto s = h.run({spread_target("127.0.0.1", port, 10s, 3s)});
+  const Duration took = h.clock.now() - start;
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_FALSE(s[0].ok);
+  EXPECT_EQ(s[0].reason, FailureReason::kRefused);
+  EXPECT_EQ(value(s[0], "confirmation"), 1.0);
+  EXPECT_NE(s[0].detail.find("3 of 3 confirmation connects refused"), std::string::npos) << s[0].detail;
+  EXPECT_LT(took, 500ms) << "not the 3.3 s to the next connect, nor three runs";
+  // Confirmed down: the agent's own confirmation request has nothing to add.
+  auto t = spread_target("127.0.0.1", port, 10s, 3s);
+  EXPECT_FALSE(h.engine->confirm({t, &t->probes.front(), [](Sample) { ADD_FAILURE(); }}));
+}
+
+// A host that went silent: the run's connect times out, then 20 quick connects
+// (1 s each) all fail: at 30 % loss that happens with p = 0.51^20 = 1.4e-6.
+TEST(TcpProbeTest, SilentPeerIsConfirmedByTwentyConnects) {
+  NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
+  PeerHost peer;
+  NIGHTSHIFT_REQUIRE_TESTNET(peer.error());
+  Harness h;
+  const SteadyTime start = h.clock.now();
+  auto s = h.run({spread_target(PeerHost::kSilent, 80, 3s, 1s)}, 8s);
+  const Duration took = h.clock.now() - start;
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].reason, FailureReason::kTimeout) << s[0].detail;
+  EXPECT_EQ(value(s[0], "confirmation"), 1.0);
+  EXPECT_NE(s[0].detail.find("20 of 20 confirmation connects failed"), std::string::npos) << s[0].detail;
+  EXPECT_LT(took, 4500ms) << "0.9 s connect + 19 x 100 ms + 1 s";
+  EXPECT_EQ(h.engine->in_flight(), 0u);
+  h.spin(200ms);
+  EXPECT_EQ(h.reactor.watched_fds(), 0u);
 }
 
 TEST(TcpProbeTest, PeerSilencedByIptablesTimesOutToo) {

@@ -40,6 +40,11 @@ void Receiver::answer(int status, std::chrono::milliseconds delay) {
   delay_ = delay;
 }
 
+void Receiver::error_body(std::function<std::string(const ReceivedRequest&)> make) {
+  std::lock_guard<std::mutex> lock(mu_);
+  error_body_ = std::move(make);
+}
+
 std::vector<ReceivedRequest> Receiver::requests() const {
   std::lock_guard<std::mutex> lock(mu_);
   return requests_;
@@ -82,15 +87,18 @@ int Receiver::handle(mg_connection* conn, void* user) {
   }
   int status;
   std::chrono::milliseconds delay;
+  std::function<std::string(const ReceivedRequest&)> error_body;
   {
     std::unique_lock<std::mutex> lock(self->mu_);
     status = self->status_;
     delay = self->delay_;
+    error_body = self->error_body_;
     if (delay.count() > 0) self->cv_.wait_for(lock, delay, [self] { return self->stopping_; });
   }
   r.answered = status;
   r.at = std::chrono::steady_clock::now();
-  const std::string reply = status < 300 ? "{\"status\":\"success\"}" : "{\"error\":\"test receiver says no\"}";
+  std::string reply = status < 300 ? "{\"status\":\"success\"}" : "{\"error\":\"test receiver says no\"}";
+  if (status >= 300 && error_body) reply = error_body(r);
   mg_printf(conn,
             "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
             status, reply.size(), reply.c_str());

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +40,9 @@ class Receiver {
 
   // How to answer from now on.
   void answer(int status, std::chrono::milliseconds delay = std::chrono::milliseconds(0));
+  // The body of non-2xx answers from now on, made from the request (e.g. an
+  // endpoint that quotes what it was sent); empty function: the default text.
+  void error_body(std::function<std::string(const ReceivedRequest&)> make);
   std::vector<ReceivedRequest> requests() const;
   // Only requests answered with a 2xx.
   std::vector<ReceivedRequest> accepted() const;
@@ -53,6 +57,7 @@ class Receiver {
   mutable std::condition_variable cv_;
   int status_ = 200;
   std::chrono::milliseconds delay_{0};
+  std::function<std::string(const ReceivedRequest&)> error_body_;
   std::vector<ReceivedRequest> requests_;
   bool stopping_ = false;
 };

@@ -144,11 +144,6 @@ std::string enter_private_netns() {
 
 bool in_private_netns() { return g_private; }
 
-bool netns_skip_allowed() {
-  const char* v = std::getenv("NIGHTSHIFT_SKIP_NETNS");
-  return v != nullptr && std::string(v) == "1";
-}
-
 std::string add_unreachable_route(const std::string& cidr) {
   if (!g_private) return "refusing to change routes outside a private network namespace";
   std::vector<std::string> argv = {"ip"};

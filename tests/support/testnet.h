@@ -20,20 +20,22 @@
 #include <string>
 #include <vector>
 
-// In a test body: when `why` (an error string) is non-empty, fails the test with
-// it, or skips the test if NIGHTSHIFT_SKIP_NETNS=1. Include <gtest/gtest.h>.
-#define NIGHTSHIFT_REQUIRE_TESTNET(why)                                                           \
-  do {                                                                                            \
-    const std::string nightshift_testnet_why_ = (why);                                            \
-    if (!nightshift_testnet_why_.empty()) {                                                       \
-      if (::nightshift::test::netns_skip_allowed()) GTEST_SKIP() << nightshift_testnet_why_;      \
-      FAIL() << "test network unavailable: " << nightshift_testnet_why_                          \
-             << " (run as root with iproute2 and nftables or iptables installed, see "           \
-                "scripts/install-deps.sh; or set NIGHTSHIFT_SKIP_NETNS=1 to skip these tests)";   \
-    }                                                                                             \
-  } while (0)
+#include "tests/support/require.h"
+
+// In a test body or SetUp(): when `why` (an error string) is non-empty, fails
+// the test with it; outside CI it skips instead if NIGHTSHIFT_SKIP_NETNS=1
+// (tests/support/require.h). Include <gtest/gtest.h>.
+#define NIGHTSHIFT_REQUIRE_TESTNET(why)                                                                \
+  NIGHTSHIFT_REQUIRE(::nightshift::test::testnet_missing(why), "NIGHTSHIFT_SKIP_NETNS",               \
+                     "run as root with iproute2 and nftables or iptables installed, see "              \
+                     "scripts/install-deps.sh")
 
 namespace nightshift::test {
+
+// "" when `why` is empty, else "test network unavailable: <why>".
+inline std::string testnet_missing(const std::string& why) {
+  return why.empty() ? why : "test network unavailable: " + why;
+}
 
 // Moves this process into a new network namespace with `lo` up. Returns "" on
 // success, else why not (not root; other threads already running; ...).
@@ -45,8 +47,6 @@ bool in_private_netns();
 std::string netns_id();
 // The namespace the process started in (before enter_private_netns), or "".
 std::string original_netns_id();
-// When namespaces cannot be made: tests skip if NIGHTSHIFT_SKIP_NETNS=1, else fail.
-bool netns_skip_allowed();
 
 // Runs argv (no shell); returns the exit status, or -1 if it could not run
 // (127: not found). Output (stdout and stderr) goes to `output` if given.

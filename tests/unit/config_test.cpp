@@ -14,6 +14,7 @@
 #include <grp.h>
 #include <sys/stat.h>
 
+#include "tests/support/require.h"
 #include "tests/support/testnet.h"
 
 namespace nightshift {
@@ -195,6 +196,29 @@ site = "ams"
   EXPECT_EQ(edge.probes[0].timeout, 4s);
   // Built-in rules apply when the config has none.
   EXPECT_FALSE(c.rules.empty());
+}
+
+// A timeout set nowhere fits the interval: 3 s, or half the interval when
+// that is shorter, so `interval = "1s"` alone is a valid config.
+TEST(ConfigTest, UnsetTimeoutFitsTheInterval) {
+  ConfigResult r = parse_config(R"([defaults]
+interval = "1s"
+
+[[target]]
+name = "a"
+address = "127.0.0.1"
+  [[target.probe]]
+  kind = "icmp"
+  [[target.probe]]
+  kind = "tcp"
+  port = 22
+  interval = "10s"
+)",
+                                "t.toml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  const Target& a = *r.config->targets[0];
+  EXPECT_EQ(a.probes[0].timeout, 500ms);
+  EXPECT_EQ(a.probes[1].timeout, 3s) << "the 3 s default fits a 10 s interval";
 }
 
 TEST(ConfigTest, NoTargetsIsFine) {
@@ -438,6 +462,35 @@ url = "http://127.0.0.1/"
   EXPECT_THAT(all, Not(HasSubstr("hunter2")));
 }
 
+// A short password is reported at the key the file uses (_env here, _file
+// there), at that key's position, and never shows the password.
+TEST(SnmpConfigTest, ShortPasswordsAreReportedAtTheKeyActuallyUsed) {
+  ::setenv("NIGHTSHIFT_TEST_SNMP_AUTH", "short1", 1);
+  const std::string priv_file = ::testing::TempDir() + "nightshift-snmp-priv";
+  std::ofstream(priv_file) << "tiny2\n";
+  ConfigResult r = parse_config(R"([[target]]
+name = "sw1"
+address = "127.0.0.1"
+  [[target.probe]]
+  kind = "snmp"
+  version = "3"
+  username = "nsuser"
+  security_level = "authPriv"
+  auth_password_env = "NIGHTSHIFT_TEST_SNMP_AUTH"
+  priv_password_file = ")" + priv_file + R"("
+)",
+                                "t.toml");
+  ASSERT_FALSE(r.ok());
+  std::string all;
+  for (const auto& e : r.errors) all += e.to_string() + "\n";
+  EXPECT_THAT(all, HasSubstr("t.toml:9:23: target[0].probe[0].auth_password_env: SNMPv3 passwords have at least 8 characters"));
+  EXPECT_THAT(all, HasSubstr("t.toml:10:24: target[0].probe[0].priv_password_file: SNMPv3 passwords have at least 8 characters"));
+  EXPECT_THAT(all, Not(HasSubstr("auth_password_file")));
+  EXPECT_THAT(all, Not(HasSubstr("short1")));
+  EXPECT_THAT(all, Not(HasSubstr("tiny2")));
+  ::unsetenv("NIGHTSHIFT_TEST_SNMP_AUTH");
+}
+
 }  // namespace
 }  // namespace nightshift
 
@@ -515,10 +568,8 @@ TEST(CredentialConfigTest, ErrorsSayWhatIsMissingAndHowToPassIt) {
 TEST(CredentialConfigTest, AnUnreadableSecretFileNamesTheFileAndTheUser) {
   const char* bin = std::getenv("NIGHTSHIFT_BINARY");
   ASSERT_NE(bin, nullptr) << "NIGHTSHIFT_BINARY is set by ctest";
-  if (::geteuid() != 0) {
-    if (std::getenv("CI") != nullptr) FAIL() << "needs root (CI runs as root)";
-    GTEST_SKIP() << "needs root to create a file another user cannot read";
-  }
+  NIGHTSHIFT_REQUIRE(::geteuid() == 0 ? "" : "needs root to create a file another user cannot read",
+                     "NIGHTSHIFT_SKIP_ROOT", "CI runs as root");
   const std::string dir = ::testing::TempDir() + "/unreadable";
   ::mkdir(dir.c_str(), 0755);
   ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);

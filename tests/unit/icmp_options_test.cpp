@@ -25,7 +25,7 @@ TEST(IcmpOptionsTest, DefaultsAndName) {
   const auto* o = dynamic_cast<const IcmpOptions*>(p.options.get());
   ASSERT_NE(o, nullptr);
   EXPECT_EQ(o->count, 3);
-  EXPECT_EQ(o->spacing, 100ms);
+  EXPECT_EQ(o->spacing, Duration::zero()) << "no spacing: the round is spread over the interval";
   EXPECT_EQ(o->payload_size, 56u);
   EXPECT_EQ(o->family, AddressFamily::kAny);
 }
@@ -75,6 +75,39 @@ TEST(IcmpOptionsTest, SpacingFitsTheRoundInTheTimeout) {
   EXPECT_EQ(fitted_spacing(11, 1s, 1s), 50ms);
   EXPECT_EQ(fitted_spacing(1, 5s, 1s), 5s) << "one request: nothing to fit";
   EXPECT_EQ(fitted_spacing(100, 10s, 100ms), 505050ns);
+}
+
+// The default round: 3 echoes over the interval, one every third of it, each
+// waiting at most that long, so the round never runs into the next.
+TEST(IcmpOptionsTest, SpreadPlanFitsTheRoundInItsInterval) {
+  struct Case {
+    const char* name;
+    int count;
+    Duration interval, timeout, spacing, wait;
+  };
+  const std::vector<Case> cases = {
+      {"defaults: 3 per 10 s", 3, 10s, 3s, 3333333333ns, 3s},
+      {"1 s interval, fitted timeout", 3, 1s, 500ms, 333333333ns, 333333333ns},
+      {"one echo", 1, 5s, 1s, 5s, 1s},
+      {"count 0 is one", 0, 2s, 1s, 2s, 1s},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const SpreadPlan p = spread_plan(c.count, c.interval, c.timeout);
+    EXPECT_EQ(p.spacing, c.spacing);
+    EXPECT_EQ(p.wait, c.wait);
+    EXPECT_LE(p.spacing * (std::max(c.count, 1) - 1) + p.wait, c.interval) << "ends within its interval";
+  }
+}
+
+// RFC 6298's retransmission timeout (srtt + 4 rttvar) within the bounds; the
+// cap while nothing is known.
+TEST(IcmpOptionsTest, SuspectWaitFollowsTheTargetsOwnRtt) {
+  EXPECT_EQ(suspect_wait(std::nullopt, 0, 200ms, 1s), 1s) << "no reply seen yet: the cap";
+  EXPECT_EQ(suspect_wait(0.0001, 0.00005, 200ms, 1s), 200ms) << "a LAN host: the floor";
+  EXPECT_EQ(suspect_wait(0.150, 0.025, 200ms, 1s), 250ms) << "150 ms +- 25 ms: srtt + 4 rttvar";
+  EXPECT_EQ(suspect_wait(0.8, 0.2, 200ms, 1s), 1s) << "never past the cap";
+  EXPECT_EQ(suspect_wait(0.1, 0.0, 200ms, 150ms), 150ms) << "a cap below the floor wins";
 }
 
 }  // namespace

@@ -84,7 +84,7 @@ TEST(IncidentsTest, FirstAlertDeclaresAtOnce) {
   EXPECT_EQ(out[0].kind, Kind::kDeclared);
   EXPECT_TRUE(out[0].page);
   const Incident& inc = out[0].incident;
-  EXPECT_EQ(inc.title, "r1: target_down");
+  EXPECT_EQ(inc.title, "r1 unreachable");
   EXPECT_EQ(inc.severity, "critical");
   EXPECT_EQ(inc.declared_at, t0);
   EXPECT_EQ(inc.started_at, t0);
@@ -143,8 +143,13 @@ TEST(IncidentsTest, ChildOfADownParentIsImpactAndDoesNotPage) {
   EXPECT_EQ(all[0].impacted[1].via_parent, "router");
 }
 
+// With no evidence hold (or evidence that came too late) children that
+// declared before their parent merge into its incident.
 TEST(IncidentsTest, ChildrenDownBeforeTheirParentMergeIntoItsIncident) {
-  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router"), target("sw2", "access", "fra", "router")});
+  IncidentPolicy p;
+  p.evidence_hold = 0s;
+  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router"), target("sw2", "access", "fra", "router")},
+            p);
   f.fire("sw1");
   f.fire("sw2");
   ASSERT_EQ(f.count(Kind::kDeclared), 1);
@@ -161,19 +166,206 @@ TEST(IncidentsTest, ChildrenDownBeforeTheirParentMergeIntoItsIncident) {
 TEST(IncidentsTest, ParentJoiningItsChildrensIncidentInTheSameScopeNamesIt) {
   // All in one scope: the child that failed first declared; the router's
   // alert joins and the incident becomes the router's, the rest behind it.
-  Fixture f({target("router", "edge"), target("h1", "edge", "fra", "router"), target("h2", "edge", "fra", "router")});
+  IncidentPolicy p;
+  p.evidence_hold = 0s;
+  Fixture f({target("router", "edge"), target("h1", "edge", "fra", "router"), target("h2", "edge", "fra", "router")},
+            p);
   const std::string id = f.fire("h1")[0].incident.id;
   f.fire("h2");
   f.fire("router");
   ASSERT_EQ(f.count(Kind::kDeclared), 1);
   const Incident* inc = f.m->find(id);
   ASSERT_NE(inc, nullptr);
-  EXPECT_EQ(inc->title, "router: target_down (2 targets behind it)");
+  EXPECT_EQ(inc->title, "router unreachable (2 targets behind it)");
   for (const auto& t : inc->impacted) {
     if (t.target != "router") {
       EXPECT_EQ(t.via_parent, "router") << t.target;
     }
   }
+}
+
+// --- ask before you page: the evidence hold ----------------------------------
+
+// Child first: its parent's state is unknown, so the child waits while the
+// parent is probed out of schedule; the parent's confirmation comes back down
+// and pages once, with the children as its impact.
+TEST(IncidentsTest, ChildFirstWaitsForItsParentThenJoinsTheParentsPage) {
+  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router"), target("sw2", "access", "fra", "router")});
+  EXPECT_TRUE(f.fire("sw1").empty()) << "held while its parent is asked";
+  EXPECT_EQ(f.m->take_evidence_requests(), std::vector<std::string>{"router"});
+  f.clock.advance(300ms);
+  EXPECT_TRUE(f.fire("sw2").empty());
+  EXPECT_TRUE(f.m->take_evidence_requests().empty()) << "the router is asked once";
+  f.clock.advance(1500ms);  // the router's confirmation: 12 echoes lost
+  auto out = f.fire("router");
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out[0].kind, Kind::kDeclared);
+  EXPECT_TRUE(out[0].page);
+  EXPECT_EQ(out[0].incident.title, "router unreachable") << "the page names the parent";
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 1);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1);
+  EXPECT_EQ(f.count(Kind::kMerged), 0) << "nothing to merge: the children never declared";
+  const Incident* inc = f.m->find(out[0].incident.id);
+  ASSERT_NE(inc, nullptr);
+  EXPECT_EQ(inc->title, "router unreachable (2 targets behind it)");
+  for (const auto& t : inc->impacted) {
+    if (t.target != "router") {
+      EXPECT_EQ(t.via_parent, "router") << t.target;
+    }
+  }
+}
+
+// The parent answers: the child is the outage, declared as soon as that is known.
+TEST(IncidentsTest, ChildWhoseParentAnswersPagesAsSoonAsTheParentDoes) {
+  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router")});
+  EXPECT_TRUE(f.fire("sw1").empty());
+  f.clock.advance(40ms);
+  auto out = f.m->on_evidence("router", true);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, Kind::kDeclared);
+  EXPECT_EQ(out[0].incident.title, "sw1 unreachable");
+  EXPECT_TRUE(out[0].page);
+}
+
+// The parent never answers the question (its kind has no confirmation): the
+// hold is bounded.
+TEST(IncidentsTest, UnansweredEvidenceHoldsTheFirstPageAtMostTheHold) {
+  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router")});
+  f.fire("sw1");
+  f.run_for(2400ms);
+  EXPECT_EQ(f.count(Kind::kDeclared), 0);
+  f.run_for(200ms);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1) << "declared 2.5 s after the alert";
+}
+
+// Parent first: the parent is placed at once (no parent of its own, no
+// canaries); its children join without a page.
+TEST(IncidentsTest, ParentFirstPagesAtOnceAndChildrenJoin) {
+  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router")});
+  auto out = f.fire("router");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].page);
+  EXPECT_TRUE(f.fire("sw1").empty());
+  EXPECT_TRUE(f.m->take_evidence_requests().empty()) << "the parent is known down";
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 1);
+}
+
+// Canaries configured: a failing target asks them first; they answer and the
+// target pages on its own, milliseconds later.
+TEST(IncidentsTest, CanariesAnsweringReleaseTheTargetsPage) {
+  Fixture f({target("canary1", "ref", "x", "", true), target("canary2", "ref", "y", "", true), target("a"), target("b", "edge"),
+             target("c")});
+  EXPECT_TRUE(f.fire("a").empty());
+  auto asked = f.m->take_evidence_requests();
+  std::sort(asked.begin(), asked.end());
+  EXPECT_EQ(asked, (std::vector<std::string>{"canary1", "canary2"}));
+  f.clock.advance(5ms);
+  EXPECT_TRUE(f.m->on_evidence("canary1", true).empty()) << "one canary is not all";
+  auto out = f.m->on_evidence("canary2", true);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].incident.title, "a unreachable");
+  // A second target within the hold: the canaries' answers still count.
+  f.clock.advance(100ms);
+  auto b = f.fire("b");
+  EXPECT_EQ(b.size(), 1u) << "no need to ask again";
+}
+
+// The agent's own uplink is cut: targets fail first, the canaries are asked,
+// they are down too, then every target is asked and the ratio shows isolation
+// within seconds. One page: the isolation incident.
+TEST(IncidentsTest, UplinkCutPagesOnceAsIsolation) {
+  std::vector<std::shared_ptr<const Target>> ts = {target("canary1", "ref", "x", "", true),
+                                                   target("canary2", "ref", "y", "", true)};
+  for (int i = 0; i < 8; ++i) ts.push_back(target("t" + std::to_string(i), "g" + std::to_string(i % 3)));
+  Fixture f(ts);
+  f.fire("t0");
+  f.fire("t1");
+  f.clock.advance(1500ms);  // the canaries' confirmations: down
+  f.fire("canary1");
+  f.fire("canary2");
+  auto asked = f.m->take_evidence_requests();
+  EXPECT_GE(asked.size(), 6u) << "every target not known down is asked now";
+  for (int i = 2; i < 8; ++i) {
+    f.clock.advance(100ms);
+    f.fire("t" + std::to_string(i));
+  }
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 1);
+  auto all = f.m->incidents();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_TRUE(all[0].vantage);
+  EXPECT_EQ(all[0].active_impact(), 10u);
+}
+
+// 1 000 hosts behind one router go dark together, their misses spread over a
+// third of the interval: one page, for the router, within the router's
+// confirmation; every host listed as its impact.
+TEST(IncidentsTest, MassOutageBehindOneRouterIsOnePageForTheRouter) {
+  std::vector<std::shared_ptr<const Target>> ts = {target("router", "core", "dc1")};
+  for (int i = 0; i < 1000; ++i) ts.push_back(target("h" + std::to_string(i), "access", "dc1", "router"));
+  ts.push_back(target("elsewhere", "core", "dc2"));  // still answering: an outage, not isolation
+  Fixture f(ts);
+  const SteadyTime cut = f.clock.now();
+  SteadyTime first_page{};
+  for (int i = 0; i < 1000; ++i) {
+    f.clock.advance(3ms);
+    f.fire("h" + std::to_string(i));
+    if (i == 500) {
+      EXPECT_EQ(f.m->take_evidence_requests(), std::vector<std::string>{"router"});
+      auto out = f.fire("router");  // its confirmation, 1.5 s after the first miss
+      ASSERT_FALSE(out.empty());
+      first_page = f.clock.now();
+    }
+  }
+  f.run_for(10s);
+  EXPECT_LT(first_page - cut, 5s);
+  EXPECT_EQ(f.pages(), 1);
+  auto all = f.m->incidents();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].active_impact(), 1001u);
+  EXPECT_EQ(all[0].title, "router unreachable (1000 targets behind it)");
+}
+
+// The same site without depends_on: grouped by site and group, paged once.
+TEST(IncidentsTest, MassOutageWithoutTopologyIsOneIncidentPerScope) {
+  std::vector<std::shared_ptr<const Target>> ts;
+  for (int i = 0; i < 1000; ++i) ts.push_back(target("h" + std::to_string(i), "access", "dc1"));
+  ts.push_back(target("elsewhere", "core", "dc2"));
+  Fixture f(ts);
+  for (int i = 0; i < 1000; ++i) {
+    f.clock.advance(3ms);
+    f.fire("h" + std::to_string(i));
+  }
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 1);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1);
+  EXPECT_EQ(f.m->incidents()[0].title, "group=access site=dc1: 1000 targets affected");
+}
+
+// A target with two probes is one target; a resolved incident keeps its title.
+TEST(IncidentsTest, TitlesCountTargetsAndNameTheFailure) {
+  auto web = std::make_shared<Target>();
+  web->name = "web-1";
+  web->group = "web";
+  web->probes.push_back({"icmp", "icmp", 10s, 3s, nullptr});
+  web->probes.push_back({"tcp", "tcp_443", 10s, 3s, nullptr});
+  Fixture f({web});
+  auto a = f.alert("web-1", true);
+  a.probe = "tcp_443";
+  auto out = f.m->on_alert(a);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].incident.title, "web-1: service tcp_443 down");
+  f.m->on_alert(f.alert("web-1", true));  // the icmp probe too
+  EXPECT_EQ(f.m->incidents()[0].title, "web-1: service tcp_443 down, unreachable");
+  auto ca = f.alert("web-1", false);
+  ca.probe = "tcp_443";
+  f.m->on_alert(ca);
+  auto done = f.m->on_alert(f.alert("web-1", false));
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].kind, Kind::kResolved);
+  EXPECT_EQ(done[0].incident.title, "web-1: service tcp_443 down, unreachable") << "1 target, not 2";
 }
 
 TEST(IncidentsTest, ResolvesWhenEveryAlertHasCleared) {

@@ -7,6 +7,8 @@
 
 #include <random>
 
+#include "rules/default_rules.h"
+
 namespace nightshift::rules {
 namespace {
 
@@ -70,6 +72,13 @@ struct Timeline {
       for (auto& e : engine->tick()) seen.emplace_back(clock.now() - start, e);
     }
     clock.set(start + offset);
+  }
+  std::vector<AlertEvent> notified_events() const {
+    std::vector<AlertEvent> out;
+    for (const auto& [t, e] : seen) {
+      if (e.change.notify) out.push_back(e);
+    }
+    return out;
   }
   std::vector<std::pair<Duration, AlertPhase>> notified() const {
     std::vector<std::pair<Duration, AlertPhase>> out;
@@ -195,6 +204,74 @@ TEST(RuleEngineTest, LatencyFarAboveTheLearnedBaselineFires) {
   EXPECT_EQ(n[0].second, AlertPhase::kFiring);
   EXPECT_GE(n[0].first, 3600s + 5min);
   EXPECT_LE(n[0].first, 3600s + 6min);
+}
+
+// The baseline learns in time, not in samples: the same sustained shift warns
+// at a 1 s interval as at 10 s (per-sample weights let 1 s probes absorb it
+// within minutes).
+TEST(RuleEngineTest, BaselineLearnsPerTimeSoASustainedShiftWarnsAtOneSecondToo) {
+  Timeline tl({rule("latency", "rtt_ratio > 3 and rtt_p95 > 20ms", 5min, 5min, {}, 5min)});
+  const Target t = target("r1");
+  for (int i = 0; i < 3600; ++i) tl.at(i * 1s, t, sample(t, true, 0, {0.010, 0.011, 0.009}));
+  EXPECT_TRUE(tl.notified().empty());
+  for (int i = 3600; i < 4200; ++i) tl.at(i * 1s, t, sample(t, true, 0, {0.080, 0.081, 0.079}));
+  auto n = tl.notified();
+  ASSERT_EQ(n.size(), 1u) << "fires, and the learning has not absorbed the shift within 10 minutes";
+  EXPECT_EQ(n[0].second, AlertPhase::kFiring);
+  EXPECT_LE(n[0].first, 3600s + 6min);
+}
+
+// An outage's own rounds (every echo lost) are target_down's evidence: once
+// it is over, packet_loss over a window full of them must not fire.
+TEST(RuleEngineTest, LossRuleIgnoresAnOutagesOwnRounds) {
+  Timeline tl({rule("packet_loss", "loss > 20%", 2min, 2min, {}, 2min)});
+  const Target t = target("r1");
+  int i = 0;
+  for (; i < 30; ++i) tl.at(i * 10s, t, sample(t, true, 0.0));
+  for (; i < 36; ++i) tl.at(i * 10s, t, sample(t, false, 1.0));  // a minute down
+  for (; i < 80; ++i) tl.at(i * 10s, t, sample(t, true, 0.0));
+  EXPECT_TRUE(tl.notified().empty());
+  // Real loss on rounds that get through still warns.
+  for (; i < 110; ++i) tl.at(i * 10s, t, sample(t, true, 1.0 / 3));
+  ASSERT_EQ(tl.notified().size(), 1u);
+}
+
+// The built-in rules cover what the kinds measure: an SNMP interface down
+// (admin up, oper down) pages at once, a reboot is an info notice, a pcap
+// traffic drop warns after two minutes.
+TEST(RuleEngineTest, BuiltinRulesCoverSnmpAndPcapMeasurements) {
+  Timeline tl(default_rules(rule_variables()));
+  const Target sw = target("sw1");
+  auto snmp = [&](double down, double rebooted) {
+    Sample s;
+    s.target = "sw1";
+    s.probe = "snmp";
+    s.kind = "snmp";
+    s.ok = true;
+    s.values = {{"interfaces", 4}, {"interfaces_down", down}, {"rebooted", rebooted}};
+    return s;
+  };
+  tl.at(0s, sw, snmp(0, 0));
+  tl.at(10s, sw, snmp(1, 0));
+  tl.at(20s, sw, snmp(1, 1));
+  auto n = tl.notified_events();
+  ASSERT_EQ(n.size(), 2u);
+  EXPECT_EQ(n[0].rule, "interface_down");
+  EXPECT_EQ(n[0].severity, "critical");
+  EXPECT_EQ(n[1].rule, "device_rebooted");
+  EXPECT_EQ(n[1].severity, "info");
+  const Target edge = target("edge-prefix");
+  Sample pcap;
+  pcap.target = "edge-prefix";
+  pcap.probe = "pcap";
+  pcap.kind = "pcap";
+  pcap.ok = true;
+  pcap.values = {{"traffic_drop", 0.95}};
+  for (int i = 0; i <= 13; ++i) tl.at(30s + i * 10s, edge, pcap);
+  n = tl.notified_events();
+  ASSERT_EQ(n.size(), 3u);
+  EXPECT_EQ(n[2].rule, "traffic_drop");
+  EXPECT_EQ(n[2].change.to, AlertPhase::kFiring);
 }
 
 TEST(RuleEngineTest, NoBaselineBeforeWarmupMeansNoLatencyAlert) {

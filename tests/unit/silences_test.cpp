@@ -84,6 +84,18 @@ TEST(SilencesTest, AddRefusesWhatWouldNeverSilenceAnything) {
   EXPECT_FALSE(set.remove("sil-nope"));
 }
 
+// A full set is a limit (the API answers 409), not "try again later" nor bad input.
+TEST(SilencesTest, TheTenThousandAndFirstSilenceIsRefusedAsALimit) {
+  ManualClock clock;
+  SilenceSet set;
+  const SystemTime now = clock.wall_now();
+  for (int i = 0; i < 10000; ++i) ASSERT_TRUE(set.add(silence({"site=a"}, now, 1h), now).ok()) << i;
+  auto refused = set.add(silence({"site=a"}, now, 1h), now);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kLimitReached);
+  EXPECT_EQ(refused.error().message, "too many silences (10000)");
+}
+
 TEST(SilencesTest, JsonIsValidatedFieldByField) {
   const SystemTime now = ManualClock().wall_now();
   using nlohmann::json;

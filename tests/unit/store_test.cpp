@@ -2,7 +2,10 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <stdlib.h>
+
+#include <algorithm>
 
 #include <filesystem>
 #include <fstream>
@@ -106,6 +109,46 @@ TEST_F(StoreTest, ACorruptFileIsKeptAsideAndAFreshOneStarted) {
   EXPECT_EQ(std::filesystem::file_size(s->moved_aside), 4016u) << "the damaged file is kept as it was";
   EXPECT_TRUE(s->store->save(sample_incident("NS-1", true)).ok());
   EXPECT_EQ(s->store->load(60)->size(), 1u);
+}
+
+// A bad row costs only itself: the other incidents load, and the bad ones are
+// named (the agent logs them) instead of the agent starting with no incidents.
+TEST_F(StoreTest, BadIncidentRowsAreSkippedAndReportedNotFatal) {
+  {
+    auto s = Store::open(dir_);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ASSERT_TRUE(s->store->save(sample_incident("NS-20261124-0001", true)).ok());
+    ASSERT_TRUE(s->store->save(sample_incident("NS-20261124-0004", true)).ok());
+  }
+  // Planted with SQLite itself, as a damaged or foreign write would leave them.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/nightshift.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "INSERT INTO incidents (id, open, resolved_unix, body) VALUES "
+                         "('NS-20261124-0002', 1, NULL, '{not json'),"
+                         "('NS-20261124-0003', 1, NULL, '{\"id\": 3}')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  std::vector<std::string> skipped;
+  auto loaded = s->store->load(3600, &skipped);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  std::vector<std::string> ids;
+  for (const auto& inc : *loaded) ids.push_back(inc.id);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"NS-20261124-0001", "NS-20261124-0004"}));
+  std::sort(skipped.begin(), skipped.end());
+  ASSERT_EQ(skipped.size(), 2u);
+  EXPECT_EQ(skipped[0], "incident NS-20261124-0002: stored body is not JSON");
+  EXPECT_EQ(skipped[1].rfind("incident NS-20261124-0003: ", 0), 0u) << skipped[1];
+  // Without a list to report into, still skipped, still not fatal.
+  auto quiet = s->store->load(3600);
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_EQ(quiet->size(), 2u);
 }
 
 TEST_F(StoreTest, AnUnwritableDirectoryIsAnError) {

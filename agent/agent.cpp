@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <random>
 #include <set>
 
@@ -16,6 +17,9 @@
 #include "incidents/incident_json.h"
 #include "serve/operator_backend.h"
 #include "core/log.h"
+#include "notify/sinks.h"
+
+#include <prometheus/gauge.h>
 
 namespace nightshift {
 
@@ -31,6 +35,43 @@ sigset_t agent_signals() {
 
 // A tenth of a second's worth of probes may start at once.
 double rate_burst(double per_second) { return std::max(1.0, per_second / 10); }
+
+std::int64_t unix_ms(SystemTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+fleet::Verdict fleet_verdict(const std::string& target, const std::string& probe, bool ok, std::string reason,
+                             std::string detail, const Clock& clock) {
+  fleet::Verdict v;
+  v.target = target;
+  v.probe = probe;
+  v.ok = ok;
+  if (!ok) {
+    v.reason = std::move(reason);
+    v.detail = std::move(detail);
+  }
+  v.since_ms = unix_ms(clock.wall_now());
+  return v;
+}
+
+// Notifications of these events are not fleet events (recorded with a seq):
+// the owner sends them under the fleet id with their own unique suffix.
+bool periodic_event(const std::string& event) {
+  return event == "renotify" || event == "escalated" || event == "refresh" || event == "update_overdue";
+}
+
+// "group=core site=ams": the text of the fleet incident's key (fleet::scope_key).
+std::string scope_text(const std::map<std::string, std::string>& scope) {
+  std::string out;
+  for (const auto& [k, v] : scope) out += (out.empty() ? "" : " ") + k + "=" + v;
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
 
 double unix_now(const Clock& clock) {
   return std::chrono::duration<double>(clock.wall_now().time_since_epoch()).count();
@@ -76,6 +117,9 @@ HttpResponse Agent::healthz() const {
     r.body = "unhealthy: probe loop has not run for " + format_duration(since) + "\n";
   } else {
     r.body = "ok\n";
+  }
+  if (fleet_connected_ && fleet_alone_) {
+    r.body += "fleet: alone: no NATS with JetStream reached; detecting and paging by itself\n";
   }
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;
@@ -170,11 +214,7 @@ int Agent::run() {
                                    {"config", config_path_},
                                    {"targets", config_.targets.size()},
                                    {"probes", scheduler_.size()}});
-  if (config_.fleet.enabled) {
-    // The fleet library exists (fleet/); joining waits for the pipeline unit (issue 18).
-    log::warn("[fleet] is configured, but this build does not join a fleet yet: the agent detects and pages alone",
-              {{"fleet", config_.fleet.name}});
-  }
+  if (config_.fleet.enabled) start_fleet();
   // After a restart, incidents whose alerts never fire again (the outage ended
   // while the agent was down) are resolved once every probe has had time to
   // run a few times and every sustain to pass.
@@ -185,6 +225,7 @@ int Agent::run() {
   schedule_pipeline_tick();
   reactor_.run();
   log::info("shutting down");
+  if (fleet_) fleet_->stop();
   http_.stop();
   notifier_->stop();  // transfers in flight stay pending in the outbox: sent again at the next start
   log::info("stopped");
@@ -284,6 +325,7 @@ void Agent::silence_removed(const std::string& id) {
 }
 
 void Agent::commit(const Incident* incident, std::vector<OutboxEntry> rows) {
+  if (fleet_ && !rows.empty()) rows = route_through_fleet(incident, std::move(rows));
   Status s = incident ? store_->save(*incident, rows) : store_->enqueue(rows);
   if (!s.ok()) {
     metrics_.store_error();
@@ -319,6 +361,279 @@ bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec
   if (!it->second->confirm(std::move(req))) return false;
   metrics_.confirmation_started(spec.kind);
   return true;
+}
+
+// ---- [fleet] ---------------------------------------------------------------
+
+std::vector<fleet::Verdict> Agent::watched_verdicts() const {
+  std::vector<fleet::Verdict> out;
+  for (const auto& t : config_.targets) {
+    for (const auto& p : t->probes) {
+      bool ok = true;  // not run yet: nothing seen wrong
+      std::string reason;
+      if (auto ts = probe_states_.find(t->name); ts != probe_states_.end()) {
+        if (auto ps = ts->second.find(p.name); ps != ts->second.end()) {
+          ok = ps->second.ok;
+          reason = ps->second.reason;
+        }
+      }
+      out.push_back(fleet_verdict(t->name, p.name, ok, reason, "", clock_));
+    }
+  }
+  return out;
+}
+
+void Agent::start_fleet() {
+  auto& family = prometheus::BuildGauge()
+                     .Name("nightshift_fleet_connected")
+                     .Help("1 while this agent is connected to its fleet (NATS with JetStream); 0 while it is alone "
+                           "and pages by itself")
+                     .Register(*metrics_.registry());
+  fleet_connected_ = &family.Add({});
+  fleet_alone_ = true;
+  fleet::FleetNode::Hooks hooks;
+  // confirm unset: the fleet node answers a peer's "probe it now" with this
+  // agent's latest verdicts (probes run at their interval).
+  hooks.alone_changed = [this](bool alone) {
+    fleet_alone_ = alone;
+    fleet_connected_->Set(alone ? 0 : 1);
+    if (alone) {
+      log::warn("fleet: alone (no NATS with JetStream reached): detecting and paging by itself",
+                {{"fleet", config_.fleet.name}});
+    } else {
+      log::info("fleet: connected; a critical outage seen by other agents too is paged once, by its owner",
+                {{"fleet", config_.fleet.name}});
+    }
+  };
+  hooks.became_owner = [this](const fleet::FleetIncident& inc, bool takeover) { fleet_became_owner(inc, takeover); };
+  log::info("fleet: joining", {{"fleet", fleet::describe(config_.fleet)}});
+  fleet_ = std::make_unique<fleet::FleetNode>(reactor_, config_.fleet, config_.agent.name, id_tag_, std::move(hooks));
+  fleet_->start();
+  fleet_->set_watched(watched_verdicts());
+  // The node starts alone and says nothing until it connects: say it once if that takes long.
+  reactor_.call_after(config_.fleet.connect_timeout, [this] {
+    if (fleet_->alone()) {
+      log::warn("fleet: alone (no NATS with JetStream reached yet): detecting and paging by itself",
+                {{"fleet", config_.fleet.name}});
+    }
+  });
+}
+
+void Agent::enqueue(std::vector<OutboxEntry> rows) {
+  if (rows.empty()) return;
+  if (Status s = store_->enqueue(rows); !s.ok()) {
+    metrics_.store_error();
+    log::error("cannot write notifications to the outbox; delivering them from memory",
+               {{"notifications", rows.size()}, {"error", s.error().message}});
+    notifier_->deliver_from_memory(std::move(rows));
+    return;
+  }
+  notifier_->wake();
+}
+
+std::vector<OutboxEntry> Agent::route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows) {
+  std::vector<OutboxEntry> now;
+  std::map<std::string, std::vector<OutboxEntry>> by_incident;
+  for (auto& r : rows) by_incident[r.incident].push_back(std::move(r));
+  for (auto& [id, group] : by_incident) {
+    const Incident* inc = incident && incident->id == id ? incident : pipeline_->incidents().find(id);
+    auto link = fleet_links_.find(id);
+    const bool starts = std::any_of(group.begin(), group.end(),
+                                    [](const auto& r) { return r.event == "declared" || r.event == "reopened"; });
+    if (link != fleet_links_.end() && starts && link->second.decided) {
+      fleet_links_.erase(link);  // reopened: the fleet decides again
+      link = fleet_links_.end();
+    }
+    if (link == fleet_links_.end()) {
+      // The fleet's business: a critical outage (not this agent's own
+      // isolation) of a target that other reporting agents watch too.
+      bool shared = false;
+      if (inc && starts && inc->severity == "critical" && !inc->vantage && !fleet_->alone()) {
+        for (const auto& t : inc->impacted) shared = shared || (t.active && fleet_->assess(t.target).watchers > 1);
+      }
+      if (!shared) {
+        std::move(group.begin(), group.end(), std::back_inserter(now));
+        continue;
+      }
+      FleetLink& l = fleet_links_[id];
+      l.incident = *inc;
+      l.held = std::move(group);
+      decide_fleet(id);
+      continue;
+    }
+    FleetLink& l = link->second;
+    if (inc) l.incident = *inc;
+    if (!l.decided) {
+      std::move(group.begin(), group.end(), std::back_inserter(l.held));
+    } else if (!l.fleet) {
+      if (l.page) std::move(group.begin(), group.end(), std::back_inserter(now));
+    } else if (l.page) {
+      send_as_owner(id, std::move(group));
+    } else {
+      for (auto& r : group) {
+        if (r.event == "resolved") l.unsent_resolve.push_back(std::move(r));
+      }
+      log::debug("fleet: recorded, not sent: another agent owns the notifications", {{"id", id}, {"fleet_id", l.fleet_id}});
+    }
+  }
+  return now;
+}
+
+void Agent::decide_fleet(const std::string& local_id) {
+  const FleetLink& asking = fleet_links_.at(local_id);
+  const ImpactedTarget* first = nullptr;
+  for (const auto& t : asking.incident.impacted) {
+    if (t.active && !first) first = &t;
+  }
+  // Fresh verdicts from the other watchers first: quorum or this agent's path.
+  // The whole target (probe ""): agents may name their probes differently.
+  fleet_->confirm(first->target, "", [this, local_id, target = first->target](fleet::Assessment a) {
+    auto it = fleet_links_.find(local_id);
+    if (it == fleet_links_.end()) return;
+    FleetLink& link = it->second;
+    if (a.verdict == fleet::Assessment::Verdict::kPathProblem || a.verdict == fleet::Assessment::Verdict::kUp) {
+      // Down from a minority of vantages: this agent's path, not an outage.
+      log::warn("fleet: target down from this vantage only: a path problem, not paged",
+                {{"id", local_id},
+                 {"target", target},
+                 {"vantage", config_.agent.name},
+                 {"down_from", joined(a.down_vantages)},
+                 {"up_from", joined(a.up_vantages)},
+                 {"needed", a.needed}});
+      link.decided = true;
+      link.fleet = false;
+      link.page = false;
+      link.held.clear();
+      return;
+    }
+    fleet::FleetIncident draft;
+    draft.key = fleet::scope_key(scope_text(link.incident.scope));
+    draft.id = local_id;
+    draft.title = link.incident.title;
+    draft.severity = link.incident.severity;
+    draft.declared_by = config_.agent.name;
+    draft.declared_ms = unix_ms(link.incident.declared_at);
+    for (const auto& t : link.incident.impacted) {
+      if (t.active) draft.impacted.push_back({t.target, t.probe, t.rule, {config_.agent.name}, true});
+    }
+    draft.seq = 1;
+    draft.last_event = "declared";
+    fleet_->claim(std::move(draft), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
+      auto found = fleet_links_.find(local_id);
+      if (found == fleet_links_.end()) return;
+      FleetLink& l = found->second;
+      l.decided = true;
+      std::vector<OutboxEntry> held = std::move(l.held);
+      l.held.clear();
+      if (!claim.ok()) {
+        log::warn("fleet: cannot claim the incident: paging alone", {{"id", local_id}, {"error", claim.error().message}});
+        l.fleet = false;
+        l.page = true;
+        enqueue(std::move(held));
+        return;
+      }
+      l.fleet = true;
+      l.key = claim->incident.key;
+      l.fleet_id = claim->incident.id;
+      l.page = claim->owner;
+      log::info(claim->owner ? "fleet: this agent owns the incident and pages" : "fleet: incident recorded; its owner pages",
+                {{"id", local_id}, {"fleet_id", l.fleet_id}, {"created", claim->created ? "yes" : "no"}});
+      if (!claim->owner || !claim->created) {
+        // Joined: its declaration was announced by the agent that created it.
+        std::erase_if(held, [](const auto& r) { return r.event == "declared" || r.event == "reopened"; });
+        if (!claim->owner) {
+          for (auto& r : held) {
+            if (r.event == "resolved") l.unsent_resolve.push_back(std::move(r));
+          }
+          return;
+        }
+        send_as_owner(local_id, std::move(held));
+        return;
+      }
+      // Created and owner: the declaration is the fleet incident's event seq.
+      std::vector<OutboxEntry> declared, rest;
+      for (auto& r : held) (r.event == "declared" || r.event == "reopened" ? declared : rest).push_back(std::move(r));
+      const std::uint64_t seq = claim->incident.seq;
+      enqueue(fleet_rows(l, std::move(declared), std::to_string(seq)));
+      fleet_->mark_notified(l.key, seq);
+      if (!rest.empty()) send_as_owner(local_id, std::move(rest));
+    });
+  });
+}
+
+std::vector<OutboxEntry> Agent::fleet_rows(const FleetLink& l, std::vector<OutboxEntry> rows,
+                                           const std::string& suffix) {
+  Incident shown = l.incident;
+  shown.id = l.fleet_id;
+  const NotifyPolicy policy = notify_policy();
+  for (auto& r : rows) {
+    // A periodic row keeps its own unique suffix (its time stamp).
+    const std::string own = r.key.substr(std::min(r.key.size(), r.incident.size() + r.event.size() + 2));
+    r.key = l.fleet_id + ":" + r.event + ":" + (suffix.empty() ? own : suffix);
+    auto sink = std::find_if(config_.sinks.begin(), config_.sinks.end(), [&](const auto& s) { return s.name == r.sink; });
+    if (sink != config_.sinks.end()) r.body = render_body(*sink, policy, NotificationEvent{r.event, shown}, r.key, clock_.wall_now());
+  }
+  return rows;
+}
+
+void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows) {
+  FleetLink& l = fleet_links_.at(local_id);
+  std::map<std::string, std::vector<OutboxEntry>> by_event;
+  for (auto& r : rows) {
+    if (periodic_event(r.event)) {
+      std::vector<OutboxEntry> one;
+      one.push_back(std::move(r));
+      enqueue(fleet_rows(l, std::move(one), ""));
+    } else {
+      by_event[r.event].push_back(std::move(r));
+    }
+  }
+  for (auto& entry : by_event) {
+    const std::string event = entry.first;
+    std::vector<OutboxEntry> group = std::move(entry.second);
+    const SystemTime at = clock_.wall_now();
+    const std::string by = l.incident.acknowledged_by;
+    fleet_->record(
+        l.key, event,
+        [event, at, by](fleet::FleetIncident& inc) {
+          if (event == "resolved") {
+            inc.open = false;
+            inc.resolved_ms = unix_ms(at);
+          } else if (event == "acknowledged") {
+            inc.acknowledged = true;
+            inc.acknowledged_by = by;
+          }
+        },
+        [this, local_id, rows = std::move(group)](Result<fleet::FleetIncident> stored) mutable {
+          auto it = fleet_links_.find(local_id);
+          if (it == fleet_links_.end()) return;
+          if (!stored.ok()) {
+            // Nothing is lost: sent under the fleet id with this agent's own suffix.
+            log::warn("fleet: cannot record the event; sending it anyway",
+                      {{"id", local_id}, {"error", stored.error().message}});
+            enqueue(fleet_rows(it->second, std::move(rows), ""));
+            return;
+          }
+          enqueue(fleet_rows(it->second, std::move(rows), std::to_string(stored->seq)));
+          fleet_->mark_notified(it->second.key, stored->seq);
+        });
+  }
+}
+
+void Agent::fleet_became_owner(const fleet::FleetIncident& inc, bool takeover) {
+  for (auto& [local_id, l] : fleet_links_) {
+    if (l.key != inc.key || !l.fleet) continue;
+    l.page = true;
+    log::info(takeover ? "fleet: took over the incident from its silent owner" : "fleet: owns the incident",
+              {{"id", local_id}, {"fleet_id", inc.id}});
+    // It ended here while the old owner was still to say so: say it now.
+    if (inc.open && !l.unsent_resolve.empty()) {
+      std::vector<OutboxEntry> rows = std::move(l.unsent_resolve);
+      l.unsent_resolve.clear();
+      send_as_owner(local_id, std::move(rows));
+    }
+    return;
+  }
 }
 
 NotifyPolicy Agent::notify_policy() const {
@@ -391,6 +706,7 @@ void Agent::apply(Config config) {
   }
   metrics_.sync_targets(config_.targets);
   exporter_view_.sync_targets(config_.targets);
+  if (fleet_) fleet_->set_watched(watched_verdicts());
   if (pipeline_->configure(pipeline_settings())) {
     // New rules start from scratch: incidents whose alerts the new rules do
     // not raise again are resolved after the usual grace.
@@ -420,6 +736,9 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
 void Agent::on_sample(const std::shared_ptr<const Target>& target, const Sample& sample) {
   metrics_.record(sample);
   exporter_view_.record(sample);
+  // Before the pipeline: a declaration it makes now asks the fleet, which must know this verdict.
+  if (fleet_) fleet_->observe(fleet_verdict(sample.target, sample.probe, sample.ok, std::string(to_string(sample.reason)),
+                                            sample.detail, clock_));
   pipeline_->on_sample(target, sample);
   schedule_pipeline_tick();
   ProbeState& state = probe_states_[sample.target][sample.probe];

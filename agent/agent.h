@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "config/config.h"
+#include "fleet/node.h"
 #include "serve/exporter_view.h"
 #include "core/scheduler.h"
 #include "notify/notifier.h"
@@ -67,6 +68,30 @@ class Agent final : private PipelineEffects {
   void silence_saved(const Silence& silence) override;
   void silence_removed(const std::string& id) override;
 
+  // [fleet] (docs/fleet.md): the fleet decides who pages a critical incident.
+  // Rows of an incident watched by other agents wait in its FleetLink until
+  // the fleet answered: the owner sends them under the fleet incident's id
+  // (keys id:event:seq), the others record it and send nothing.
+  struct FleetLink {
+    std::string key;       // the fleet incident's bucket key
+    std::string fleet_id;  // the id every agent's notifications carry
+    bool decided = false;  // confirm and claim answered
+    bool page = false;     // decided: this agent notifies (owner, or alone)
+    bool fleet = false;    // decided: rows go through the fleet (false: alone or path problem: as they are)
+    Incident incident;     // the latest local state, to render rows under fleet_id
+    std::vector<OutboxEntry> held;      // rows waiting for the decision
+    std::vector<OutboxEntry> unsent_resolve;  // a non-owner's resolve, sent if it takes over
+  };
+  void start_fleet();
+  std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
+  void decide_fleet(const std::string& local_id);
+  void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);
+  void fleet_became_owner(const fleet::FleetIncident& inc, bool takeover);
+  void enqueue(std::vector<OutboxEntry> rows);
+  // Rows under the fleet incident's id: key id:event:suffix (empty: the row's own), body rendered again.
+  std::vector<OutboxEntry> fleet_rows(const FleetLink& link, std::vector<OutboxEntry> rows, const std::string& suffix);
+  std::vector<fleet::Verdict> watched_verdicts() const;
+
   void on_signal();
   HttpResponse healthz() const;
   // Status page: re-rendered on the reactor at most every 250 ms after a
@@ -116,6 +141,10 @@ class Agent final : private PipelineEffects {
   SystemTime status_since_{};
   int heartbeats_ = 0;  // the first start with this store: older days show "no data"
   std::unique_ptr<Notifier> notifier_;
+  std::unique_ptr<fleet::FleetNode> fleet_;    // set with [fleet] only
+  std::map<std::string, FleetLink> fleet_links_;  // by local incident id
+  std::atomic<bool> fleet_alone_{false};       // for /healthz (event threads)
+  prometheus::Gauge* fleet_connected_ = nullptr;  // nightshift_fleet_connected
   EarliestTimer schedule_timer_;  // the scheduler's next due probe
   EarliestTimer pipeline_timer_;  // the pipeline's next sustain, batch, promise or renotify deadline
   int signal_fd_ = -1;

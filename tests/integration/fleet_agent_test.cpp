@@ -1,0 +1,272 @@
+// Three agent processes in one fleet, end to end: a real nats-server (JetStream)
+// started by the test in its private network namespace, three `nightshift run`
+// processes watching one loopback TCP service, and a real webhook receiver.
+// The service stops: one page, not three, under the fleet incident's id. The
+// owner is killed with SIGKILL: the resolve still arrives, once, from another
+// agent.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tests/support/agent_run.h"
+#include "tests/support/http_get.h"
+#include "tests/support/process.h"
+#include "tests/support/receiver.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/testnet.h"
+#include "tests/support/wait.h"
+
+namespace nightshift::test {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+const std::string kNetnsError = enter_private_netns();
+constexpr int kNatsPort = 19950;  // inside the test's own namespace
+
+// A TCP service on 127.0.0.1 the agents probe; stop() makes connects refused.
+class Service {
+ public:
+  Service() { start(); }
+  ~Service() { stop(); }
+  void start() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port_));
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 64) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  void stop() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool ok() const { return fd_ >= 0; }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+std::string event_of(const ReceivedRequest& r) {
+  auto j = json::parse(r.body, nullptr, false);
+  return j.is_object() && j.contains("event") ? j["event"].get<std::string>() : "";
+}
+
+std::string incident_of(const ReceivedRequest& r) {
+  auto j = json::parse(r.body, nullptr, false);
+  return j.is_object() && j.contains("incident") ? j["incident"].value("id", "") : "";
+}
+
+std::vector<ReceivedRequest> with_event(const Receiver& rx, const std::string& event) {
+  std::vector<ReceivedRequest> out;
+  for (const auto& r : rx.accepted()) {
+    if (event_of(r) == event) out.push_back(r);
+  }
+  return out;
+}
+
+class FleetAgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
+    ASSERT_FALSE(agent_binary().empty()) << "NIGHTSHIFT_BINARY is set by ctest";
+    ASSERT_TRUE(service_.ok());
+    // No nats-server fails the test (CI or not): the fleet is what is tested.
+    nats_ = std::make_unique<Process>(std::vector<std::string>{
+        "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+    ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value())
+        << "cannot start nats-server (scripts/install-deps.sh installs it): " << nats_->stderr_text();
+  }
+
+  // `port`: the service's port as this agent reaches it (0: the shared service).
+  std::string config(const std::string& name, int port = 0) {
+    return R"([agent]
+name = ")" + name + R"("
+listen = "127.0.0.1:0"
+state_dir = ")" + dir_.file("state-" + name) + R"("
+
+[defaults]
+interval = "300ms"
+timeout = "200ms"
+
+[[rule]]
+name = "target_down"
+condition = "consecutive_failures >= 3"
+clear_for = "900ms"
+
+[incidents]
+batch = "1s"
+
+[notify]
+first_backoff = "200ms"
+max_backoff = "800ms"
+
+[fleet]
+servers = ["nats://127.0.0.1:)" + std::to_string(kNatsPort) + R"("]
+name = "wire"
+heartbeat = "500ms"
+lease = "2s"
+confirm_timeout = "1s"
+
+[[target]]
+name = "svc"
+address = "127.0.0.1"
+group = "edge"
+site = "lab"
+  [[target.probe]]
+  kind = "tcp"
+  name = "tcp"
+  port = )" + std::to_string(port ? port : service_.port()) + R"(
+
+[[sink]]
+name = "hook"
+type = "webhook"
+url = ")" + receiver_.url("/hook") + "\"\n";
+  }
+
+  // `c_port`: edge-c reaches "svc" at this port instead (its own path to it).
+  void start_agents(int c_port = 0) {
+    for (const char* name : {"edge-a", "edge-b", "edge-c"}) {
+      const std::string path = dir_.file(std::string(name) + ".toml");
+      write_text_file(path, config(name, std::string(name) == "edge-c" ? c_port : 0));
+      RunningAgent a = start_agent(path);
+      ASSERT_NE(a.port, 0) << a.process->stderr_text();
+      names_.push_back(name);
+      agents_.push_back(std::move(a));
+    }
+    for (auto& a : agents_) {
+      ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 10s))
+          << a.process->stderr_text();
+      ASSERT_TRUE(wait_until([&] { return a.metric("probe_success", {{"target", "svc"}}) == 1.0; }, 5s))
+          << a.process->stderr_text();
+    }
+    // Three heartbeats (500 ms): every agent counts the other two as watchers.
+    std::this_thread::sleep_for(1500ms);
+  }
+
+  std::string logs() const {
+    std::string out;
+    for (std::size_t i = 0; i < agents_.size(); ++i) {
+      out += "---- " + names_[i] + "\n" + agents_[i].process->stderr_text();
+    }
+    return out + "---- nats-server\n" + nats_->stderr_text();
+  }
+
+  // The agent that logged it owns the fleet incident; -1 when none did.
+  int owner() const {
+    for (std::size_t i = 0; i < agents_.size(); ++i) {
+      if (agents_[i].process->stderr_text().find("this agent owns the incident and pages") != std::string::npos) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+
+  TempDir dir_;
+  Service service_;
+  Receiver receiver_;
+  std::unique_ptr<Process> nats_;
+  std::vector<std::string> names_;
+  std::vector<RunningAgent> agents_;
+};
+
+TEST_F(FleetAgentTest, ThreeAgentsOneOutageOnePageAndTheResolveSurvivesTheOwner) {
+  ASSERT_NO_FATAL_FAILURE(start_agents());
+
+  const auto cut = std::chrono::steady_clock::now();
+  service_.stop();
+  ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << logs();
+  const auto paged_after = std::chrono::steady_clock::now() - cut;
+  std::printf("fleet of 3: service stopped -> page received in %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(paged_after).count()));
+  // Every agent declares within a few probe intervals: wait long enough for a
+  // second or third page to show up if one were sent.
+  std::this_thread::sleep_for(3s);
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 1u) << logs();
+  const std::string id = incident_of(declared[0]);
+  EXPECT_EQ(declared[0].headers.at("idempotency-key"), id + ":declared:1") << "keys come from the fleet incident";
+  const int paged_by = owner();
+  ASSERT_GE(paged_by, 0) << logs();
+  int recorded = 0;
+  for (const auto& a : agents_) {
+    if (a.process->stderr_text().find("incident recorded; its owner pages") != std::string::npos) ++recorded;
+  }
+  EXPECT_EQ(recorded, 2) << "the two others record the fleet incident\n" << logs();
+
+  // The owner dies mid-incident; the outage ends: another agent takes over
+  // and the resolve goes out once, under the same id.
+  agents_[paged_by].process->kill_and_wait();
+  service_.start();
+  ASSERT_TRUE(service_.ok());
+  ASSERT_TRUE(wait_until([&] { return !with_event(receiver_, "resolved").empty(); }, 20s)) << logs();
+  std::this_thread::sleep_for(2s);
+  const auto resolved = with_event(receiver_, "resolved");
+  ASSERT_EQ(resolved.size(), 1u) << logs();
+  EXPECT_EQ(incident_of(resolved[0]), id);
+  EXPECT_EQ(with_event(receiver_, "declared").size(), 1u) << "the new owner does not page the declaration again";
+  bool took_over = false;
+  for (const auto& a : agents_) {
+    took_over = took_over || a.process->stderr_text().find("took over the incident") != std::string::npos;
+  }
+  EXPECT_TRUE(took_over) << logs();
+}
+
+TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
+  // edge-c reaches "svc" through a path of its own (another listener); cutting
+  // that path leaves the service up for edge-a and edge-b.
+  Service c_path;
+  ASSERT_TRUE(c_path.ok());
+  ASSERT_NO_FATAL_FAILURE(start_agents(c_path.port()));
+  c_path.stop();
+  ASSERT_TRUE(agents_[2].process->wait_for_stderr("a path problem, not paged", 10s).has_value()) << logs();
+  const std::string c = agents_[2].process->stderr_text();
+  EXPECT_NE(c.find("vantage=edge-c"), std::string::npos) << c;
+  std::this_thread::sleep_for(2s);
+  EXPECT_TRUE(receiver_.requests().empty()) << "no page for one vantage's path\n" << logs();
+  EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0);
+}
+
+TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {
+  nats_->kill_and_wait();
+  const std::string path = dir_.file("alone.toml");
+  write_text_file(path, config("edge-a"));
+  RunningAgent a = start_agent(path);
+  ASSERT_NE(a.port, 0) << a.process->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 0.0; }, 5s)) << a.process->stderr_text();
+  HttpResult health = http_get(a.url("/healthz"));
+  EXPECT_EQ(health.status, 200);
+  EXPECT_NE(health.body.find("fleet: alone"), std::string::npos) << health.body;
+  ASSERT_TRUE(a.process->wait_for_stderr("fleet: alone", 5s).has_value()) << a.process->stderr_text();
+
+  nats_ = std::make_unique<Process>(std::vector<std::string>{
+      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+  ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value()) << nats_->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 15s)) << a.process->stderr_text();
+  health = http_get(a.url("/healthz"));
+  EXPECT_EQ(health.body, "ok\n");
+  const std::string log = a.process->stderr_text();
+  EXPECT_LT(log.find("fleet: alone"), log.find("fleet: connected")) << log;
+}
+
+}  // namespace
+}  // namespace nightshift::test

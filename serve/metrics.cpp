@@ -454,7 +454,10 @@ void ProbeFamilies::record(const Sample& sample) {
     if (slot >= r.values.size()) r.values.resize(slot + 1);
     r.values[slot] = value;
   }
-  for (const auto& [name, value] : sample.observations) {
+  for (const auto& observation : sample.observations) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one.
+    const std::string& name = observation.first;
+    const double value = observation.second;
     const std::size_t slot = KindSchema::slot(schema.observations, name);
     if (slot >= r.observations.size()) r.observations.resize(slot + 1);
     Histogram& h = r.observations[slot];

@@ -687,7 +687,8 @@ TEST(IcmpEngineTest, ConfirmationStopsAtTheFirstReply) {
   EXPECT_EQ(report->result.received, 1);
   EXPECT_EQ(report->result.sent, 1) << "the first reply came before the second echo was due";
   EXPECT_EQ(engine.stats().sent, 1u);
-  EXPECT_NEAR(engine.budget_available(), before - 1, 0.5);
+  // At most the one echo it sent is spent (the budget refills at 1000/s meanwhile).
+  EXPECT_GE(engine.budget_available(), before - 1.5);
 }
 
 TEST(IcmpEngineTest, UnresolvableHostIsDnsFailure) {

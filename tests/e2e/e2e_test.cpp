@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/ports.h"
 #include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
@@ -36,17 +37,6 @@ using nlohmann::json;
 const std::string kNetnsError = enter_private_netns();
 
 std::string source(const std::string& path) { return std::string(NIGHTSHIFT_TEST_SOURCE_DIR) + "/" + path; }
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 std::string escape(const std::string& s) {
   char* e = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
   std::string out = e;

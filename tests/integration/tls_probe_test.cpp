@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "probes/tcp/tcp.h"
+#include "tests/support/ports.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/testnet.h"
@@ -25,17 +26,7 @@ using namespace std::chrono_literals;
 
 const std::string kNetnsError = test::enter_private_netns();
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using test::free_port;
 
 bool ok(const test::RunResult& r) { return r.status && r.status->exited && r.status->code == 0; }
 

@@ -316,6 +316,7 @@ struct Histogram {
 struct Labeled {
   std::string metric;
   LabeledValue::Type type = LabeledValue::Type::kGauge;
+  std::vector<std::pair<std::string, std::string>> own;  // as the sample gave them
   std::map<std::string, std::string> labels;  // the probe's and its own
   std::string text;                           // `labels`, rendered
   double value = 0;
@@ -469,7 +470,19 @@ void ProbeFamilies::record(const Sample& sample) {
     h.sum += value;
     ++h.count;
   }
-  if (!sample.series.empty() || !r.labeled.empty()) {
+  // Usually a probe's series are the ones it sent last time (the address
+  // series of every run, an SNMP device's interfaces): new values in place,
+  // no label map built per sample.
+  const bool same_series =
+      sample.series.size() == r.labeled.size() &&
+      std::equal(sample.series.begin(), sample.series.end(), r.labeled.begin(),
+                 [](const LabeledValue& v, const Labeled& l) { return v.metric == l.metric && v.labels == l.own; });
+  if (same_series) {
+    for (std::size_t i = 0; i < sample.series.size(); ++i) {
+      r.labeled[i].type = sample.series[i].type;
+      r.labeled[i].value = sample.series[i].value;
+    }
+  } else if (!sample.series.empty() || !r.labeled.empty()) {
     // Each sample carries its probe's complete set (SNMP interfaces): rebuilt.
     std::vector<Labeled> next;
     next.reserve(sample.series.size());
@@ -488,6 +501,7 @@ void ProbeFamilies::record(const Sample& sample) {
       }
       l.text = render_labels(l.labels);
       l.value = v.value;
+      l.own = v.labels;
       next.push_back(std::move(l));
     }
     r.labeled = std::move(next);

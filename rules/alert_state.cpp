@@ -18,7 +18,7 @@ AlertChange AlertState::change(AlertPhase to, SteadyTime at) {
   c.notify = flip;  // pending, and pending that lapsed, are recorded only
   if (flip && timing_.max_flips > 0) {
     flips_.push_back(at);
-    while (!flips_.empty() && at - flips_.front() > timing_.flap_window) flips_.pop_front();
+    std::erase_if(flips_, [&](SteadyTime f) { return at - f > timing_.flap_window; });
     last_flip_ = at;
     if (!flapping_ && static_cast<int>(flips_.size()) > timing_.max_flips) {
       flapping_ = true;

@@ -16,7 +16,7 @@
 // Pure logic over times passed in: no clock, no I/O. Thread safety: one thread.
 #pragma once
 
-#include <deque>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -73,7 +73,8 @@ class AlertState {
   std::optional<SteadyTime> clear_since_;
   bool flapping_ = false;
   SteadyTime last_flip_{};
-  std::deque<SteadyTime> flips_;
+  // A vector, not a deque: an empty deque allocates, and most alerts never flip.
+  std::vector<SteadyTime> flips_;
 };
 
 }  // namespace nightshift::rules

@@ -72,7 +72,7 @@ class RuleEngine::WindowEnv final : public Environment {
   WindowEnv(const Window& w, SteadyTime since, SteadyTime now) : w_(w), since_(since), now_(now) {}
 
   std::optional<Value> get(std::string_view name) const override {
-    const Sample& last = w_.last;
+    const Window::Last& last = w_.last;
     if (name == "success") return Value(last.ok ? 1.0 : 0.0);
     if (name == "consecutive_failures") return Value(static_cast<double>(w_.consecutive_failures));
     if (name == "samples") return Value(static_cast<double>(counts().runs));
@@ -311,7 +311,11 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   }
   w.consecutive_failures = sample.ok ? 0 : w.consecutive_failures + 1;
   if (w.consecutive_failures == 1) w.failing_since = now;
-  w.last = sample;
+  w.last.ok = sample.ok;
+  w.last.reason = sample.reason;
+  w.last.kind = sample.kind;
+  w.last.duration = sample.duration;
+  w.last.values = sample.values;  // same size each time: no allocation once warm
 
   std::vector<AlertEvent> events;
   for (std::size_t i = 0; i < rules_.size(); ++i) {

@@ -127,7 +127,15 @@ class RuleEngine {
     std::vector<std::unique_ptr<Tracked>> alerts;  // by rule index; null until the rule selects it
     int consecutive_failures = 0;
     SteadyTime failing_since{};  // first failure of the current run of failures
-    Sample last;
+    // What conditions read of the last sample: not its series, observations
+    // or text, which a window per target would otherwise hold a copy of.
+    struct Last {
+      bool ok = false;
+      FailureReason reason = FailureReason::kNone;
+      std::string kind;
+      Duration duration{};
+      std::vector<std::pair<std::string, double>> values;
+    } last;
     // The target's own normal latency: a slow moving average in time of each
     // sample's median RTT (kBaselineTau), known after kBaselineWarmup.
     double rtt_baseline = 0;

@@ -521,7 +521,7 @@ Status HttpServer::start(const std::string& listen, HttpSettings settings) {
     for (int i = 0; i < event_threads; ++i) {
       const unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME |
                              MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0);
-      // The callback option is harmless on a plain daemon but only read by a TLS one.
+      // TLS: the certificate is picked per handshake (reload_tls); plain: the options end before it.
       gnutls_certificate_retrieve_function2* presenter = &Impl::present_certificate;
       MHD_Daemon* d = MHD_start_daemon(
           flags, 0, nullptr, nullptr, &Impl::on_request, impl.get(),
@@ -565,11 +565,12 @@ void HttpServer::stop() {
   ::close(impl_->listen_fd);
   // Every suspended connection is resumed by its job before the daemons stop.
   impl_->workers.stop();
-  for (MHD_Daemon* d : impl_->daemons) MHD_stop_daemon(d);
   {
+    // Before the daemons go: a freed daemon's address may be the next one's.
     std::lock_guard<std::mutex> lock(tls_servers_mu);
     for (MHD_Daemon* d : impl_->daemons) tls_servers.erase(d);
   }
+  for (MHD_Daemon* d : impl_->daemons) MHD_stop_daemon(d);
   impl_.reset();
 }
 

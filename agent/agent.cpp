@@ -174,6 +174,8 @@ int Agent::run() {
   heartbeat_ns_ = clock_.now().time_since_epoch().count();
   HttpSettings http_settings;
   http_settings.threads = config_.agent.http_threads;
+  http_settings.tls_cert_file = config_.agent.tls_cert_file;
+  http_settings.tls_key_file = config_.agent.tls_key_file;
   if (Status s = http_.start(config_.agent.listen, http_settings); !s.ok()) {
     log::error("cannot start HTTP server", {{"listen", config_.agent.listen}, {"error", s.error().message}});
     return 1;
@@ -181,9 +183,13 @@ int Agent::run() {
   const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
   const std::string shown_host = host.empty() || host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host;
   log::info("listening", {{"address", shown_host + ":" + std::to_string(http_.port())},
-                          {"metrics", "http://" + shown_host + ":" + std::to_string(http_.port()) + "/metrics"},
+                          {"metrics", http_scheme() + shown_host + ":" + std::to_string(http_.port()) + "/metrics"},
                           {"open_files_limit", raise_open_files_limit()},
                           {"max_connections", http_.max_connections()}});
+  if (auto id = http_.tls_identity()) {
+    log_tls_identity("serving HTTPS", *id);
+    metrics_.tls_certificate(std::chrono::duration<double>(id->not_after.time_since_epoch()).count());
+  }
 
   // Undelivered notifications from before a restart go out first.
   notifier_ = std::make_unique<Notifier>(store_->path(), *metrics_.registry(), config_.agent.name, clock_);
@@ -649,7 +655,7 @@ NotifyPolicy Agent::notify_policy() const {
   if (p.status_url.empty()) {
     const std::string host = config_.agent.listen.substr(0, config_.agent.listen.rfind(':'));
     const bool any = host.empty() || host == "0.0.0.0" || host == "[::]";
-    p.status_url = "http://" + (any ? std::string("127.0.0.1") : host) + ":" +
+    p.status_url = http_scheme() + (any ? std::string("127.0.0.1") : host) + ":" +
                    std::to_string(http_.port()) + "/status";
   }
   return p;
@@ -767,6 +773,40 @@ void Agent::on_sample(const std::shared_ptr<const Target>& target, std::shared_p
   }
 }
 
+std::string Agent::http_scheme() const { return http_.tls() ? "https://" : "http://"; }
+
+void Agent::log_tls_identity(const char* message, const TlsIdentityInfo& id) {
+  log::info(message, {{"cert_file", config_.agent.tls_cert_file},
+                      {"subject", id.subject},
+                      {"serial", id.serial},
+                      {"sha256", id.sha256},
+                      {"not_after", format_time(id.not_after)}});
+  if (id.not_after < clock_.wall_now()) {
+    log::warn("the HTTPS certificate has expired: clients that verify it will refuse to connect",
+              {{"cert_file", config_.agent.tls_cert_file}, {"not_after", format_time(id.not_after)}});
+  }
+}
+
+// Renewed certificate files are read at every SIGHUP, whether or not the rest
+// of the config changed or loaded; a pair that does not load leaves the one in
+// use in place.
+void Agent::reload_tls() {
+  if (!http_.tls()) return;
+  auto changed = http_.reload_tls(config_.agent.tls_cert_file, config_.agent.tls_key_file);
+  metrics_.tls_reload(changed.ok());
+  if (!changed.ok()) {
+    log::error("HTTPS certificate reload failed; the certificate in use stays",
+               {{"error", changed.error().message}});
+    return;
+  }
+  if (*changed) {
+    if (auto id = http_.tls_identity()) {
+      log_tls_identity("HTTPS certificate reloaded", *id);
+      metrics_.tls_certificate(std::chrono::duration<double>(id->not_after.time_since_epoch()).count());
+    }
+  }
+}
+
 void Agent::reload() {
   log::info("reloading config", {{"config", config_path_}});
   ConfigResult loaded = load_config(config_path_);
@@ -775,6 +815,7 @@ void Agent::reload() {
     log::error("config reload rejected; the running config stays in force",
                {{"config", config_path_}, {"errors", loaded.errors.size()}});
     metrics_.config_reload(false, unix_now(clock_));
+    reload_tls();
     return;
   }
   Config next = std::move(*loaded.config);
@@ -788,6 +829,22 @@ void Agent::reload() {
                                                               {"configured", next.agent.name}});
     next.agent.name = config_.agent.name;
   }
+  // HTTPS on or off needs a restart; until then the running listener decides
+  // whether the API's token may be used on it.
+  if (next.agent.tls_cert_file.empty() == http_.tls()) {
+    log::warn(http_.tls() ? "agent.tls_cert_file removed: HTTPS stays on until restart"
+                          : "agent.tls_cert_file added: HTTPS takes effect at restart",
+              {{"listen", config_.agent.listen}});
+    next.agent.tls_cert_file = config_.agent.tls_cert_file;
+    next.agent.tls_key_file = config_.agent.tls_key_file;
+  }
+  if (const std::string why = plain_api_refusal(next, http_.tls()); !why.empty()) {
+    log::error("config error", {{"error", config_path_ + ": agent.listen: " + why}});
+    log::error("config reload rejected; the running config stays in force", {{"config", config_path_}, {"errors", 1}});
+    metrics_.config_reload(false, unix_now(clock_));
+    reload_tls();
+    return;
+  }
   std::set<std::string> before, after;
   for (const auto& t : config_.targets) before.insert(t->name);
   for (const auto& t : next.targets) after.insert(t->name);
@@ -796,6 +853,7 @@ void Agent::reload() {
   for (const auto& n : before) removed += after.count(n) ? 0 : 1;
   apply(std::move(next));
   metrics_.config_reload(true, unix_now(clock_));
+  reload_tls();
   log::info("config reloaded", {{"targets", config_.targets.size()},
                                 {"added", added},
                                 {"removed", removed},

@@ -46,6 +46,11 @@ class Agent final : private PipelineEffects {
  private:
   void apply(Config config);
   void reload();
+  // SIGHUP: re-reads the HTTPS certificate and key (when HTTPS is on).
+  void reload_tls();
+  void log_tls_identity(const char* message, const TlsIdentityInfo& id);
+  // "https://" or "http://", as the listener speaks.
+  std::string http_scheme() const;
   void dispatch(const ScheduledProbe& probe, Duration lag);
   void on_sample(const std::shared_ptr<const Target>& target, std::shared_ptr<const Sample> sample);
   PipelineSettings pipeline_settings() const;

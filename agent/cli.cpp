@@ -28,7 +28,9 @@ const char kUsage[] = R"(Operator commands (talk to a running agent's API):
   nightshift silence list
   nightshift silence rm ID
 Common options: --url URL (default $NIGHTSHIFT_URL or http://127.0.0.1:9650),
-  --token-file FILE (default $NIGHTSHIFT_TOKEN_FILE; or the token in $NIGHTSHIFT_TOKEN)
+  --token-file FILE (default $NIGHTSHIFT_TOKEN_FILE; or the token in $NIGHTSHIFT_TOKEN),
+  --cacert FILE (default $NIGHTSHIFT_CACERT): the CA that signed an https:// agent's
+  certificate, instead of the system's CAs
 )";
 
 namespace {
@@ -37,6 +39,7 @@ using nlohmann::json;
 struct Options {
   std::string url;
   std::string token;
+  std::string cacert;  // "": the system's CAs
   std::string by;
   bool all = false;
   bool as_json = false;
@@ -78,6 +81,7 @@ Reply call(const Options& o, const std::string& method, const std::string& path,
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (!o.cacert.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o.cacert.c_str());
   if (!body.empty()) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
@@ -86,6 +90,9 @@ Reply call(const Options& o, const std::string& method, const std::string& path,
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) r.error = curl_easy_strerror(rc);
+  if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+    r.error += " (is the agent's certificate signed by a CA this machine trusts? give it with --cacert FILE)";
+  }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   curl_slist_free_all(headers);
   curl_easy_cleanup(c);
@@ -224,6 +231,7 @@ int run(const std::string& command, const std::vector<std::string>& args) {
   std::string token_file;
   if (const char* f = std::getenv("NIGHTSHIFT_TOKEN_FILE")) token_file = f;
   if (const char* t = std::getenv("NIGHTSHIFT_TOKEN")) o.token = t;
+  if (const char* ca = std::getenv("NIGHTSHIFT_CACERT")) o.cacert = ca;
   if (const char* u = std::getenv("USER")) o.by = u;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -239,6 +247,9 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     } else if (a == "--token-file") {
       if (!(v = value("--token-file"))) return usage("--token-file needs a value");
       token_file = *v;
+    } else if (a == "--cacert") {
+      if (!(v = value("--cacert"))) return usage("--cacert needs a file");
+      o.cacert = *v;
     } else if (a == "--by") {
       if (!(v = value("--by"))) return usage("--by needs a value");
       o.by = *v;

@@ -18,6 +18,7 @@
 #include "nightshift/version.h"
 #include "probes/icmp/icmp.h"
 #include "probes/pcap/pcap.h"
+#include "serve/tls.h"
 
 namespace {
 
@@ -59,9 +60,9 @@ stays); SIGTERM and SIGINT stop the agent.
 
 const char kCheckConfigUsage[] = R"(Usage: nightshift check-config FILE
 
-Validates a config file as the agent would load it, secrets included: prints
-every error as FILE:LINE:COL: KEY: message and exits 1, or prints a summary and
-exits 0. Warnings (e.g. pages that would link to a loopback status page) are
+Validates a config file as the agent would load it, secrets and the HTTPS
+certificate and key included: prints every error as FILE:LINE:COL: KEY: message
+and exits 1, or prints a summary and exits 0. Warnings (e.g. pages that would link to a loopback status page) are
 printed and do not fail the check.
 )";
 
@@ -87,6 +88,15 @@ int check_config(const std::string& path) {
   if (!result.ok()) {
     print_errors(result.errors);
     return 1;
+  }
+  // The HTTPS pair is read as the agent would at start: a certificate that
+  // does not load fails here, not at the next restart.
+  if (const auto& agent = result.config->agent; !agent.tls_cert_file.empty()) {
+    auto identity = nightshift::TlsIdentity::load(agent.tls_cert_file, agent.tls_key_file);
+    if (!identity.ok()) {
+      print_errors({{path, 0, 0, "agent.tls_cert_file, agent.tls_key_file", identity.error().message}});
+      return 1;
+    }
   }
   std::size_t probes = 0;
   for (const auto& t : result.config->targets) probes += t->probes.size();

@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -446,6 +448,28 @@ bool valid_listen(const std::string& listen) {
   return bracketed ? literal->family() == AF_INET6 : literal->family() == AF_INET;
 }
 
+}  // namespace
+
+bool loopback_listen(const std::string& listen) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  in_addr a4{};
+  if (::inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  return ::inet_pton(AF_INET6, host.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+std::string plain_api_refusal(const Config& cfg, bool https) {
+  if (cfg.api_token.empty() || https || cfg.api_allow_plain_http || loopback_listen(cfg.agent.listen)) return "";
+  return "the operator API would take its bearer token (the [api] token) in clear: \"" + cfg.agent.listen +
+         "\" is plain HTTP on an address other machines reach. Serve HTTPS (set agent.tls_cert_file and "
+         "agent.tls_key_file), listen on a loopback address (127.0.0.1, [::1]) behind a TLS proxy, or set "
+         "api.allow_plain_http = true if the network is trusted; /metrics and /status need none of these "
+         "(docs/configuration.md)";
+}
+
+namespace {
+
 // Whether a URL's host (or a listen address) is one only this machine reaches:
 // loopback, or the unspecified address the agent's own link turns into
 // 127.0.0.1.
@@ -467,6 +491,15 @@ std::string url_host(const std::string& url) {
   if (const auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
   if (!rest.empty() && rest.front() == '[') return rest.substr(0, rest.find(']') + 1);
   return rest.substr(0, rest.find(':'));
+}
+
+// The operator API's token must not cross the network in clear.
+void refuse_plain_api(TableReader& root, const Config& cfg, Errors& errors) {
+  const std::string why = plain_api_refusal(cfg, !cfg.agent.tls_cert_file.empty());
+  if (why.empty()) return;
+  const toml::node* agent = root.raw().get("agent");
+  const toml::node* listen = agent != nullptr && agent->is_table() ? agent->as_table()->get("listen") : nullptr;
+  errors.at(listen != nullptr ? listen->source() : root.raw().source(), "agent.listen", why);
 }
 
 void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
@@ -500,6 +533,18 @@ void parse_agent(TableReader& root, Config& cfg, Errors& errors) {
   }
   if (auto v = r.number("max_probes_per_second", 1, false)) cfg.agent.max_probes_per_second = *v;
   if (auto v = r.integer("http_threads", 2, 1024, false)) cfg.agent.http_threads = static_cast<int>(*v);
+  for (auto [key, field] : {std::pair{"tls_cert_file", &cfg.agent.tls_cert_file},
+                            std::pair{"tls_key_file", &cfg.agent.tls_key_file}}) {
+    if (auto v = r.string(key, false)) {
+      if (v->empty()) r.error(key, "expected the path of a PEM file, found \"\"");
+      *field = *v;
+    }
+  }
+  if (cfg.agent.tls_cert_file.empty() != cfg.agent.tls_key_file.empty()) {
+    r.error(cfg.agent.tls_cert_file.empty() ? "tls_key_file" : "tls_cert_file",
+            "HTTPS needs both tls_cert_file (the certificate chain) and tls_key_file (its private key); give both or "
+            "neither");
+  }
   if (auto v = r.string("log_level", false)) {
     static const std::map<std::string, LogLevel> kLevels = {
         {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo}, {"warn", LogLevel::kWarn}, {"error", LogLevel::kError}};
@@ -833,6 +878,7 @@ void parse_api_and_status(TableReader& root, Config& cfg, Errors& errors) {
       cfg.api_token = *v;
     }
     if (auto v = r.boolean("public_read", false)) cfg.api_public_read = *v;
+    if (auto v = r.boolean("allow_plain_http", false)) cfg.api_allow_plain_http = *v;
     r.report_unknown_keys();
   }
   if (const toml::table* t = root.table("status")) {
@@ -897,7 +943,8 @@ void warn_loopback_status_link(TableReader& root, const Config& cfg, Errors& err
   } else {
     const std::string& listen = cfg.agent.listen;
     host = listen.substr(0, listen.rfind(':'));
-    link = "http://" + (loopback_host(host) ? std::string("127.0.0.1") : host) + listen.substr(listen.rfind(':')) +
+    link = (cfg.agent.tls_cert_file.empty() ? "http://" : "https://") +
+           (loopback_host(host) ? std::string("127.0.0.1") : host) + listen.substr(listen.rfind(':')) +
            "/status";
   }
   if (!loopback_host(host)) return;
@@ -1169,6 +1216,7 @@ ConfigResult parse_config(std::string_view text, const std::string& file_name) {
   parse_notify(r, cfg, errors);
   parse_api_and_status(r, cfg, errors);
   parse_fleet(r, cfg, errors);
+  refuse_plain_api(r, cfg, errors);
   r.report_unknown_keys();
   result.warnings = std::move(errors.warnings());
   if (!errors.list().empty()) {

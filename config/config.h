@@ -35,6 +35,10 @@ struct AgentSettings {
   std::string state_dir = "/var/lib/nightshift";
   double max_probes_per_second = 2000;  // global cap on probe starts
   int http_threads = 16;                // HTTP workers for handlers that may block (API, /metrics)
+  // HTTPS on `listen` when both are set (PEM files, read at start and on every
+  // SIGHUP); the key file's contents are never logged.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   LogLevel log_level = LogLevel::kInfo;
 };
 
@@ -69,6 +73,9 @@ struct Config {
   // whether reads need it too.
   std::string api_token;
   bool api_public_read = false;
+  // [api] allow_plain_http: the operator (its token) may be served over plain
+  // HTTP on an address other machines reach.
+  bool api_allow_plain_http = false;
   // [status]: where to export status.html, status.json and feed.atom on every change.
   std::string status_export_dir;
   // [fleet]: NATS servers, credentials (secrets from *_file / *_env) and the
@@ -102,6 +109,16 @@ const std::vector<rules::Variable>& rule_variables();
 // Those variables as the Markdown table docs/rules.md shows (a test keeps the
 // two equal).
 std::string rule_variables_markdown();
+
+// Why `cfg` may not serve the operator API as it says: its bearer token would
+// travel in clear (a token is set, `listen` is not a loopback address, the
+// listener is plain HTTP, and [api] allow_plain_http is not set). "" when it
+// may. `https`: whether the listener speaks TLS (at start: whether the config
+// gives a certificate; at a reload: what the running listener does).
+std::string plain_api_refusal(const Config& cfg, bool https);
+// Whether a listen address ("127.0.0.1:9650", "[::1]:0") binds loopback only:
+// 127.0.0.0/8 or ::1 (":9650", "0.0.0.0", "[::]" bind every address).
+bool loopback_listen(const std::string& listen);
 
 ConfigResult parse_config(std::string_view text, const std::string& file_name);
 ConfigResult load_config(const std::string& path);

@@ -1,6 +1,8 @@
 #include "serve/http.h"
 
 #include <arpa/inet.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -174,6 +177,10 @@ void log_library_message(void*, const char* fmt, va_list ap) {
   // Peers that vanish mid-request are routine under a crowd: debug, not warn.
   log::debug("http", {{"message", text}});
 }
+// The handshake callback gets only the GnuTLS session; libmicrohttpd sets the
+// session's pointer to the connection, whose daemon leads back to the server.
+std::mutex tls_servers_mu;
+std::map<const MHD_Daemon*, void*> tls_servers;  // HttpServer::Impl*
 }  // namespace
 
 std::string url_decode(const std::string& text) {
@@ -247,6 +254,13 @@ struct HttpServer::Impl {
   std::thread acceptor;
   std::atomic<bool> stopping{false};
   WorkerPool workers;
+  // The pair presented to new handshakes, and every pair presented before:
+  // GnuTLS may use what the callback returned for as long as a session lasts,
+  // so none is freed before the server stops (one per renewal, not per reload:
+  // unchanged files keep the pair in use).
+  mutable std::mutex tls_mu;
+  std::shared_ptr<const TlsIdentity> tls_current;
+  std::vector<std::shared_ptr<const TlsIdentity>> tls_retired;
 
   explicit Impl(HttpServer& s) : server(s), max_body(s.settings_.max_body) {}
 
@@ -330,6 +344,29 @@ struct HttpServer::Impl {
       MHD_resume_connection(conn);
     }
     return MHD_YES;
+  }
+
+  // gnutls_certificate_retrieve_function2: the pair in use now.
+  static int present_certificate(gnutls_session_t session, const gnutls_datum_t*, int, const gnutls_pk_algorithm_t*,
+                                 int, gnutls_pcert_st** chain, unsigned int* chain_length, gnutls_privkey_t* key) {
+    auto* conn = static_cast<MHD_Connection*>(gnutls_session_get_ptr(session));
+    const MHD_ConnectionInfo* info =
+        conn != nullptr ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON) : nullptr;
+    if (info == nullptr) return -1;
+    std::shared_ptr<const TlsIdentity> id;
+    {
+      std::lock_guard<std::mutex> lock(tls_servers_mu);
+      auto it = tls_servers.find(info->daemon);
+      if (it == tls_servers.end()) return -1;
+      auto* impl = static_cast<Impl*>(it->second);
+      std::lock_guard<std::mutex> tls_lock(impl->tls_mu);
+      id = impl->tls_current;
+    }
+    if (!id) return -1;
+    *chain = static_cast<gnutls_pcert_st*>(id->chain());
+    *chain_length = id->chain_size();
+    *key = static_cast<gnutls_privkey_t>(id->key());
+    return 0;
   }
 
   static HttpResponse run(const Route& route, const HttpRequest& req) {
@@ -429,7 +466,23 @@ Status HttpServer::start(const std::string& listen, HttpSettings settings) {
     addr_len = sizeof(sockaddr_in);
   }
 
+  const bool tls = !settings.tls_cert_file.empty() || !settings.tls_key_file.empty();
+  std::shared_ptr<const TlsIdentity> identity;
+  if (tls) {
+    if (settings.tls_cert_file.empty() || settings.tls_key_file.empty()) {
+      return Error::invalid("HTTPS needs both a certificate file and a key file");
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+        MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+      return Error::unavailable("this libmicrohttpd is built without TLS (GnuTLS); HTTPS is not available");
+    }
+    auto loaded = TlsIdentity::load(settings.tls_cert_file, settings.tls_key_file);
+    if (!loaded.ok()) return loaded.error();
+    identity = std::move(*loaded);
+  }
+
   auto impl = std::make_unique<Impl>(*this);
+  impl->tls_current = identity;
   impl->listen_fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (impl->listen_fd < 0) return Error::io(std::string("cannot create a socket: ") + std::strerror(errno));
   const int one = 1;
@@ -466,15 +519,19 @@ Status HttpServer::start(const std::string& listen, HttpSettings settings) {
   std::thread starter([&] {
     lower_priority();
     for (int i = 0; i < event_threads; ++i) {
+      const unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME |
+                             MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0);
+      // TLS: the certificate is picked per handshake (reload_tls); plain: the options end before it.
+      gnutls_certificate_retrieve_function2* presenter = &Impl::present_certificate;
       MHD_Daemon* d = MHD_start_daemon(
-          MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-          0, nullptr, nullptr, &Impl::on_request, impl.get(),
+          flags, 0, nullptr, nullptr, &Impl::on_request, impl.get(),
           MHD_OPTION_CONNECTION_LIMIT, per_daemon,
           MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
           MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(16 * 1024),
           MHD_OPTION_URI_LOG_CALLBACK, &Impl::on_uri, impl.get(),
           MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, impl.get(),
           MHD_OPTION_EXTERNAL_LOGGER, &log_library_message, nullptr,
+          tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, presenter,
           MHD_OPTION_END);
       if (d == nullptr) {
         failure = "cannot start the HTTP event loop";
@@ -488,6 +545,10 @@ Status HttpServer::start(const std::string& listen, HttpSettings settings) {
     for (MHD_Daemon* d : impl->daemons) MHD_stop_daemon(d);
     ::close(impl->listen_fd);
     return Error::io(failure + " on " + listen);
+  }
+  if (tls) {
+    std::lock_guard<std::mutex> lock(tls_servers_mu);
+    for (MHD_Daemon* d : impl->daemons) tls_servers[d] = impl.get();
   }
   impl->workers.start(std::max(1, settings.threads));
   Impl* raw = impl.get();
@@ -504,8 +565,40 @@ void HttpServer::stop() {
   ::close(impl_->listen_fd);
   // Every suspended connection is resumed by its job before the daemons stop.
   impl_->workers.stop();
+  {
+    // Before the daemons go: a freed daemon's address may be the next one's.
+    std::lock_guard<std::mutex> lock(tls_servers_mu);
+    for (MHD_Daemon* d : impl_->daemons) tls_servers.erase(d);
+  }
   for (MHD_Daemon* d : impl_->daemons) MHD_stop_daemon(d);
   impl_.reset();
+}
+
+bool HttpServer::tls() const {
+  if (!impl_) return false;
+  std::lock_guard<std::mutex> lock(impl_->tls_mu);
+  return impl_->tls_current != nullptr;
+}
+
+Result<bool> HttpServer::reload_tls(const std::string& cert_file, const std::string& key_file) {
+  if (!tls()) return Error::invalid("the HTTP server was started without TLS; HTTPS takes effect at restart");
+  auto loaded = TlsIdentity::load(cert_file, key_file);
+  if (!loaded.ok()) return loaded.error();
+  std::lock_guard<std::mutex> lock(impl_->tls_mu);
+  if (impl_->tls_current->same_files(**loaded) && impl_->tls_current->cert_file() == cert_file &&
+      impl_->tls_current->key_file() == key_file) {
+    return false;
+  }
+  impl_->tls_retired.push_back(std::move(impl_->tls_current));
+  impl_->tls_current = std::move(*loaded);
+  return true;
+}
+
+std::optional<TlsIdentityInfo> HttpServer::tls_identity() const {
+  if (!impl_) return std::nullopt;
+  std::lock_guard<std::mutex> lock(impl_->tls_mu);
+  if (!impl_->tls_current) return std::nullopt;
+  return impl_->tls_current->info();
 }
 
 int HttpServer::port() const { return impl_ ? impl_->port : 0; }

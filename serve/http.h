@@ -18,15 +18,21 @@
 // worker threads: they must only touch thread-safe state (the prometheus
 // registry, atomics, immutable snapshots) or post work to the reactor; an
 // inline handler must not block at all.
+//
+// HTTPS (settings.tls_cert_file/tls_key_file): libmicrohttpd's GnuTLS, with
+// the certificate chosen per handshake by a callback, so reload_tls() changes
+// what new connections see while the listener and open connections carry on.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "nightshift/result.h"
+#include "serve/tls.h"
 
 namespace nightshift {
 
@@ -63,6 +69,11 @@ struct HttpSettings {
   int idle_timeout_ms = 10000;      // a connection with no traffic for this long is closed
   std::size_t max_connections = 20000;  // further capped at half the open-files limit
   std::size_t max_body = 64 * 1024;
+  // HTTPS when both are set: PEM files, the certificate (chain, the server's
+  // own first) and its unencrypted private key. reload_tls() swaps in a new
+  // pair without closing the listener.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class HttpServer {
@@ -82,9 +93,20 @@ class HttpServer {
   void route_prefix(const std::string& prefix, Handler handler, std::vector<std::string> methods = {"GET"},
                     Dispatch dispatch = Dispatch::kWorker);
 
-  // Binds "ADDRESS:PORT" (port 0 picks a free one) and starts serving.
+  // Binds "ADDRESS:PORT" (port 0 picks a free one) and starts serving; with
+  // TLS files in `settings`, loads and checks them first (the error names the
+  // file at fault and what is wrong with it).
   Status start(const std::string& listen, HttpSettings settings = {});
   void stop();
+  // Whether the server speaks HTTPS (after start()).
+  bool tls() const;
+  // Reads the pair again (renewed files, or other paths) and presents it to
+  // every handshake from now on; connections open stay as they are. On error
+  // the pair in use stays. True when the files changed, false when they hold
+  // the bytes already in use. Any thread.
+  Result<bool> reload_tls(const std::string& cert_file, const std::string& key_file);
+  // The certificate presented now; nullopt without TLS.
+  std::optional<TlsIdentityInfo> tls_identity() const;
   // The bound port, after start().
   int port() const;
   // Connections open now, and the most that may be (after start()).

@@ -1015,6 +1015,30 @@ void AgentMetrics::config_reload(bool success, double unix_time) {
   if (success) reload_time_->Set(unix_time);
 }
 
+void AgentMetrics::tls_certificate(double not_after_unix) {
+  std::lock_guard<std::mutex> lock(tls_mu_);
+  if (tls_expiry_ == nullptr) {
+    tls_expiry_ = &prometheus::BuildGauge()
+                       .Name("nightshift_http_tls_certificate_expiry_timestamp_seconds")
+                       .Help("When the certificate the HTTPS listener presents expires (notAfter), as a Unix time.")
+                       .Register(*registry_)
+                       .Add({{"agent", agent_}});
+    tls_reload_ok_ = &prometheus::BuildGauge()
+                          .Name("nightshift_http_tls_last_reload_successful")
+                          .Help("Whether the last re-read of the HTTPS certificate and key (SIGHUP) succeeded (1) or "
+                                "failed and the previous pair is still presented (0).")
+                          .Register(*registry_)
+                          .Add({{"agent", agent_}});
+    tls_reload_ok_->Set(1);
+  }
+  tls_expiry_->Set(not_after_unix);
+}
+
+void AgentMetrics::tls_reload(bool success) {
+  std::lock_guard<std::mutex> lock(tls_mu_);
+  if (tls_reload_ok_ != nullptr) tls_reload_ok_->Set(success ? 1 : 0);
+}
+
 // ---------------------------------------------------------------------------
 // The /metrics endpoint
 

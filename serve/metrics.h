@@ -107,6 +107,11 @@ class AgentMetrics {
   void set_in_flight(const std::string& kind, double n);
   void scheduler_lag(double seconds) { scheduler_lag_->Observe(seconds); }
   void config_reload(bool success, double unix_time);
+  // HTTPS only (the series appear with the first call): the served
+  // certificate's notAfter, and whether the last SIGHUP's re-read of the
+  // certificate and key worked (0: the previous pair is still served).
+  void tls_certificate(double not_after_unix);
+  void tls_reload(bool success);
   // Alert states as series like Prometheus' own ALERTS: present while pending or firing.
   void alert(const rules::AlertEvent& event);
   // Incident counters and the time from first anomaly to declaration.
@@ -129,6 +134,9 @@ class AgentMetrics {
   prometheus::Histogram* scheduler_lag_;
   prometheus::Gauge* reload_ok_;
   prometheus::Gauge* reload_time_;
+  std::mutex tls_mu_;
+  prometheus::Gauge* tls_expiry_ = nullptr;
+  prometheus::Gauge* tls_reload_ok_ = nullptr;
   prometheus::Gauge* targets_count_;
   prometheus::Gauge* probes_count_;
 

@@ -42,6 +42,11 @@ std::string time_html(SystemTime t) {
 
 json time_or_null(SystemTime t) { return t == SystemTime{} ? json(nullptr) : json(format_time(t)); }
 
+// The promised update's time has passed without one.
+bool update_overdue(const Incident& inc, SystemTime now) {
+  return inc.open() && inc.next_update_due != SystemTime{} && inc.next_update_due < now;
+}
+
 SystemTime began(const Incident& inc) { return inc.started_at != SystemTime{} ? inc.started_at : inc.declared_at; }
 
 std::vector<const TimelineEntry*> public_updates(const Incident& inc) {
@@ -175,7 +180,7 @@ std::string percent(double uptime) {
 }
 
 json incident_view(const Incident& inc, bool silenced, const std::string& title,
-                   const std::vector<std::string>& component_names) {
+                   const std::vector<std::string>& component_names, SystemTime now) {
   const auto updates = public_updates(inc);
   json ju = json::array();
   for (const auto* u : updates) ju.push_back({{"at", format_time(u->at)}, {"text", u->text}});
@@ -190,6 +195,7 @@ json incident_view(const Incident& inc, bool silenced, const std::string& title,
           {"acknowledged", inc.status == IncidentStatus::kAcknowledged},
           {"resolved_at", time_or_null(inc.resolved_at)},
           {"next_update_due", inc.open() ? time_or_null(inc.next_update_due) : json(nullptr)},
+          {"update_overdue", update_overdue(inc, now)},
           {"updates", ju},
           {"latest_update", updates.empty() ? json(nullptr)
                                             : json{{"at", format_time(updates.back()->at)}, {"text", updates.back()->text}}},
@@ -441,8 +447,10 @@ StatusPage render_status(const StatusInput& in) {
                   {"uptime_percent", std::round(v.uptime * 10000) / 100},
                   {"days", jd}});
   }
-  for (const auto& s : open) jo.push_back(incident_view(*s.inc, silenced.count(s.inc->id) > 0, s.title, names_of(s)));
-  for (const auto& s : resolved) jr.push_back(incident_view(*s.inc, false, s.title, names_of(s)));
+  for (const auto& s : open) {
+    jo.push_back(incident_view(*s.inc, silenced.count(s.inc->id) > 0, s.title, names_of(s), in.now));
+  }
+  for (const auto& s : resolved) jr.push_back(incident_view(*s.inc, false, s.title, names_of(s), in.now));
   j["components"] = jc;
   j["open_incidents"] = jo;
   j["resolved_incidents"] = jr;
@@ -497,7 +505,10 @@ StatusPage render_status(const StatusInput& in) {
       h += updates.empty() ? "<li><p>We are aware of the problem and investigating.</p></li>" : updates_html(updates);
       h += "</ol>";
       if (inc.next_update_due != SystemTime{}) {
-        h += "<p class=\"next\">Next update by " + time_html(inc.next_update_due) + "</p>";
+        // A promise already broken is said plainly, not shown as a past time.
+        h += update_overdue(inc, in.now)
+                 ? "<p class=\"next overdue\">Update overdue since " + time_html(inc.next_update_due) + "</p>"
+                 : "<p class=\"next\">Next update by " + time_html(inc.next_update_due) + "</p>";
       }
       h += "</article>";
     }
@@ -581,7 +592,8 @@ StatusPage render_status(const StatusInput& in) {
       body += "<p><strong>" + html_escape(utc_text((*it)->at)) + "</strong>: " + html_escape((*it)->text) + "</p>";
     }
     if (inc.open() && inc.next_update_due != SystemTime{}) {
-      body += "<p>Next update by " + html_escape(utc_text(inc.next_update_due)) + "</p>";
+      body += std::string("<p>") + (update_overdue(inc, in.now) ? "Update overdue since " : "Next update by ") +
+              html_escape(utc_text(inc.next_update_due)) + "</p>";
     }
     a += "<entry>\n<title>" + xml_escape((inc.open() ? "" : "Resolved: ") + s->title) + "</title>\n<id>" + feed_id +
          ":" + id_safe(inc.id) + "</id>\n<updated>" + format_time(updated) + "</updated>\n<published>" +

@@ -118,7 +118,8 @@ TEST(ConfigTest, AFileWithTenErrorsReportsAllTenInLineOrder) {
                                          "target[0].probe[0].name"};
   for (std::size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(r.errors[i].key, keys[i]);
   EXPECT_EQ(r.errors[4].message,
-            "unknown key (known keys: http_threads, listen, log_level, max_probes_per_second, name, site, state_dir)");
+            "unknown key (known keys: http_threads, listen, log_level, max_probes_per_second, name, site, state_dir, "
+            "tls_cert_file, tls_key_file)");
 }
 
 TEST(ConfigTest, UnreadableFileSaysWhy) {
@@ -657,6 +658,59 @@ TEST(CheckConfigTest, PrintsWarningsAndStillPasses) {
   EXPECT_EQ(test::run_command({bin, "check-config", path}, &out), 0) << out;
   EXPECT_THAT(out, HasSubstr(path + ":2:1: warning: notify.status_url: pages will link to http://127.0.0.1:9650/status"));
   EXPECT_THAT(out, HasSubstr(": ok ("));
+}
+
+}  // namespace
+}  // namespace nightshift
+
+namespace nightshift {
+namespace {
+
+TEST(ConfigTest, LoopbackListenIsOnly127SlashEightAndColonColonOne) {
+  for (const char* yes : {"127.0.0.1:9650", "127.200.3.4:0", "[::1]:9650"}) EXPECT_TRUE(loopback_listen(yes)) << yes;
+  for (const char* no : {":9650", "0.0.0.0:9650", "[::]:9650", "198.51.100.1:9650", "[2001:db8::1]:9650",
+                         "128.0.0.1:1"}) {
+    EXPECT_FALSE(loopback_listen(no)) << no;
+  }
+}
+
+// The operator API's token over plain HTTP where other machines reach it:
+// refused at the listen value, with what to do instead.
+TEST(ConfigTest, PlainHttpApiOffLoopbackIsRefusedUnlessAllowedOrHttps) {
+  ::setenv("NIGHTSHIFT_TEST_API_TOKEN", "a-token-of-twenty-chars", 1);
+  auto parse = [](const std::string& agent, const std::string& api) {
+    return parse_config("[agent]\n" + agent + "\n[api]\ntoken_env = \"NIGHTSHIFT_TEST_API_TOKEN\"\n" + api, "a.toml");
+  };
+  const ConfigResult refused = parse("listen = \":9650\"\n", "");
+  ASSERT_EQ(refused.errors.size(), 1u);
+  EXPECT_EQ(refused.errors[0].line, 2u);
+  EXPECT_EQ(refused.errors[0].column, 10u);
+  EXPECT_EQ(refused.errors[0].key, "agent.listen");
+  EXPECT_THAT(refused.errors[0].message, HasSubstr("\":9650\" is plain HTTP on an address other machines reach"));
+  EXPECT_THAT(refused.errors[0].message, HasSubstr("set agent.tls_cert_file and agent.tls_key_file"));
+  EXPECT_THAT(refused.errors[0].message, HasSubstr("api.allow_plain_http = true"));
+  EXPECT_THAT(refused.errors[0].message, Not(HasSubstr("a-token-of-twenty-chars")));
+
+  EXPECT_TRUE(parse("listen = \":9650\"\n", "allow_plain_http = true\n").ok());
+  EXPECT_TRUE(parse("listen = \":9650\"\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n", "").ok());
+  EXPECT_TRUE(parse("listen = \"127.0.0.1:9650\"\n", "").ok());
+  EXPECT_TRUE(parse_config("[agent]\nlisten = \":9650\"\n", "a.toml").ok()) << "no token: nothing secret on the wire";
+  ::unsetenv("NIGHTSHIFT_TEST_API_TOKEN");
+}
+
+TEST(ConfigTest, HttpsNeedsBothFiles) {
+  const ConfigResult one = parse_config("[agent]\ntls_cert_file = \"/c.pem\"\n", "a.toml");
+  ASSERT_EQ(one.errors.size(), 1u);
+  EXPECT_EQ(one.errors[0].to_string(),
+            "a.toml:2:17: agent.tls_cert_file: HTTPS needs both tls_cert_file (the certificate chain) and "
+            "tls_key_file (its private key); give both or neither");
+  const ConfigResult empty = parse_config("[agent]\ntls_cert_file = \"\"\ntls_key_file = \"/k\"\n", "a.toml");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_THAT(empty.errors[0].to_string(), HasSubstr("agent.tls_cert_file: expected the path of a PEM file"));
+  const ConfigResult both = parse_config("[agent]\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n", "a.toml");
+  ASSERT_TRUE(both.ok());
+  EXPECT_EQ(both.config->agent.tls_cert_file, "/c.pem");
+  EXPECT_EQ(both.config->agent.tls_key_file, "/k.pem");
 }
 
 }  // namespace

@@ -9,7 +9,8 @@
 // with a table header and may refer to that target. Secrets the examples name
 // are provided the way an operator would: every `*_file` path is mapped into a
 // temporary directory that holds a file of that name, every `*_env` variable is
-// set, and every `*_credential` name is a file in $CREDENTIALS_DIRECTORY.
+// set, and every `*_credential` name is a file in $CREDENTIALS_DIRECTORY;
+// `tls_cert_file`/`tls_key_file` get a real certificate and key (openssl).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -129,7 +130,21 @@ TEST_P(DocExample, PassesCheckConfig) {
     const std::string key = m[1], form = m[2], value = m[3];
     rewritten.append(from, m[0].first);
     from = m[0].second;
-    if (form == "file") {
+    if (form == "file" && (key == "tls_cert" || key == "tls_key")) {
+      // An HTTPS pair is loaded by check-config: a real one, made once.
+      const std::string pem = dir.file("doc-tls.pem"), pkey = dir.file("doc-tls.key");
+      if (!std::filesystem::exists(pem)) {
+        const test::RunResult made = test::run_process(
+            {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", pkey, "-out", pem, "-days", "2", "-subj", "/CN=localhost"},
+            std::chrono::seconds(20));
+        ASSERT_TRUE(made.status && made.status->exited && made.status->code == 0) << "openssl: " << made.err;
+      }
+      const std::string mapped = dir.file(std::filesystem::path(value).filename().string());
+      std::filesystem::copy_file(key == "tls_cert" ? pem : pkey, mapped,
+                                 std::filesystem::copy_options::overwrite_existing);
+      rewritten += key + "_file = \"" + mapped + "\"";
+    } else if (form == "file") {
       const std::string mapped = dir.file(std::filesystem::path(value).filename().string());
       test::write_file(mapped, secret_for(key) + "\n");
       rewritten += key + "_file = \"" + mapped + "\"";

@@ -154,6 +154,41 @@ TEST(StatusPageTest, EtagFollowsContentNotRenderTime) {
   EXPECT_NE(render_status(in).etag, a.etag);
 }
 
+// The promise of the next update, once its time has passed with no update,
+// is said to be overdue (since when), not shown as a past time to wait for.
+TEST(StatusPageTest, PassedUpdatePromiseReadsOverdue) {
+  ManualClock clock;  // the clock input() dates everything from
+  StatusInput in = input();
+  ASSERT_EQ(in.now, clock.wall_now());
+  const SystemTime due = in.incidents[0].next_update_due;
+
+  const StatusPage before = render_status(in);
+  EXPECT_NE(before.html.find("Next update by <time"), std::string::npos);
+  EXPECT_EQ(before.html.find("overdue"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(before.json)["open_incidents"][0]["update_overdue"], false);
+
+  clock.advance(20min);  // exactly due: still a promise
+  in.now = clock.wall_now();
+  ASSERT_EQ(in.now, due);
+  EXPECT_NE(render_status(in).html.find("Next update by"), std::string::npos);
+
+  clock.advance(1min);
+  in.now = clock.wall_now();
+  const StatusPage after = render_status(in);
+  EXPECT_EQ(after.html.find("Next update by"), std::string::npos) << "a past time shown as a promise";
+  const std::string due_iso = nlohmann::json::parse(before.json)["open_incidents"][0]["next_update_due"];
+  EXPECT_NE(after.html.find("Update overdue since <time class=\"local\" datetime=\"" + due_iso + "\">"),
+            std::string::npos)
+      << after.html;
+  const auto j = nlohmann::json::parse(after.json)["open_incidents"][0];
+  EXPECT_EQ(j["update_overdue"], true);
+  EXPECT_EQ(j["next_update_due"], due_iso);
+  // The manual clock's wall time starts at 2025-12-18 00:00 UTC; the promise was 20 min later.
+  EXPECT_NE(after.atom.find("Update overdue since 2025-12-18 00:20 UTC"), std::string::npos) << after.atom;
+  EXPECT_EQ(after.atom.find("Next update by"), std::string::npos);
+  EXPECT_NE(after.etag, before.etag) << "readers holding the old page must get the new one";
+}
+
 TEST(StatusPageTest, AllClearWhenNothingIsOpen) {
   StatusInput in = input();
   in.incidents.erase(in.incidents.begin());

@@ -464,7 +464,7 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
   spec.payload_size = r.payload_size;
   spec.stop_on_reply = true;
   const std::string key = r.target_key;
-  Status s = confirm(address, spec, [this, key, round_id](BurstReport b) {
+  Status s = confirm(address, spec, [this, key, round_id, index](BurstReport b) {
     TargetState& state = target_state(key);
     state.confirming = false;
     const RoundResult& c = b.result;
@@ -476,11 +476,22 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
     if (it == rounds_.end()) return;
     Round& round = *it->second;
     round.hold_finish = false;
-    // The round's own echoes answered meanwhile (slow, not lost): alive.
-    if (all_lost && round.result.received > 0) {
+    // The missed echo or a later one of the round answered meanwhile (slow,
+    // not lost): alive. Replies to echoes before the miss say nothing about
+    // now: a link cut in the middle of a round follows answered echoes.
+    bool answered_since = false;
+    for (std::size_t j = index; j < round.result.packets.size(); ++j) {
+      answered_since = answered_since || round.result.packets[j].outcome == PacketResult::Outcome::kReply;
+    }
+    if (all_lost && answered_since) {
       all_lost = false;
       state.down = false;
     }
+    // One line per miss: when a cut was noticed and what the evidence said.
+    log::debug("icmp confirmation done", {{"target", key.substr(0, key.find('\0'))},
+                                         {"sent", std::to_string(c.sent)},
+                                         {"received", std::to_string(c.received)},
+                                         {"verdict", all_lost ? "down" : "alive"}});
     if (all_lost) {
       round.result.confirmed_down = true;
       round.result.confirmation_sent = 0;
@@ -541,7 +552,7 @@ void IcmpEngine::submit(ProbeRequest req) {
                                : Duration{};
     s.duration = first ? resolved->lookup + rtt : reactor_.clock().now() - started;
     TargetState& ts = target_state(key);
-    if (r.received > 0) ts.down = false;
+    if (r.ok()) ts.down = false;
     for (const auto& p : r.packets) {
       if (p.outcome != PacketResult::Outcome::kReply) continue;
       // RFC 6298's smoothing (alpha 1/8, beta 1/4).
@@ -1196,7 +1207,7 @@ void IcmpEngine::finish_round(std::uint64_t round_id) {
   std::unique_ptr<Round> r = std::move(rit->second);
   rounds_.erase(rit);
   RoundResult& res = r->result;
-  if (res.received > 0) {
+  if (res.ok()) {
     res.reason = FailureReason::kNone;
   } else {
     const PacketResult* last_error = nullptr;

@@ -51,6 +51,7 @@ nlohmann::json to_json(const Incident& inc) {
                         {"rule", t.rule},
                         {"severity", t.severity},
                         {"summary", t.summary},
+                        {"expression", t.expression},
                         {"via_parent", t.via_parent},
                         {"since", time_or_null(t.since)},
                         {"active", t.active}});
@@ -100,6 +101,7 @@ Result<Incident> incident_from_json(const nlohmann::json& j) {
       it.rule = t.at("rule").get<std::string>();
       it.severity = t.at("severity").get<std::string>();
       it.summary = t.value("summary", "");
+      it.expression = t.value("expression", "");
       it.via_parent = t.value("via_parent", "");
       it.active = t.value("active", false);
       auto since = time_field(t, "since");

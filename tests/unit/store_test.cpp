@@ -34,8 +34,9 @@ class StoreTest : public ::testing::Test {
     inc.severity = "critical";
     inc.scope = {{"site", "fra"}, {"group", "core"}};
     inc.status = open ? IncidentStatus::kAcknowledged : IncidentStatus::kResolved;
-    inc.impacted = {{"r1", "icmp", "target_down", "critical", "consecutive_failures >= 3", "", t, true},
-                    {"sw1", "icmp", "target_down", "critical", "x \"quoted\"\n", "r1", t + 2s, false}};
+    inc.impacted = {{"r1", "icmp", "target_down", "critical", "r1 unreachable: 3 failed runs in a row", "", t, true,
+                     "consecutive_failures >= 3 (consecutive_failures=3)"},
+                    {"sw1", "icmp", "target_down", "critical", "x \"quoted\"\n", "r1", t + 2s, false, ""}};
     inc.timeline = {{t, "declared", "declared: r1", false, ""}, {t + 5min, "note", "crew on site", true, "alice"}};
     inc.started_at = t - 30s;
     inc.declared_at = t;

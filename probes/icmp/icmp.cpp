@@ -368,7 +368,10 @@ std::string describe_trace(const TraceReport& report) {
     out += "; last answering hop: TTL " + std::to_string(last->ttl) + " (" +
            (last->from ? last->from->to_string() : std::string("?")) + "); destination not reached";
   } else {
-    out += "; no hop answered: the break is at or next to this agent";
+    // Silence names no culprit: a dead LAN host, a filter that drops our
+    // probes, or a cut anywhere on the path all look alike from here.
+    const std::size_t n = report.hops.size();
+    out += "; no hop answered within " + std::to_string(n) + (n == 1 ? " hop" : " hops");
   }
   return out;
 }

@@ -93,6 +93,7 @@ Agent::Agent(std::string config_path, Config config, Clock& clock)
       engine_context_{reactor_, resolver_},
       metrics_(config_.agent.name, kind_measures()),
       scheduler_(clock, config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second)),
+      status_(status_settings()),
       schedule_timer_(reactor_,
                       [this] {
                         schedule_timer_.arm(scheduler_.run_due(
@@ -144,11 +145,12 @@ int Agent::run() {
   // Snapshots and an atomic: answered on the event threads, never blocking.
   constexpr auto kInline = HttpServer::Dispatch::kInline;
   http_.route("/healthz", [this](const HttpRequest&) { return healthz(); }, {"GET"}, kInline);
-  http_.route("/status", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kHtml); }, {"GET"},
+  using Format = StatusPublisher::Format;
+  http_.route("/status", [this](const HttpRequest& req) { return status_.serve(req, Format::kHtml); }, {"GET"},
               kInline);
-  http_.route("/status.json", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kJson); },
-              {"GET"}, kInline);
-  http_.route("/status/feed.atom", [this](const HttpRequest& req) { return serve_status(req, StatusFormat::kAtom); },
+  http_.route("/status.json", [this](const HttpRequest& req) { return status_.serve(req, Format::kJson); }, {"GET"},
+              kInline);
+  http_.route("/status/feed.atom", [this](const HttpRequest& req) { return status_.serve(req, Format::kAtom); },
               {"GET"}, kInline);
   // blackbox_exporter's and snmp_exporter's endpoints (docs/compatibility.md).
   http_.route("/probe", [this](const HttpRequest& req) { return exporter_view_.probe(req); });
@@ -268,13 +270,19 @@ bool Agent::open_store() {
   }
   restored_incidents_ = std::move(restored.value());
   if (auto seq = store_->get_meta("next_sequence"); seq.ok()) restored_sequence_ = std::stoull(*seq);
-  if (auto silences = store_->load_silences(clock_.wall_now()); silences.ok()) {
+  skipped.clear();
+  auto silences = store_->load_silences(clock_.wall_now(), &skipped);
+  for (const auto& why : skipped) {
+    log::error("skipped a silence the state store cannot read; the others are restored",
+               {{"path", store_->path()}, {"error", why}});
+  }
+  if (silences.ok()) {
     restored_silences_ = std::move(silences.value());
   } else {
     log::error("cannot read silences from the state store; starting without them",
                {{"path", store_->path()}, {"error", silences.error().message}});
   }
-  load_status_history();
+  restore_status_history();
   return true;
 }
 
@@ -448,7 +456,7 @@ std::vector<OutboxEntry> Agent::route_through_fleet(const Incident* incident, st
       // The fleet's business: a critical outage (not this agent's own
       // isolation) of a target that other reporting agents watch too.
       bool shared = false;
-      if (inc && starts && inc->severity == "critical" && !inc->vantage && !fleet_->alone()) {
+      if (inc && starts && inc->severity == Severity::kCritical && !inc->vantage && !fleet_->alone()) {
         for (const auto& t : inc->impacted) shared = shared || (t.active && fleet_->assess(t.target).watchers > 1);
       }
       if (!shared) {
@@ -666,7 +674,7 @@ void Agent::diagnose(const Incident& incident) {
 }
 
 void Agent::update_open_incidents() {
-  std::map<std::string, int> open;
+  std::map<Severity, int> open;
   for (const auto& inc : pipeline_->incidents().incidents()) {
     if (inc.open()) open[inc.severity]++;
   }
@@ -694,6 +702,7 @@ void Agent::apply(Config config) {
     it = it->second.empty() ? probe_states_.erase(it) : std::next(it);
   }
   if (api_) api_->configure({config_.api_token, config_.api_public_read});
+  status_.configure(status_settings());
   status_changed();
   notifier_->configure(config_.sinks, notify_policy());
   for (const auto& t : config_.targets) {
@@ -743,7 +752,7 @@ void Agent::on_sample(const std::shared_ptr<const Target>& target, const Sample&
   schedule_pipeline_tick();
   ProbeState& state = probe_states_[sample.target][sample.probe];
   const std::string reason(to_string(sample.reason));
-  if (state.ok != sample.ok || state.reason != reason || !status_page_) status_changed();
+  if (state.ok != sample.ok || state.reason != reason || !status_.page()) status_changed();
   state.ok = sample.ok;
   state.reason = reason;
   if (auto it = engines_.find(sample.kind); it != engines_.end()) {
@@ -820,49 +829,43 @@ void Agent::status_changed() {
   // Coalesced: a burst of changes (a site going dark) renders once.
   reactor_.call_after(std::chrono::milliseconds(250), [this] {
     status_render_pending_ = false;
-    render_status_page();
+    publish_status();
   });
 }
 
-void Agent::load_status_history() {
+void Agent::restore_status_history() {
   const SystemTime now = clock_.wall_now();
-  if (auto since = store_->get_meta("status_since"); since.ok() && !since->empty()) {
-    status_since_ = SystemTime(std::chrono::duration_cast<Duration>(std::chrono::seconds(std::stoll(*since))));
+  SystemTime since = now;
+  if (auto stored = store_->get_meta("status_since"); stored.ok() && !stored->empty()) {
+    since = SystemTime(std::chrono::duration_cast<Duration>(std::chrono::seconds(std::stoll(*stored))));
   } else {
-    status_since_ = now;
     const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
     if (Status s = store_->set_meta("status_since", std::to_string(secs)); !s.ok()) metrics_.store_error();
   }
-  auto history = store_->load(kStatusHistoryDays * 24 * 3600);
+  auto history = store_->load(StatusPublisher::kHistoryDays * 24 * 3600);
   if (!history.ok()) {
     log::error("cannot read the incident history for the status page",
                {{"path", store_->path()}, {"error", history.error().message}});
+    status_.restore({}, since);
     return;
   }
-  for (auto& inc : *history) status_history_[inc.id] = std::move(inc);
+  status_.restore(std::move(history.value()), since);
 }
 
-void Agent::render_status_page() {
+StatusPublisher::Settings Agent::status_settings() const {
+  StatusPublisher::Settings s{config_.agent.name, config_.status.title, {}, config_.status_export_dir};
+  for (const auto& c : config_.status.components) s.components.push_back({c.name, c.description, c.match});
+  return s;
+}
+
+void Agent::publish_status() {
   if (!pipeline_) return;
   update_open_incidents();
-  StatusInput in;
-  in.agent = config_.agent.name;
-  in.title = config_.status.title;
-  in.now = clock_.wall_now();
-  in.monitoring_since = status_since_;
-  in.history_days = kStatusHistoryDays;
-  for (const auto& c : config_.status.components) in.components.push_back({c.name, c.description, c.match});
-  // The manager's incidents are the newest word on each; older ones come from
-  // the history, which forgets what left the 90 days.
-  for (auto& inc : pipeline_->incidents().incidents()) status_history_[inc.id] = std::move(inc);
-  for (auto it = status_history_.begin(); it != status_history_.end();) {
-    const bool gone = !it->second.open() && in.now - it->second.resolved_at > std::chrono::hours(24 * kStatusHistoryDays);
-    it = gone ? status_history_.erase(it) : std::next(it);
-  }
-  for (const auto& [id, inc] : status_history_) in.incidents.push_back(inc);
-  for (const auto& inc : in.incidents) {
-    if (inc.open() && pipeline_->silenced(inc)) in.silenced.push_back(inc.id);
-  }
+  StatusPublisher::Now now;
+  now.now = clock_.wall_now();
+  const std::vector<Incident> current = pipeline_->incidents().incidents();
+  now.incidents = &current;
+  now.silenced = [this](const Incident& inc) { return pipeline_->silenced(inc); };
   for (const auto& t : config_.targets) {
     TargetHealth h{t->name, t->group, t->site, TargetHealth::State::kUnknown};
     if (auto it = probe_states_.find(t->name); it != probe_states_.end() && !it->second.empty()) {
@@ -871,54 +874,10 @@ void Agent::render_status_page() {
         if (!st.ok) h.state = TargetHealth::State::kDown;
       }
     }
-    in.targets.push_back(std::move(h));
+    now.targets.push_back(std::move(h));
   }
-  in.dead_letters = notifier_ ? notifier_->dead_letters() : 0;
-  auto page = std::make_shared<const StatusPage>(render_status(in));
-  {
-    std::lock_guard<std::mutex> lock(status_mu_);
-    if (status_page_ && status_page_->etag == page->etag) return;  // same content
-    status_page_ = page;
-  }
-  if (!config_.status_export_dir.empty()) {
-    if (Status s = export_status(*page, config_.status_export_dir); !s.ok()) {
-      log::error("cannot export the status page", {{"dir", config_.status_export_dir}, {"error", s.error().message}});
-    }
-  }
-}
-
-HttpResponse Agent::serve_status(const HttpRequest& req, StatusFormat format) {
-  std::shared_ptr<const StatusPage> page;
-  {
-    std::lock_guard<std::mutex> lock(status_mu_);
-    page = status_page_;
-  }
-  if (!page) return HttpResponse::text(503, "the status page is being prepared; try again in a second\n");
-  HttpResponse r;
-  r.headers.emplace_back("ETag", page->etag);
-  // Short public caching: a CDN or browser may hold the live page for 5 s
-  // (a feed reader a minute), then revalidate with the ETag.
-  r.headers.emplace_back("Cache-Control", format == StatusFormat::kAtom ? "public, max-age=60" : "public, max-age=5");
-  if (req.header("if-none-match") == page->etag) {
-    r.status = 304;
-    return r;
-  }
-  // The snapshot's bytes, shared by every response: no copy per request.
-  switch (format) {
-    case StatusFormat::kHtml:
-      r.content_type = "text/html; charset=utf-8";
-      r.shared_body = std::shared_ptr<const std::string>(page, &page->html);
-      break;
-    case StatusFormat::kJson:
-      r.content_type = "application/json";
-      r.shared_body = std::shared_ptr<const std::string>(page, &page->json);
-      break;
-    case StatusFormat::kAtom:
-      r.content_type = "application/atom+xml; charset=utf-8";
-      r.shared_body = std::shared_ptr<const std::string>(page, &page->atom);
-      break;
-  }
-  return r;
+  now.dead_letters = notifier_ ? notifier_->dead_letters() : 0;
+  status_.publish(now);
 }
 
 void Agent::expire_silences() {
@@ -928,8 +887,8 @@ void Agent::expire_silences() {
 nlohmann::json Agent::targets_json() const {
   std::map<std::string, std::vector<nlohmann::json>> alerts;
   for (const auto& e : pipeline_->firing()) {
-    alerts[e.target].push_back({{"rule", e.rule}, {"probe", e.probe}, {"severity", e.severity}, {"summary", e.summary},
-                                  {"expression", e.expression}});
+    alerts[e.target].push_back({{"rule", e.rule}, {"probe", e.probe}, {"severity", to_string(e.severity)},
+                                  {"summary", e.summary}, {"expression", e.expression}});
   }
   nlohmann::json out = nlohmann::json::array();
   for (const auto& t : config_.targets) {

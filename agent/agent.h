@@ -25,7 +25,7 @@
 #include "serve/api.h"
 #include "serve/http.h"
 #include "serve/metrics.h"
-#include "serve/status_page.h"
+#include "serve/status_publisher.h"
 #include "store/store.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
@@ -94,14 +94,12 @@ class Agent final : private PipelineEffects {
 
   void on_signal();
   HttpResponse healthz() const;
-  // Status page: re-rendered on the reactor at most every 250 ms after a
-  // change, served from the snapshot by any HTTP worker.
+  // Status page: published on the reactor at most every 250 ms after a
+  // change; the publisher serves its snapshot to any HTTP worker.
   void status_changed();
-  void render_status_page();
-  void load_status_history();
-  static constexpr int kStatusHistoryDays = 90;
-  enum class StatusFormat { kHtml, kJson, kAtom };
-  HttpResponse serve_status(const HttpRequest& req, StatusFormat format);
+  void publish_status();
+  StatusPublisher::Settings status_settings() const;
+  void restore_status_history();
   nlohmann::json targets_json() const;
   void expire_silences();
   void heartbeat();  // every second on the reactor: /healthz checks it is recent
@@ -133,12 +131,7 @@ class Agent final : private PipelineEffects {
   // By target: hashed, as every sample looks its own up.
   std::unordered_map<std::string, std::map<std::string, ProbeState>> probe_states_;
   bool status_render_pending_ = false;
-  std::mutex status_mu_;  // guards status_page_
-  std::shared_ptr<const StatusPage> status_page_;
-  // Incidents of the status page's 90 days (the manager keeps a day): loaded
-  // from the store at start, kept current at each render. Reactor thread.
-  std::map<std::string, Incident> status_history_;
-  SystemTime status_since_{};
+  StatusPublisher status_;
   int heartbeats_ = 0;  // the first start with this store: older days show "no data"
   std::unique_ptr<Notifier> notifier_;
   std::unique_ptr<fleet::FleetNode> fleet_;    // set with [fleet] only

@@ -976,11 +976,12 @@ void parse_notify(TableReader& root, Config& cfg, Errors& errors) {
         ok = false;
       }
       if (auto v = r.string("min_severity", false)) {
-        if (severity_rank(*v) < 0) {
+        if (auto s = parse_severity(*v)) {
+          sink.min_severity = *s;
+        } else {
           r.error("min_severity", "expected one of \"info\", \"warning\", \"critical\", found \"" + *v + "\"");
           ok = false;
         }
-        sink.min_severity = *v;
       }
       if (const toml::table* match = r.table("match")) {
         for (auto&& [k, v] : *match) {
@@ -1035,17 +1036,18 @@ void parse_rules(TableReader& root, Config& cfg, Errors& errors) {
       TableReader r(t, path, errors);
       auto name = r.string("name", true);
       auto condition = r.string("condition", true);
-      rules::RuleSpec spec{"", {}, {}, "critical", {}, std::chrono::minutes(2)};
+      rules::RuleSpec spec{"", {}, {}, Severity::kCritical, {}, std::chrono::minutes(2)};
       if (auto d = r.duration("for", false)) spec.timing.for_duration = *d;
       if (auto d = r.duration("clear_for", false)) spec.timing.clear_for = *d;
       if (auto d = r.duration("window", false)) spec.window = *d;
       if (auto d = r.duration("flap_window", false)) spec.timing.flap_window = *d;
       if (auto v = r.integer("max_flips", 0, 1000, false)) spec.timing.max_flips = static_cast<int>(*v);
       if (auto v = r.string("severity", false)) {
-        if (*v != "critical" && *v != "warning" && *v != "info") {
+        if (auto s = parse_severity(*v)) {
+          spec.severity = *s;
+        } else {
           r.error("severity", "expected one of \"critical\", \"warning\", \"info\", found \"" + *v + "\"");
         }
-        spec.severity = *v;
       }
       if (const toml::table* select = r.table("select")) {
         for (auto&& [k, v] : *select) {

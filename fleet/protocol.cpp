@@ -166,7 +166,7 @@ std::string encode(const FleetIncident& i) {
   return json{{"key", i.key},
               {"id", i.id},
               {"title", i.title},
-              {"severity", i.severity},
+              {"severity", to_string(i.severity)},
               {"open", i.open},
               {"acknowledged", i.acknowledged},
               {"acknowledged_by", i.acknowledged_by},
@@ -252,7 +252,14 @@ Result<FleetIncident> decode_incident(std::string_view bytes) {
   i.key = f.str("key");
   i.id = f.str("id");
   i.title = f.str("title", false);
-  i.severity = f.str("severity", false);
+  // Absent in records of agents before the field existed: they were critical.
+  if (const std::string severity = f.str("severity", false); !severity.empty()) {
+    if (auto s = parse_severity(severity)) {
+      i.severity = *s;
+    } else if (error.empty()) {
+      error = "severity: unknown value \"" + severity + "\"";
+    }
+  }
   i.open = f.boolean("open");
   i.acknowledged = f.boolean("acknowledged", false);
   i.acknowledged_by = f.str("acknowledged_by", false);

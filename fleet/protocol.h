@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "nightshift/result.h"
+#include "nightshift/severity.h"
 
 namespace nightshift::fleet {
 
@@ -84,7 +85,7 @@ struct FleetIncident {
   std::string key;  // the bucket key (one per scope): "s-<hash>"
   std::string id;   // NS-YYYYMMDD-<tag>-NNNN, chosen by the agent that created it
   std::string title;
-  std::string severity;
+  Severity severity = Severity::kCritical;
   bool open = true;
   bool acknowledged = false;
   std::string acknowledged_by;

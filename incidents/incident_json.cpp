@@ -41,6 +41,12 @@ Result<SystemTime> time_field(const nlohmann::json& j, const char* key) {
   if (!j.at(key).is_string()) return Error::invalid(std::string(key) + ": expected a time string");
   return parse_time(j.at(key).get<std::string>());
 }
+
+Result<Severity> severity_field(const nlohmann::json& j, const char* key) {
+  const std::string text = j.at(key).get<std::string>();
+  if (auto s = parse_severity(text)) return *s;
+  return Error::invalid(std::string(key) + ": unknown value \"" + text + "\"");
+}
 }  // namespace
 
 nlohmann::json to_json(const Incident& inc) {
@@ -49,7 +55,7 @@ nlohmann::json to_json(const Incident& inc) {
     impacted.push_back({{"target", t.target},
                         {"probe", t.probe},
                         {"rule", t.rule},
-                        {"severity", t.severity},
+                        {"severity", to_string(t.severity)},
                         {"summary", t.summary},
                         {"expression", t.expression},
                         {"via_parent", t.via_parent},
@@ -66,7 +72,7 @@ nlohmann::json to_json(const Incident& inc) {
   }
   return {{"id", inc.id},
           {"title", inc.title},
-          {"severity", inc.severity},
+          {"severity", to_string(inc.severity)},
           {"scope", inc.scope},
           {"status", std::string(to_string(inc.status))},
           {"vantage", inc.vantage},
@@ -85,7 +91,9 @@ Result<Incident> incident_from_json(const nlohmann::json& j) {
     Incident inc;
     inc.id = j.at("id").get<std::string>();
     inc.title = j.at("title").get<std::string>();
-    inc.severity = j.at("severity").get<std::string>();
+    auto severity = severity_field(j, "severity");
+    if (!severity.ok()) return severity.error();
+    inc.severity = *severity;
     inc.scope = j.at("scope").get<std::map<std::string, std::string>>();
     const std::string status = j.at("status").get<std::string>();
     if (status == "declared") inc.status = IncidentStatus::kDeclared;
@@ -99,7 +107,9 @@ Result<Incident> incident_from_json(const nlohmann::json& j) {
       it.target = t.at("target").get<std::string>();
       it.probe = t.at("probe").get<std::string>();
       it.rule = t.at("rule").get<std::string>();
-      it.severity = t.at("severity").get<std::string>();
+      auto target_severity = severity_field(t, "severity");
+      if (!target_severity.ok()) return target_severity.error();
+      it.severity = *target_severity;
       it.summary = t.value("summary", "");
       it.expression = t.value("expression", "");
       it.via_parent = t.value("via_parent", "");

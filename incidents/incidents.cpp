@@ -36,12 +36,6 @@ std::size_t Incident::active_impact() const {
 }
 
 namespace {
-int severity_rank(const std::string& s) {
-  if (s == "critical") return 3;
-  if (s == "warning") return 2;
-  return 1;
-}
-
 bool same_alert(const ImpactedTarget& t, const rules::AlertEvent& a) {
   return t.target == a.target && t.probe == a.probe && t.rule == a.rule;
 }
@@ -208,13 +202,11 @@ void IncidentManager::retitle(Incident& inc) const {
 void IncidentManager::touch(State& s, const std::string& kind, const std::string& text) {
   s.incident.timeline.push_back({clock_.wall_now(), kind, text, false, ""});
   s.last_change = clock_.now();
-  int worst = 0;
+  std::optional<Severity> worst;
   for (const auto& t : s.incident.impacted) {
-    if (t.active && severity_rank(t.severity) > worst) {
-      worst = severity_rank(t.severity);
-      s.incident.severity = t.severity;
-    }
+    if (t.active) worst = std::max(worst.value_or(t.severity), t.severity);
   }
+  if (worst) s.incident.severity = *worst;
   retitle(s.incident);
 }
 
@@ -282,7 +274,7 @@ bool IncidentManager::vantage_plausible() const {
 std::vector<IncidentEvent> IncidentManager::on_alert(const rules::AlertEvent& alert) {
   if (!alert.change.notify || alert.change.flapping_changed) return {};
   if (alert.change.to == rules::AlertPhase::kFiring) {
-    if (alert.severity == "critical") critical_targets_.insert(alert.target);
+    if (alert.severity == Severity::kCritical) critical_targets_.insert(alert.target);
     // Every canary down: isolation is likely; ask every other target now, so
     // that the ratio is known in seconds rather than after their next rounds.
     bool canaries = false, all_canaries_down = true;
@@ -291,7 +283,7 @@ std::vector<IncidentEvent> IncidentManager::on_alert(const rules::AlertEvent& al
       canaries = true;
       all_canaries_down = all_canaries_down && critical_targets_.count(name) > 0;
     }
-    if (canaries && all_canaries_down && alert.severity == "critical") {
+    if (canaries && all_canaries_down && alert.severity == Severity::kCritical) {
       for (const auto& [name, t] : targets_) {
         if (!critical_targets_.count(name)) request_evidence(name);
       }
@@ -401,7 +393,7 @@ std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
     if (!best) break;
     Held h = std::move(held_[*best]);
     held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(*best));
-    if (!h.vantage && vantage_plausible() && h.alert.severity == "critical") {
+    if (!h.vantage && vantage_plausible() && h.alert.severity == Severity::kCritical) {
       // A canary went down while it waited: wait for isolation to show, briefly.
       h.vantage = true;
       h.until = now + policy_.vantage_hold;
@@ -456,7 +448,7 @@ std::vector<IncidentEvent> IncidentManager::place(const rules::AlertEvent& alert
       return {};
     }
   }
-  if (may_hold && alert.severity == "critical") {
+  if (may_hold && alert.severity == Severity::kCritical) {
     // A failing canary makes isolation plausible: hold briefly to tell.
     if (vantage_plausible()) {
       held_.push_back({alert, now + policy_.vantage_hold, {}, true});
@@ -572,7 +564,7 @@ std::vector<IncidentEvent> IncidentManager::on_resolved(const rules::AlertEvent&
       }
     }
     for (const auto& t : s.incident.impacted) {
-      if (t.active && t.target == alert.target && t.severity == "critical") still_critical = true;
+      if (t.active && t.target == alert.target && t.severity == Severity::kCritical) still_critical = true;
     }
     if (!changed) continue;
     if (s.incident.active_impact() == 0) {
@@ -765,7 +757,7 @@ void IncidentManager::restore(std::vector<Incident> incidents, std::uint64_t nex
     s.next_update_steady = now + std::chrono::duration_cast<Duration>(until_due);
     s.resolved_steady = inc.open() ? SteadyTime{} : now - std::chrono::duration_cast<Duration>(clock_.wall_now() - inc.resolved_at);
     for (const auto& t : inc.impacted) {
-      if (inc.open() && t.active && t.severity == "critical") critical_targets_.insert(t.target);
+      if (inc.open() && t.active && t.severity == Severity::kCritical) critical_targets_.insert(t.target);
     }
     next_sequence = std::max(next_sequence, id_sequence(inc.id, id_tag()) + 1);
     s.incident = std::move(inc);

@@ -29,7 +29,7 @@ std::string new_id() {
 
 std::vector<std::map<std::string, std::string>> label_sets(const Incident& inc) {
   std::map<std::string, std::string> base = inc.scope;
-  base["severity"] = inc.severity;
+  base["severity"] = std::string(to_string(inc.severity));
   base["incident"] = inc.id;
   std::vector<std::map<std::string, std::string>> out;
   for (const auto& t : inc.impacted) {

@@ -23,7 +23,7 @@ void Paging::configure(std::vector<SinkSpec> sinks, NotifyPolicy policy) {
 }
 
 bool Paging::needs_attention(const Tracked& t) const {
-  return t.incident.severity == "critical" && t.incident.status == IncidentStatus::kDeclared;
+  return t.incident.severity == Severity::kCritical && t.incident.status == IncidentStatus::kDeclared;
 }
 
 std::vector<OutboxEntry> Paging::rows_for(const std::string& event, Tracked& t, const std::string& key_suffix,

@@ -102,7 +102,7 @@ json alertmanager_body(const NotifyPolicy& policy, const NotificationEvent& e, S
   const Incident& inc = e.incident;
   json labels = {{"alertname", "NightshiftIncident"},
                  {"incident", inc.id},
-                 {"severity", inc.severity},
+                 {"severity", to_string(inc.severity)},
                  {"agent", policy.agent_name}};
   for (const auto& [k, v] : inc.scope) {
     if (!v.empty() && !labels.contains(k)) labels[k] = v;
@@ -125,11 +125,6 @@ json alertmanager_body(const NotifyPolicy& policy, const NotificationEvent& e, S
   return json::array({alert});
 }
 
-std::string pagerduty_severity(const std::string& s) {
-  if (s == "critical" || s == "warning" || s == "info") return s;
-  return "error";
-}
-
 json pagerduty_body(const NotifyPolicy& policy, const NotificationEvent& e) {
   const Incident& inc = e.incident;
   std::string action = "trigger";
@@ -147,7 +142,7 @@ json pagerduty_body(const NotifyPolicy& policy, const NotificationEvent& e) {
                   {"declared_at", format_time(inc.declared_at)}};
   body["payload"] = {{"summary", summary},
                      {"source", policy.agent_name},
-                     {"severity", pagerduty_severity(inc.severity)},
+                     {"severity", to_string(inc.severity)},  // PagerDuty has the same three words
                      {"timestamp", format_time(inc.declared_at)},
                      {"class", inc.vantage ? "vantage" : "outage"},
                      {"custom_details", details}};
@@ -162,8 +157,8 @@ json pagerduty_body(const NotifyPolicy& policy, const NotificationEvent& e) {
 // green once resolved, so the channel reads at a glance.
 std::string slack_colour(const NotificationEvent& e) {
   if (e.event == "resolved" || e.event == "merged") return "#2eb67d";
-  if (e.incident.severity == "critical") return "#e01e5a";
-  if (e.incident.severity == "warning") return "#ecb22e";
+  if (e.incident.severity == Severity::kCritical) return "#e01e5a";
+  if (e.incident.severity == Severity::kWarning) return "#ecb22e";
   return "#36c5f0";
 }
 
@@ -194,7 +189,7 @@ json slack_body(const NotifyPolicy& policy, const NotificationEvent& e) {
   else if (e.event == "escalated") head = "ESCALATED: unacknowledged";
   else if (e.event == "merged") head = "MERGED";
   else head = "UPDATE";
-  const std::string title = "*" + slack_escape(head) + "* [" + slack_escape(inc.severity) + "] " + slack_escape(inc.id) +
+  const std::string title = "*" + slack_escape(head) + "* [" + std::string(to_string(inc.severity)) + "] " + slack_escape(inc.id) +
                             ": " + slack_escape(inc.title);
   const std::string since = "since " + human_time(inc.started_at != SystemTime{} ? inc.started_at : inc.declared_at) +
                             ", " + std::to_string(inc.active_impact()) + " impacted";
@@ -270,16 +265,9 @@ std::optional<SinkType> sink_type_from(std::string_view name) {
   return std::nullopt;
 }
 
-int severity_rank(std::string_view severity) {
-  if (severity == "info") return 0;
-  if (severity == "warning") return 1;
-  if (severity == "critical") return 2;
-  return -1;
-}
-
 bool sink_wants(const SinkSpec& sink, const NotificationEvent& e, bool escalated) {
   const Incident& inc = e.incident;
-  if (severity_rank(inc.severity) < severity_rank(sink.min_severity)) return false;
+  if (inc.severity < sink.min_severity) return false;
   for (const auto& [k, v] : sink.match) {
     auto it = inc.scope.find(k);
     if (it == inc.scope.end() || it->second != v) return false;

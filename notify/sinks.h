@@ -40,7 +40,7 @@ struct SinkSpec {
   SinkType type = SinkType::kWebhook;
   std::string url;
   // Route: which incidents reach this sink.
-  std::string min_severity = "info";               // info < warning < critical
+  Severity min_severity = Severity::kInfo;          // the least severe incident it hears of
   std::map<std::string, std::string> match;         // scope labels that must be equal (site, group...)
   bool escalation_only = false;                     // only escalations of unacknowledged incidents
   std::string audience;                             // notice: who is told, e.g. "Business customers in AMS"
@@ -95,9 +95,6 @@ std::string hmac_sha256_hex(const std::string& key, const std::string& message);
 
 // Slack's escaping of text it would otherwise parse: & < > as &amp; &lt; &gt;. Pure.
 std::string slack_escape(std::string_view text);
-
-// Severity order: info 0, warning 1, critical 2; unknown -1.
-int severity_rank(std::string_view severity);
 
 // The plain-language text of a customer notice. No target names, rules or
 // internal notes: only the scope, times and public updates.

@@ -105,7 +105,7 @@ void Pipeline::apply_alerts(const std::vector<rules::AlertEvent>& events) {
                            : e.change.to == rules::AlertPhase::kFiring ? LogLevel::kWarn
                                                                       : LogLevel::kInfo;
     log::write(level, msg, {{"rule", e.rule},
-                            {"severity", e.severity},
+                            {"severity", std::string(to_string(e.severity))},
                             {"target", e.target},
                             {"probe", e.probe},
                             {"state", state},
@@ -132,7 +132,7 @@ void Pipeline::apply_incidents(const std::vector<IncidentEvent>& events) {
     log::write(e.page ? LogLevel::kWarn : LogLevel::kInfo, "incident " + std::string(to_string(e.kind)),
                {{"id", inc.id},
                 {"title", inc.title},
-                {"severity", inc.severity},
+                {"severity", std::string(to_string(inc.severity))},
                 {"status", std::string(to_string(inc.status))},
                 {"impacted", inc.active_impact()},
                 {"page", e.page ? "yes" : "no"}});

@@ -185,7 +185,7 @@ std::string fingerprint(const std::vector<RuleSpec>& rules) {
   for (const auto& r : rules) {
     out << r.name << '\x1f' << r.condition.text() << '\x1f' << r.timing.for_duration.count() << '\x1f'
         << r.timing.clear_for.count() << '\x1f' << r.timing.max_flips << '\x1f' << r.timing.flap_window.count()
-        << '\x1f' << r.severity << '\x1f' << r.window.count();
+        << '\x1f' << to_string(r.severity) << '\x1f' << r.window.count();
     for (const auto& [k, v] : r.selector) out << '\x1f' << k << '=' << v;
     out << '\x1e';
   }

@@ -33,6 +33,7 @@
 #include "nightshift/clock.h"
 #include "nightshift/measure.h"
 #include "nightshift/sample.h"
+#include "nightshift/severity.h"
 #include "nightshift/target.h"
 
 namespace nightshift::rules {
@@ -46,7 +47,7 @@ struct RuleSpec {
   std::string name;
   Condition condition;
   AlertTiming timing;
-  std::string severity = "critical";  // critical, warning, info
+  Severity severity = Severity::kCritical;
   Selector selector;
   Duration window = std::chrono::minutes(2);  // for ratios and percentiles
 };
@@ -61,7 +62,7 @@ std::vector<Variable> variables(std::span<const KindMeasures> kinds);
 
 struct AlertEvent {
   std::string rule;
-  std::string severity;
+  Severity severity = Severity::kCritical;
   std::string target;
   std::string probe;
   AlertChange change;

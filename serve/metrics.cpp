@@ -893,8 +893,8 @@ AgentMetrics::AgentMetrics(std::string agent_name, std::vector<KindMeasures> mea
                        .Help("Failed writes to the state store (disk full, I/O errors); probing and alerting go on.")
                        .Register(*registry_)
                        .Add(agent_label);
-  for (const char* severity : {"critical", "warning", "info"}) {
-    open_incidents_.Add({{"severity", severity}, {"agent", agent_}}).Set(0);
+  for (Severity severity : kSeverities) {
+    open_incidents_.Add({{"severity", std::string(to_string(severity))}, {"agent", agent_}}).Set(0);
   }
   prometheus::BuildGauge()
       .Name("nightshift_build_info")
@@ -954,7 +954,7 @@ void AgentMetrics::alert(const rules::AlertEvent& event) {
   const std::string state(rules::to_string(event.change.to));
   if (event.change.to != rules::AlertPhase::kInactive) {
     auto& g = alerts_.Add({{"rule", event.rule},
-                           {"severity", event.severity},
+                           {"severity", std::string(to_string(event.severity))},
                            {"target", event.target},
                            {"probe", event.probe},
                            {"state", state},
@@ -968,7 +968,7 @@ void AgentMetrics::alert(const rules::AlertEvent& event) {
 }
 
 void AgentMetrics::incident(const IncidentEvent& event) {
-  incident_events_.Add({{"event", std::string(to_string(event.kind))}, {"severity", event.incident.severity}, {"agent", agent_}})
+  incident_events_.Add({{"event", std::string(to_string(event.kind))}, {"severity", std::string(to_string(event.incident.severity))}, {"agent", agent_}})
       .Increment();
   if (event.kind == IncidentEvent::Kind::kDeclared) {
     time_to_declare_->Observe(
@@ -976,10 +976,11 @@ void AgentMetrics::incident(const IncidentEvent& event) {
   }
 }
 
-void AgentMetrics::set_open_incidents(const std::map<std::string, int>& by_severity) {
-  for (const char* severity : {"critical", "warning", "info"}) {
+void AgentMetrics::set_open_incidents(const std::map<Severity, int>& by_severity) {
+  for (Severity severity : kSeverities) {
     auto it = by_severity.find(severity);
-    open_incidents_.Add({{"severity", severity}, {"agent", agent_}}).Set(it == by_severity.end() ? 0 : it->second);
+    open_incidents_.Add({{"severity", std::string(to_string(severity))}, {"agent", agent_}})
+        .Set(it == by_severity.end() ? 0 : it->second);
   }
 }
 

@@ -111,7 +111,7 @@ class AgentMetrics {
   void alert(const rules::AlertEvent& event);
   // Incident counters and the time from first anomaly to declaration.
   void incident(const IncidentEvent& event);
-  void set_open_incidents(const std::map<std::string, int>& by_severity);
+  void set_open_incidents(const std::map<Severity, int>& by_severity);
   void store_error() { store_errors_->Increment(); }
   // Confirmation bursts after a miss: started, and answered (any reply) or not.
   void confirmation_started(const std::string& kind);

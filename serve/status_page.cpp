@@ -181,7 +181,7 @@ json incident_view(const Incident& inc, bool silenced, const std::string& title,
   for (const auto* u : updates) ju.push_back({{"at", format_time(u->at)}, {"text", u->text}});
   return {{"id", inc.id},
           {"title", title},
-          {"severity", inc.severity},
+          {"severity", to_string(inc.severity)},
           {"status", std::string(to_string(inc.status))},
           {"components", component_names},
           {"impacted", inc.open() ? inc.active_impact() : inc.impacted.size()},
@@ -304,8 +304,8 @@ std::string public_title(const Incident& inc, const std::vector<StatusComponent>
   for (std::size_t c : touched(inc, components, targets)) names.push_back(components[c].name);
   // "Outage affecting …" reads right for any name, singular or plural.
   const std::string what = names.empty() ? "some services" : name_list(names);
-  if (inc.severity == "critical") return "Outage affecting " + what;
-  if (inc.severity == "warning") return "Degraded performance affecting " + what;
+  if (inc.severity == Severity::kCritical) return "Outage affecting " + what;
+  if (inc.severity == Severity::kWarning) return "Degraded performance affecting " + what;
   return "Issue affecting " + what;
 }
 
@@ -364,7 +364,7 @@ StatusPage render_status(const StatusInput& in) {
     for (std::size_t c : s.components) {
       ComponentView& v = views[c];
       const Level l = maint                              ? Level::kMaintenance
-                      : s.inc->severity != "critical"    ? Level::kDegraded
+                      : s.inc->severity != Severity::kCritical ? Level::kDegraded
                       : v.up == 0                        ? Level::kMajor
                                                          : Level::kPartial;
       v.level = std::max(v.level, l);
@@ -385,7 +385,7 @@ StatusPage render_status(const StatusInput& in) {
     // An ongoing incident marks today's bar from its first minute.
     const SystemTime to = s->inc->open() ? std::max(from + std::chrono::minutes(1), minute) : s->inc->resolved_at;
     if (to <= from) continue;
-    const bool critical = s->inc->severity == "critical";
+    const bool critical = s->inc->severity == Severity::kCritical;
     for (std::size_t c : s->components) {
       for (auto& day : views[c].days) {
         const SystemTime a = std::max(from, day.start), b = std::min(to, day.start + kDay);
@@ -488,7 +488,7 @@ StatusPage render_status(const StatusInput& in) {
       const Incident& inc = *s.inc;
       const auto updates = public_updates(inc);
       h += "<article class=\"card incident open\" id=\"" + html_escape(inc.id) + "\"><h3><span class=\"tag " +
-           html_escape(inc.severity) + "\">" + html_escape(inc.severity) + "</span>";
+           std::string(to_string(inc.severity)) + "\">" + std::string(to_string(inc.severity)) + "</span>";
       if (silenced.count(inc.id)) h += "<span class=\"tag maint\">maintenance</span>";
       h += html_escape(s.title) + "</h3>";
       h += "<p class=\"meta\">Since " + time_html(began(inc)) +

@@ -191,7 +191,7 @@ Status Store::delete_silence(const std::string& id) {
   return {};
 }
 
-Result<std::vector<Silence>> Store::load_silences(SystemTime now) {
+Result<std::vector<Silence>> Store::load_silences(SystemTime now, std::vector<std::string>* skipped) {
   Stmt st;
   if (sqlite3_prepare_v2(db_, "SELECT id, body FROM silences WHERE ends_unix >= ?", -1, &st.s, nullptr) != SQLITE_OK) {
     return Error::io(message(db_, "prepare load silences"));
@@ -203,12 +203,19 @@ Result<std::vector<Silence>> Store::load_silences(SystemTime now) {
     const std::string id = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 0));
     const char* body = reinterpret_cast<const char*>(sqlite3_column_text(st.s, 1));
     auto j = nlohmann::json::parse(body ? body : "", nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      if (skipped) skipped->push_back("silence " + id + ": stored body is not JSON");
+      continue;
+    }
     // Parsed as of its creation, so a silence that started long ago still loads.
     auto created = j.is_object() && j.contains("created_at") && j["created_at"].is_string()
                        ? parse_time(j["created_at"].get<std::string>())
                        : Result<SystemTime>(now);
     auto s = silence_from_json(j, created.ok() ? *created : now);
-    if (!s.ok()) return Error::invalid("silence " + id + ": " + s.error().message);
+    if (!s.ok()) {
+      if (skipped) skipped->push_back("silence " + id + ": " + s.error().message);
+      continue;
+    }
     out.push_back(std::move(s.value()));
   }
   if (rc != SQLITE_DONE) return Error::io(message(db_, "load silences"));

@@ -46,8 +46,9 @@ class Store {
   Result<std::vector<Incident>> load(std::int64_t recent_seconds, std::vector<std::string>* skipped = nullptr);
   Status save_silence(const Silence& silence);
   Status delete_silence(const std::string& id);
-  // Silences that have not ended by `now`.
-  Result<std::vector<Silence>> load_silences(SystemTime now);
+  // Silences that have not ended by `now`. Like load(): a row that cannot be
+  // read is skipped and reported in `skipped`, the others load.
+  Result<std::vector<Silence>> load_silences(SystemTime now, std::vector<std::string>* skipped = nullptr);
   Status set_meta(const std::string& key, const std::string& value);
   Result<std::string> get_meta(const std::string& key);
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "nightshift/clock.h"
+#include "nightshift/severity.h"
 
 namespace nightshift {
 
@@ -17,7 +18,7 @@ struct ImpactedTarget {
   std::string target;
   std::string probe;
   std::string rule;
-  std::string severity;
+  Severity severity = Severity::kCritical;
   std::string summary;       // why the alert fired, for the person paged: target, cause, evidence
   std::string via_parent;    // set when it is impact of a parent's outage (depends_on)
   SystemTime since{};
@@ -36,7 +37,7 @@ struct TimelineEntry {
 struct Incident {
   std::string id;  // stable: "NS-20261124-0001"
   std::string title;
-  std::string severity;  // the worst of its alerts: critical, warning, info
+  Severity severity = Severity::kCritical;  // the worst of its active alerts
   std::map<std::string, std::string> scope;  // the group_by labels it covers
   IncidentStatus status = IncidentStatus::kDeclared;
   std::vector<ImpactedTarget> impacted;

@@ -122,7 +122,7 @@ FleetIncident draft(const std::string& id, const std::string& vantage) {
   d.key = scope_key("group=core site=ams");
   d.id = id;
   d.title = "svc: target_down";
-  d.severity = "critical";
+  d.severity = Severity::kCritical;
   d.declared_by = vantage;
   d.impacted = {{"svc", "tcp", "target_down", {vantage}, true}};
   d.seq = 1;

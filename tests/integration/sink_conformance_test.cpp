@@ -154,12 +154,12 @@ Incident incident_after(const std::string& event, const std::string& id = "NS-20
   Incident inc;
   inc.id = id;
   inc.title = "core-ams1: target_down";
-  inc.severity = "critical";
+  inc.severity = Severity::kCritical;
   inc.scope = {{"site", "ams1"}, {"group", "core"}};
   inc.started_at = kStart;
   inc.declared_at = kStart + 3s;
   inc.next_update_due = inc.declared_at + 30min;
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", "critical", "3 of 3 probes failed", "", kStart, true, ""});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "3 of 3 probes failed", "", kStart, true, ""});
   inc.timeline.push_back({inc.declared_at, "declared", "declared", false, ""});
   if (event == "acknowledged") {
     inc.status = IncidentStatus::kAcknowledged;

@@ -92,13 +92,13 @@ class StatusPageTest : public ::testing::Test {
       Incident old;
       old.id = "NS-20260101-0007";
       old.title = "group=shop site=ams1: 2 targets affected";
-      old.severity = "critical";
+      old.severity = Severity::kCritical;
       old.scope = {{"group", "shop"}, {"site", "ams1"}};
       old.status = IncidentStatus::kResolved;
       old.started_at = now - 20 * 24h;
       old.declared_at = old.started_at + 1min;
       old.resolved_at = old.started_at + 2h;
-      old.impacted.push_back({"checkout-api", "tcp", "target_down", "critical", "connection refused", "", old.started_at,
+      old.impacted.push_back({"checkout-api", "tcp", "target_down", Severity::kCritical, "connection refused", "", old.started_at,
                               false, ""});
       old.timeline.push_back({old.declared_at, "declared", "declared", false, ""});
       old.timeline.push_back({old.declared_at + 10min, "note", "Payments fail for some customers; investigating.", true,

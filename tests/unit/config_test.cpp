@@ -282,7 +282,7 @@ TEST(ConfigTest, RulesReplaceBuiltinsByNameOrDropThem) {
   for (const auto& rule : r.config->rules) {
     if (rule.name == "target_down") {
       ++named;
-      EXPECT_EQ(rule.severity, "warning");
+      EXPECT_EQ(rule.severity, Severity::kWarning);
     }
   }
   EXPECT_EQ(named, 1);

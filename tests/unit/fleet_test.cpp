@@ -56,9 +56,12 @@ TEST(FleetProtocol, MessagesRoundTrip) {
   inc.seq = 2;
   inc.notified = 1;
   inc.last_event = "updated";
+  inc.severity = Severity::kWarning;
+  EXPECT_NE(encode(inc).find(R"("severity":"warning")"), std::string::npos) << "the word, not a number";
   auto ib = decode_incident(encode(inc));
   ASSERT_TRUE(ib.ok()) << ib.error().message;
   EXPECT_EQ(ib->id, inc.id);
+  EXPECT_EQ(ib->severity, Severity::kWarning);
   EXPECT_EQ(ib->impacted, inc.impacted);
   EXPECT_EQ(ib->seq, 2u);
   EXPECT_EQ(ib->notified, 1u);
@@ -95,6 +98,13 @@ TEST(FleetProtocol, BadMessagesNameTheField) {
   auto imp = decode_incident(R"({"key":"s-1","id":"NS-1","open":true,"seq":1,"impacted":[{"target":"t","vantages":[1]}]})");
   ASSERT_FALSE(imp.ok());
   EXPECT_EQ(imp.error().message, "impacted[0].vantages[0]: expected a string");
+  auto loud = decode_incident(R"({"key":"s-1","id":"NS-1","open":true,"seq":1,"severity":"loud"})");
+  ASSERT_FALSE(loud.ok());
+  EXPECT_EQ(loud.error().message, "severity: unknown value \"loud\"");
+  // Written before the field existed: critical, as every fleet incident was then.
+  auto old = decode_incident(R"({"key":"s-1","id":"NS-1","open":true,"seq":1})");
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  EXPECT_EQ(old->severity, Severity::kCritical);
 }
 
 TEST(FleetProtocol, ScopeKeysAreStableAndSubjectSafe) {

@@ -30,7 +30,7 @@ std::shared_ptr<const Target> target(const std::string& name) {
 rules::AlertEvent alert(const Clock& clock, const std::string& target, bool firing) {
   rules::AlertEvent e;
   e.rule = "target_down";
-  e.severity = "critical";
+  e.severity = Severity::kCritical;
   e.target = target;
   e.probe = "tcp";
   e.change.from = firing ? rules::AlertPhase::kPending : rules::AlertPhase::kFiring;
@@ -185,9 +185,10 @@ TEST(IncidentIds, StoresFromBeforeTheUpgradeKeepWorking) {
     Incident old;
     old.id = "NS-20261124-0001";
     old.title = "svc-a: target_down";
-    old.severity = "critical";
+    old.severity = Severity::kCritical;
     old.scope = {{"site", "ams"}, {"group", "core"}};
-    old.impacted = {{"svc-a", "tcp", "target_down", "critical", "svc-a service tcp not answering: no answer", "", clock.wall_now(), true, "consecutive_failures >= 3"}};
+    old.impacted = {{"svc-a", "tcp", "target_down", Severity::kCritical, "svc-a tcp not answering", "", clock.wall_now(), true,
+                     "consecutive_failures >= 3"}};
     old.timeline = {{clock.wall_now(), "declared", "declared: svc-a", false, ""}};
     old.started_at = old.declared_at = clock.wall_now();
     old.next_update_due = clock.wall_now() + 30min;

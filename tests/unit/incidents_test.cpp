@@ -32,7 +32,7 @@ struct Fixture {
     m = std::make_unique<IncidentManager>(clock, policy);
     m->set_targets(targets);
   }
-  rules::AlertEvent alert(const std::string& target, bool firing, const std::string& severity = "critical",
+  rules::AlertEvent alert(const std::string& target, bool firing, Severity severity = Severity::kCritical,
                           const std::string& rule = "target_down") {
     rules::AlertEvent e;
     e.rule = rule;
@@ -46,7 +46,7 @@ struct Fixture {
     e.summary = "consecutive_failures >= 3";
     return e;
   }
-  std::vector<IncidentEvent> fire(const std::string& t, const std::string& severity = "critical") {
+  std::vector<IncidentEvent> fire(const std::string& t, Severity severity = Severity::kCritical) {
     auto out = m->on_alert(alert(t, true, severity));
     events.insert(events.end(), out.begin(), out.end());
     return out;
@@ -85,7 +85,7 @@ TEST(IncidentsTest, FirstAlertDeclaresAtOnce) {
   EXPECT_TRUE(out[0].page);
   const Incident& inc = out[0].incident;
   EXPECT_EQ(inc.title, "r1 unreachable");
-  EXPECT_EQ(inc.severity, "critical");
+  EXPECT_EQ(inc.severity, Severity::kCritical);
   EXPECT_EQ(inc.declared_at, t0);
   EXPECT_EQ(inc.started_at, t0);
   EXPECT_EQ(inc.next_update_due, t0 + 30min);

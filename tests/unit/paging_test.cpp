@@ -32,7 +32,7 @@ class PagingTest : public ::testing::Test {
     IncidentEvent e{kind, {}, true};
     e.incident.id = "NS-1";
     e.incident.title = "core1: target_down";
-    e.incident.severity = "critical";
+    e.incident.severity = Severity::kCritical;
     e.incident.scope = {{"site", "ams1"}, {"group", "core"}};
     e.incident.status = status;
     e.incident.declared_at = declared_;
@@ -122,7 +122,7 @@ TEST_F(PagingTest, UnacknowledgedCriticalIsRenotifiedAndEscalatedThenAckStopsIt)
 TEST_F(PagingTest, WarningsAreNeitherRenotifiedNorEscalated) {
   Paging paging(clock_, sinks_, policy_);
   IncidentEvent e = event(IncidentEvent::Kind::kDeclared);
-  e.incident.severity = "warning";
+  e.incident.severity = Severity::kWarning;
   paging.on_event(e);
   std::vector<OutboxEntry> rows;
   for (int i = 0; i < 60; ++i) {

@@ -62,11 +62,11 @@ class Timeline {
     SinkSpec pager;
     pager.name = "pager";
     pager.url = "http://127.0.0.1:1/pager";
-    pager.min_severity = "critical";
+    pager.min_severity = Severity::kCritical;
     SinkSpec chat;
     chat.name = "chat";
     chat.url = "http://127.0.0.1:1/chat";
-    chat.min_severity = "warning";
+    chat.min_severity = Severity::kWarning;
     s.sinks = {pager, chat};
     s.notify = notify;
     s.notify.status_url = "https://status.example.net/status";

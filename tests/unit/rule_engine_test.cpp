@@ -18,7 +18,7 @@ RuleSpec rule(const std::string& name, const std::string& condition, Duration fo
               Selector selector = {}, Duration window = 2min) {
   auto c = Condition::parse(condition, rule_variables());
   EXPECT_TRUE(c.ok()) << condition << ": " << (c.ok() ? "" : c.error().message);
-  RuleSpec r{name, c.value(), {}, "critical", std::move(selector), window};
+  RuleSpec r{name, c.value(), {}, Severity::kCritical, std::move(selector), window};
   r.timing.for_duration = for_d;
   r.timing.clear_for = clear_for;
   r.timing.max_flips = 0;
@@ -326,9 +326,9 @@ TEST(RuleEngineTest, BuiltinRulesCoverSnmpAndPcapMeasurements) {
   auto n = tl.notified_events();
   ASSERT_EQ(n.size(), 2u);
   EXPECT_EQ(n[0].rule, "interface_down");
-  EXPECT_EQ(n[0].severity, "critical");
+  EXPECT_EQ(n[0].severity, Severity::kCritical);
   EXPECT_EQ(n[1].rule, "device_rebooted");
-  EXPECT_EQ(n[1].severity, "info");
+  EXPECT_EQ(n[1].severity, Severity::kInfo);
   const Target edge = target("edge-prefix");
   Sample pcap;
   pcap.target = "edge-prefix";

@@ -13,10 +13,10 @@ using namespace std::chrono_literals;
 Incident incident() {
   Incident inc;
   inc.id = "NS-1";
-  inc.severity = "critical";
+  inc.severity = Severity::kCritical;
   inc.scope = {{"site", "ams1"}, {"group", "core"}};
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", "critical", "", "", {}, true, ""});
-  inc.impacted.push_back({"edge-ams1", "tcp_22", "target_down", "critical", "", "", {}, true, ""});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "", "", {}, true, ""});
+  inc.impacted.push_back({"edge-ams1", "tcp_22", "target_down", Severity::kCritical, "", "", {}, true, ""});
   return inc;
 }
 

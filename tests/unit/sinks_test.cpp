@@ -11,7 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-Incident incident(const std::string& severity = "critical") {
+Incident incident(Severity severity = Severity::kCritical) {
   Incident inc;
   inc.id = "NS-20261124-0007";
   inc.title = "core-ams1: target_down";
@@ -160,10 +160,10 @@ TEST(SinksTest, NoticeIsPlainLanguageWithoutInternalDetail) {
 
 TEST(SinksTest, RoutesBySeverityScopeAndEscalation) {
   SinkSpec pager = sink(SinkType::kPagerDuty);
-  pager.min_severity = "critical";
+  pager.min_severity = Severity::kCritical;
   pager.match = {{"site", "ams1"}};
-  EXPECT_TRUE(sink_wants(pager, {"declared", incident("critical")}, false));
-  EXPECT_FALSE(sink_wants(pager, {"declared", incident("warning")}, false));
+  EXPECT_TRUE(sink_wants(pager, {"declared", incident(Severity::kCritical)}, false));
+  EXPECT_FALSE(sink_wants(pager, {"declared", incident(Severity::kWarning)}, false));
   Incident elsewhere = incident();
   elsewhere.scope["site"] = "fra2";
   EXPECT_FALSE(sink_wants(pager, {"declared", elsewhere}, false));
@@ -231,8 +231,9 @@ TEST(SinksTest, SlackEscapesAmpersandAndAngleBracketsEverywhereTheIncidentSpeaks
 
 TEST(SinksTest, SlackUsesBlocksInAnAttachmentColouredBySeverityGreenWhenResolved) {
   std::map<std::string, std::string> colours;
-  for (const char* severity : {"critical", "warning", "info"}) {
-    const json j = json::parse(render_body(sink(SinkType::kSlack), policy(), {"declared", incident(severity)}, "k", kNow));
+  for (Severity level : kSeverities) {
+    const std::string severity(to_string(level));
+    const json j = json::parse(render_body(sink(SinkType::kSlack), policy(), {"declared", incident(level)}, "k", kNow));
     ASSERT_EQ(j["attachments"].size(), 1u);
     const json& a = j["attachments"][0];
     colours[severity] = a["color"];
@@ -264,7 +265,7 @@ TEST(SinksTest, SlackSectionsStayWithinSlacksLimitWithoutCuttingAnEntity) {
   Incident inc = incident();
   inc.impacted.clear();
   for (int i = 0; i < 5; ++i) {
-    inc.impacted.push_back({std::string(700, '&'), "icmp", "target_down", "critical", "down", "", inc.started_at, true, ""});
+    inc.impacted.push_back({std::string(700, '&'), "icmp", "target_down", Severity::kCritical, "down", "", inc.started_at, true, ""});
   }
   const json j = json::parse(render_body(sink(SinkType::kSlack), policy(), {"declared", inc}, "k", kNow));
   for (const auto& b : j["attachments"][0]["blocks"]) {

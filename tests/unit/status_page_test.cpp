@@ -23,19 +23,19 @@ StatusInput input() {
   Incident inc;
   inc.id = "NS-20261124-0001";
   inc.title = "core-ams1: target_down <script>alert(1)</script>";
-  inc.severity = "critical";
+  inc.severity = Severity::kCritical;
   inc.scope = {{"site", "ams1"}, {"group", "core"}};
   inc.declared_at = in.now - 10min;
   inc.started_at = in.now - 11min;
   inc.next_update_due = in.now + 20min;
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", "critical", "3 of 3 lost", "", inc.started_at, true, ""});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "3 of 3 lost", "", inc.started_at, true, ""});
   inc.timeline.push_back({inc.declared_at, "declared", "declared", false, ""});
   inc.timeline.push_back({in.now - 5min, "note", "path breaks after 198.51.100.1", false, "nightshift"});
   in.incidents.push_back(inc);
   Incident old;
   old.id = "NS-20261123-0009";
   old.title = "fra2: 3 targets affected";
-  old.severity = "warning";
+  old.severity = Severity::kWarning;
   old.scope = {{"site", "fra2"}};
   old.status = IncidentStatus::kResolved;
   old.declared_at = in.now - 5h;
@@ -106,7 +106,7 @@ TEST(StatusPageTest, DefaultComponentsAreTheGroupsAndTitlesReadWell) {
   EXPECT_EQ(components[1].name, "Edge");
   EXPECT_EQ(public_title(in.incidents[0], components, in.targets), "Outage affecting Core");
   Incident unknown;
-  unknown.severity = "info";
+  unknown.severity = Severity::kInfo;
   EXPECT_EQ(public_title(unknown, components, in.targets), "Issue affecting some services");
   StatusInput none;
   EXPECT_EQ(effective_components(none).size(), 1u);
@@ -119,14 +119,14 @@ TEST(StatusPageTest, UptimeBarsComeFromIncidentsOverNinetyDays) {
   // A critical outage of core 10 days ago, 3 hours, resolved.
   Incident past;
   past.id = "NS-20261114-0001";
-  past.severity = "critical";
+  past.severity = Severity::kCritical;
   past.status = IncidentStatus::kResolved;
   const auto day = std::chrono::duration_cast<std::chrono::seconds>(in.now.time_since_epoch()) / 86400;
   const SystemTime midnight{std::chrono::duration_cast<Duration>(std::chrono::seconds(day * 86400))};
   past.started_at = midnight - 10 * 24h + 1h;
   past.declared_at = past.started_at;
   past.resolved_at = past.started_at + 3h;
-  past.impacted.push_back({"core-ams1", "icmp", "target_down", "critical", "", "", past.started_at, false, ""});
+  past.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "", "", past.started_at, false, ""});
   in.incidents.push_back(past);
   in.monitoring_since = midnight - 30 * 24h;
   const auto j = nlohmann::json::parse(render_status(in).json);

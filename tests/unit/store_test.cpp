@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "incidents/incident_json.h"
+#include "incidents/silences.h"
 
 namespace nightshift {
 namespace {
@@ -31,12 +32,12 @@ class StoreTest : public ::testing::Test {
     Incident inc;
     inc.id = id;
     inc.title = "group=core site=fra: 2 targets affected";
-    inc.severity = "critical";
+    inc.severity = Severity::kCritical;
     inc.scope = {{"site", "fra"}, {"group", "core"}};
     inc.status = open ? IncidentStatus::kAcknowledged : IncidentStatus::kResolved;
-    inc.impacted = {{"r1", "icmp", "target_down", "critical", "r1 unreachable: 3 failed runs in a row", "", t, true,
-                     "consecutive_failures >= 3 (consecutive_failures=3)"},
-                    {"sw1", "icmp", "target_down", "critical", "x \"quoted\"\n", "r1", t + 2s, false, ""}};
+    inc.impacted = {{"r1", "icmp", "target_down", Severity::kCritical, "r1 unreachable: 3 failed runs in a row", "", t,
+                     true, "consecutive_failures >= 3 (consecutive_failures=3)"},
+                    {"sw1", "icmp", "target_down", Severity::kCritical, "x \"quoted\"\n", "r1", t + 2s, false, ""}};
     inc.timeline = {{t, "declared", "declared: r1", false, ""}, {t + 5min, "note", "crew on site", true, "alice"}};
     inc.started_at = t - 30s;
     inc.declared_at = t;
@@ -152,6 +153,44 @@ TEST_F(StoreTest, BadIncidentRowsAreSkippedAndReportedNotFatal) {
   EXPECT_EQ(quiet->size(), 2u);
 }
 
+TEST_F(StoreTest, BadSilenceRowsAreSkippedAndReportedNotFatal) {
+  const SystemTime now = std::chrono::system_clock::now();
+  {
+    auto s = Store::open(dir_);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    Silence good;
+    good.id = "good";
+    good.matchers = {parse_matcher("site=fra").value()};
+    good.starts_at = now - 1min;
+    good.ends_at = now + 1h;
+    good.created_at = now - 1min;
+    good.author = "alice";
+    good.comment = "maintenance";
+    ASSERT_TRUE(s->store->save_silence(good).ok());
+  }
+  const auto ends = std::chrono::duration_cast<std::chrono::seconds>((now + 1h).time_since_epoch()).count();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/nightshift.db").c_str(), &db), SQLITE_OK);
+  const std::string plant = "INSERT INTO silences (id, ends_unix, body) VALUES ('torn', " + std::to_string(ends) +
+                            ", '{\"matchers\": [\"site'), ('badmatcher', " + std::to_string(ends) +
+                            ", '{\"matchers\": [\"site=~(\"]}')";
+  ASSERT_EQ(sqlite3_exec(db, plant.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  std::vector<std::string> skipped;
+  auto loaded = s->store->load_silences(now, &skipped);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].id, "good");
+  EXPECT_EQ((*loaded)[0].comment, "maintenance");
+  std::sort(skipped.begin(), skipped.end());
+  ASSERT_EQ(skipped.size(), 2u);
+  EXPECT_EQ(skipped[0].rfind("silence badmatcher: ", 0), 0u) << skipped[0];
+  EXPECT_EQ(skipped[1], "silence torn: stored body is not JSON");
+}
+
 TEST_F(StoreTest, AnUnwritableDirectoryIsAnError) {
   auto s = Store::open(dir_ + "/does/not/exist");
   ASSERT_FALSE(s.ok());
@@ -172,6 +211,24 @@ TEST(IncidentJsonTest, MalformedJsonIsAnErrorNotACrash) {
     SCOPED_TRACE(text);
     EXPECT_FALSE(incident_from_json(nlohmann::json::parse(text)).ok());
   }
+  auto loud = incident_from_json(nlohmann::json::parse(
+      R"({"id":"x","title":"t","severity":"loud","scope":{},"status":"declared","impacted":[],"timeline":[]})"));
+  ASSERT_FALSE(loud.ok());
+  EXPECT_EQ(loud.error().message, "severity: unknown value \"loud\"");
+}
+
+TEST(IncidentJsonTest, SeverityIsStoredAsItsWord) {
+  Incident inc;
+  inc.id = "NS-1";
+  inc.severity = Severity::kInfo;
+  inc.impacted.push_back({"r1", "snmp", "device_rebooted", Severity::kInfo, "", "", {}, true, ""});
+  const nlohmann::json j = to_json(inc);
+  EXPECT_EQ(j["severity"], "info");
+  EXPECT_EQ(j["impacted"][0]["severity"], "info");
+  auto back = incident_from_json(j);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(back->severity, Severity::kInfo);
+  EXPECT_EQ(back->impacted[0].severity, Severity::kInfo);
 }
 
 }  // namespace

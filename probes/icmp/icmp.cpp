@@ -570,7 +570,8 @@ void IcmpEngine::submit(ProbeRequest req) {
     if (r.confirmed_down) {
       int lost = 0;
       for (const auto& p : r.packets) lost += p.outcome == PacketResult::Outcome::kLost ? 1 : 0;
-      s.detail = "no reply from " + shared->target->address + " to " + std::to_string(std::max(lost, 1)) +
+      lost = std::max(lost, 1);  // the miss may have been an ICMP error rather than a loss
+      s.detail = "no reply from " + shared->target->address + " to " + std::to_string(lost) +
                  (lost == 1 ? " echo" : " echoes") + " and " + std::to_string(r.confirmation_sent) + " of " +
                  std::to_string(r.confirmation_sent) + " confirmation echoes lost" +
                  (r.reason == FailureReason::kTimeout || s.detail.empty() ? "" : "; " + s.detail);

@@ -382,7 +382,7 @@ std::vector<fleet::Verdict> Agent::watched_verdicts() const {
       if (auto ts = probe_states_.find(t->name); ts != probe_states_.end()) {
         if (auto ps = ts->second.find(p.name); ps != ts->second.end()) {
           ok = ps->second.ok;
-          reason = ps->second.reason;
+          reason = to_string(ps->second.reason);
         }
       }
       out.push_back(fleet_verdict(t->name, p.name, ok, reason, "", clock_));
@@ -736,25 +736,26 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
   ProbeRequest req;
   req.target = probe.target;
   req.spec = probe.spec;
-  req.done = [this, target = probe.target](Sample s) { on_sample(target, s); };
+  // One shared copy per sample: the exporter view keeps it as the latest.
+  req.done = [this, target = probe.target](Sample s) { on_sample(target, std::make_shared<const Sample>(std::move(s))); };
   engine->submit(std::move(req));
   metrics_.probe_sent(probe.spec->kind);
   metrics_.set_in_flight(probe.spec->kind, static_cast<double>(engine->in_flight()));
 }
 
-void Agent::on_sample(const std::shared_ptr<const Target>& target, const Sample& sample) {
+void Agent::on_sample(const std::shared_ptr<const Target>& target, std::shared_ptr<const Sample> shared) {
+  const Sample& sample = *shared;
   metrics_.record(sample);
-  exporter_view_.record(sample);
+  exporter_view_.record(std::move(shared));
   // Before the pipeline: a declaration it makes now asks the fleet, which must know this verdict.
   if (fleet_) fleet_->observe(fleet_verdict(sample.target, sample.probe, sample.ok, std::string(to_string(sample.reason)),
                                             sample.detail, clock_));
   pipeline_->on_sample(target, sample);
   schedule_pipeline_tick();
   ProbeState& state = probe_states_[sample.target][sample.probe];
-  const std::string reason(to_string(sample.reason));
-  if (state.ok != sample.ok || state.reason != reason || !status_.page()) status_changed();
+  if (state.ok != sample.ok || state.reason != sample.reason || !status_.page()) status_changed();
   state.ok = sample.ok;
-  state.reason = reason;
+  state.reason = sample.reason;
   if (auto it = engines_.find(sample.kind); it != engines_.end()) {
     metrics_.set_in_flight(sample.kind, static_cast<double>(it->second->in_flight()));
   }
@@ -900,7 +901,7 @@ nlohmann::json Agent::targets_json() const {
       if (states != probe_states_.end()) {
         if (auto st = states->second.find(p.name); st != states->second.end()) {
           pj["state"] = st->second.ok ? "up" : "down";
-          if (!st->second.ok) pj["reason"] = st->second.reason;
+          if (!st->second.ok) pj["reason"] = to_string(st->second.reason);
           if (state != "down") state = st->second.ok ? "up" : "down";
         }
       }

@@ -47,7 +47,7 @@ class Agent final : private PipelineEffects {
   void apply(Config config);
   void reload();
   void dispatch(const ScheduledProbe& probe, Duration lag);
-  void on_sample(const std::shared_ptr<const Target>& target, const Sample& sample);
+  void on_sample(const std::shared_ptr<const Target>& target, std::shared_ptr<const Sample> sample);
   PipelineSettings pipeline_settings() const;
   void schedule_pipeline_tick();
   void update_open_incidents();
@@ -126,7 +126,7 @@ class Agent final : private PipelineEffects {
   // Last result per (target, probe): health for the status page and the API.
   struct ProbeState {
     bool ok = false;
-    std::string reason;
+    FailureReason reason = FailureReason::kNone;
   };
   // By target: hashed, as every sample looks its own up.
   std::unordered_map<std::string, std::map<std::string, ProbeState>> probe_states_;

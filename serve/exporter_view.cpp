@@ -128,13 +128,15 @@ void ExporterView::sync_targets(const std::vector<std::shared_ptr<const Target>>
   targets_ = std::move(fresh);
 }
 
-void ExporterView::record(const Sample& sample) {
-  auto shared = std::make_shared<const Sample>(sample);
+void ExporterView::record(std::shared_ptr<const Sample> sample) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = targets_.find(sample.target);
+  auto it = targets_.find(sample->target);
   if (it == targets_.end()) return;
   for (auto& p : it->second.probes) {
-    if (p.name == sample.probe) p.last = shared;
+    if (p.name == sample->probe) {
+      p.last = std::move(sample);
+      return;
+    }
   }
 }
 

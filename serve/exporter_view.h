@@ -38,7 +38,8 @@ namespace nightshift {
 class ExporterView {
  public:
   void sync_targets(const std::vector<std::shared_ptr<const Target>>& targets);
-  void record(const Sample& sample);
+  // Keeps `sample` as its probe's latest (shared, not copied).
+  void record(std::shared_ptr<const Sample> sample);
 
   HttpResponse probe(const HttpRequest& request) const;  // GET /probe
   HttpResponse snmp(const HttpRequest& request) const;   // GET /snmp

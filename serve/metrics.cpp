@@ -316,8 +316,8 @@ struct Histogram {
 struct Labeled {
   std::string metric;
   LabeledValue::Type type = LabeledValue::Type::kGauge;
-  std::map<std::string, std::string> labels;  // the probe's and its own
-  std::string text;                           // `labels`, rendered
+  std::vector<std::pair<std::string, std::string>> own;  // as the sample gave them
+  std::string text;  // the probe's labels and its own, rendered
   double value = 0;
 };
 
@@ -469,7 +469,19 @@ void ProbeFamilies::record(const Sample& sample) {
     h.sum += value;
     ++h.count;
   }
-  if (!sample.series.empty() || !r.labeled.empty()) {
+  // Usually a probe's series are the ones it sent last time (the address
+  // series of every run, an SNMP device's interfaces): new values in place,
+  // no label map built per sample.
+  const bool same_series =
+      sample.series.size() == r.labeled.size() &&
+      std::equal(sample.series.begin(), sample.series.end(), r.labeled.begin(),
+                 [](const LabeledValue& v, const Labeled& l) { return v.metric == l.metric && v.labels == l.own; });
+  if (same_series) {
+    for (std::size_t i = 0; i < sample.series.size(); ++i) {
+      r.labeled[i].type = sample.series[i].type;
+      r.labeled[i].value = sample.series[i].value;
+    }
+  } else if (!sample.series.empty() || !r.labeled.empty()) {
     // Each sample carries its probe's complete set (SNMP interfaces): rebuilt.
     std::vector<Labeled> next;
     next.reserve(sample.series.size());
@@ -477,17 +489,19 @@ void ProbeFamilies::record(const Sample& sample) {
       Labeled l;
       l.metric = v.metric;
       l.type = v.type;
-      l.labels = probe_labels(*rec.target, *rec.spec, agent_);
-      for (const auto& [k, value] : v.labels) l.labels[k] = value;
+      std::map<std::string, std::string> labels = probe_labels(*rec.target, *rec.spec, agent_);
+      for (const auto& [k, value] : v.labels) labels[k] = value;
+      // The text is the map in key order: equal texts are equal label sets.
+      l.text = render_labels(labels);
       auto same = std::find_if(next.begin(), next.end(),
-                               [&](const Labeled& o) { return o.metric == l.metric && o.labels == l.labels; });
+                               [&](const Labeled& o) { return o.metric == l.metric && o.text == l.text; });
       if (same != next.end()) {
         same->type = v.type;
         same->value = v.value;
         continue;
       }
-      l.text = render_labels(l.labels);
       l.value = v.value;
+      l.own = v.labels;
       next.push_back(std::move(l));
     }
     r.labeled = std::move(next);
@@ -789,7 +803,9 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
         case W::kLabeled:
           for (const auto& l : r.labeled) {
             if (l.metric != f.name || l.type != f.labeled_type) continue;
-            auto m = to_client(l.labels);
+            std::map<std::string, std::string> merged = labels;
+            for (const auto& [k, v] : l.own) merged[k] = v;
+            auto m = to_client(merged);
             if (l.type == LabeledValue::Type::kCounter) m.counter.value = l.value;
             else m.gauge.value = l.value;
             fam.metric.push_back(std::move(m));

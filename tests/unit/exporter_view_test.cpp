@@ -72,7 +72,7 @@ TEST_F(ExporterViewTest, BlackboxFormatWithTheSeriesOfTheSample) {
   s.series.push_back({"probe_icmp_duration_seconds", {{"phase", "resolve"}}, 0.00001, LabeledValue::Type::kGauge});
   s.series.push_back({"probe_ip_protocol", {}, 4, LabeledValue::Type::kGauge});
   s.series.push_back({"probe_icmp_duration_seconds", {{"phase", "rtt"}}, 0.0005, LabeledValue::Type::kGauge});
-  view.record(s);
+  view.record(std::make_shared<const Sample>(s));
   const HttpResponse r = get(view, "/probe", "target=core-ams1&module=icmp");
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("\nprobe_success 1\n"), std::string::npos) << r.body;
@@ -87,9 +87,9 @@ TEST_F(ExporterViewTest, BlackboxFormatWithTheSeriesOfTheSample) {
 }
 
 TEST_F(ExporterViewTest, AddressAndPortPickTheTcpProbeAcrossTargets) {
-  view.record(sample("core-ams1", "tcp_22", true));
-  view.record(sample("core-ams1", "tcp_443", false));
-  view.record(sample("also-core", "tcp_8080", true, 0.25));
+  view.record(std::make_shared<const Sample>(sample("core-ams1", "tcp_22", true)));
+  view.record(std::make_shared<const Sample>(sample("core-ams1", "tcp_443", false)));
+  view.record(std::make_shared<const Sample>(sample("also-core", "tcp_8080", true, 0.25)));
   EXPECT_NE(get(view, "/probe", "target=192.0.2.1:443&module=tcp_connect").body.find("probe_success 0"), std::string::npos);
   EXPECT_NE(get(view, "/probe", "target=192.0.2.1:22&module=ssh_banner").body.find("probe_success 1"), std::string::npos)
       << "a module naming no kind narrows nothing";
@@ -107,7 +107,7 @@ TEST_F(ExporterViewTest, SnmpFormatAndA500WhenThePollFailedAsSnmpExporter) {
   s.series.push_back({"ifOperStatus", {{"ifIndex", "1"}, {"ifName", "eth0"}, {"ifAlias", "a \"quoted\" \\ alias"},
                                        {"ifDescr", "eth0"}}, 1, LabeledValue::Type::kGauge});
   s.series.push_back({"ifHCInOctets", {{"ifIndex", "1"}}, 1e12, LabeledValue::Type::kCounter});
-  view.record(s);
+  view.record(std::make_shared<const Sample>(s));
   HttpResponse r = get(view, "/snmp", "target=192.0.2.1:161&module=if_mib");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("sysUpTime 117400\n"), std::string::npos) << r.body;
@@ -119,14 +119,14 @@ TEST_F(ExporterViewTest, SnmpFormatAndA500WhenThePollFailedAsSnmpExporter) {
   EXPECT_EQ(r.body.find("probe_success"), std::string::npos) << "snmp_exporter has no probe_success";
   EXPECT_EQ(get(view, "/snmp", "target=192.0.2.1").status, 200) << "without a port: the device's SNMP probe";
   EXPECT_EQ(get(view, "/probe", "target=192.0.2.1:161").status, 404) << "SNMP is /snmp's, not /probe's";
-  view.record(sample("core-ams1", "snmp", false));
+  view.record(std::make_shared<const Sample>(sample("core-ams1", "snmp", false)));
   r = get(view, "/snmp", "target=core-ams1&module=if_mib");
   EXPECT_EQ(r.status, 500) << "Prometheus counts it as up 0: the community SNMP-down alert fires";
   EXPECT_NE(r.body.find("timeout"), std::string::npos) << r.body;
 }
 
 TEST_F(ExporterViewTest, AReloadKeepsTheResultsOfProbesThatStay) {
-  view.record(sample("edge", "icmp", true));
+  view.record(std::make_shared<const Sample>(sample("edge", "icmp", true)));
   view.sync_targets({target("edge", "192.0.2.2", {icmp_probe()})});
   EXPECT_EQ(get(view, "/probe", "target=edge&module=icmp").status, 200);
   view.sync_targets({target("edge", "192.0.2.3", {icmp_probe()})});

@@ -946,7 +946,8 @@ void Agent::expire_silences() {
 nlohmann::json Agent::targets_json() const {
   std::map<std::string, std::vector<nlohmann::json>> alerts;
   for (const auto& e : pipeline_->firing()) {
-    alerts[e.target].push_back({{"rule", e.rule}, {"probe", e.probe}, {"severity", to_string(e.severity)}, {"summary", e.summary}});
+    alerts[e.target].push_back({{"rule", e.rule}, {"probe", e.probe}, {"severity", to_string(e.severity)},
+                                  {"summary", e.summary}, {"expression", e.expression}});
   }
   nlohmann::json out = nlohmann::json::array();
   for (const auto& t : config_.targets) {

@@ -7,6 +7,8 @@
 #   sudo NIGHTSHIFT_BIN=build/nightshift bench/page_latency.sh        # full: 5 outages + 10 min of loss, ~27 min
 #   sudo QUICK=1 NIGHTSHIFT_BIN=build/nightshift bench/page_latency.sh # 2 outages + 2 min of loss, ~9 min
 #   RUNS=7 LOSS_SECONDS=300 LOSS_PERCENT=30 ...                       # overrides
+#   SETUPS="nightshift-10s nightshift-1s" TCP_RUNS=0 ...              # a subset of the setups; no TCP runs
+#   NETNS_PREFIX=fph- ...                                             # names of the two namespaces (default pb)
 #
 # Without NIGHTSHIFT_BIN it builds build-bench (Release) first.
 #
@@ -49,7 +51,10 @@ fi
 LOSS_PERCENT=${LOSS_PERCENT:-30}
 WARMUP=${WARMUP:-40}          # seconds of health before each outage (plus 0-30 s at random)
 PAGE_WAIT=${PAGE_WAIT:-240}   # give up on a setup's page after this many seconds
-SETUPS="nightshift-10s nightshift-1s peer-typical peer-fast"
+SETUPS=${SETUPS:-nightshift-10s nightshift-1s peer-typical peer-fast}
+TCP_RUNS=${TCP_RUNS:-$RUNS}
+NETNS_PREFIX=${NETNS_PREFIX:-pb}
+has_setup() { case " $SETUPS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 if [ "$(id -u)" -ne 0 ]; then echo "page_latency: needs root (network namespaces, raw sockets, nftables)" >&2; exit 2; fi
 for p in prometheus prometheus-blackbox-exporter prometheus-alertmanager nftables iproute2 python3; do
@@ -66,8 +71,8 @@ bin=$(readlink -f "$NIGHTSHIFT_BIN")
 
 out=${OUT_DIR:-$(mktemp -d /tmp/page-latency.XXXXXX)}
 mkdir -p "$out"
-P=pbp$$  # probers' namespace
-T=pbt$$  # target's namespace
+P=${NETNS_PREFIX}p$$  # probers' namespace
+T=${NETNS_PREFIX}t$$  # target's namespace
 pids=()
 
 cleanup() {
@@ -254,16 +259,22 @@ start_all() {  # RUNDIR
   nightshift_config "$r/nightshift-10s" nightshift-10s ""
   nightshift_config "$r/nightshift-1s" nightshift-1s $'[defaults]\ninterval = "1s"\n'
   for s in nightshift-10s nightshift-1s; do
-    ip netns exec "$P" "$bin" run -c "$r/$s/agent.toml" >"$r/$s/agent.log" 2>&1 &
+    has_setup "$s" || continue
+    ip netns exec "$P" "$bin" run -c "$r/$s/agent.toml" ${NIGHTSHIFT_ARGS:-} >"$r/$s/agent.log" 2>&1 &
     run_pids+=($!)
   done
-  peer_config "$r/peer-typical" peer-typical 19690 19693 15s 10s 1m 30s 5m
-  peer_config "$r/peer-fast" peer-fast 19691 19694 1s 800ms 5s 1s 5s
-  wait_http http://127.0.0.1:19693/-/ready 30
-  wait_http http://127.0.0.1:19694/-/ready 30
-  wait_http http://127.0.0.1:19690/-/ready 30
-  wait_http http://127.0.0.1:19691/-/ready 30
+  if has_setup peer-typical; then
+    peer_config "$r/peer-typical" peer-typical 19690 19693 15s 10s 1m 30s 5m
+    wait_http http://127.0.0.1:19693/-/ready 30
+    wait_http http://127.0.0.1:19690/-/ready 30
+  fi
+  if has_setup peer-fast; then
+    peer_config "$r/peer-fast" peer-fast 19691 19694 1s 800ms 5s 1s 5s
+    wait_http http://127.0.0.1:19694/-/ready 30
+    wait_http http://127.0.0.1:19691/-/ready 30
+  fi
   for s in nightshift-10s nightshift-1s; do
+    has_setup "$s" || continue
     for _ in $(seq 100); do grep -q "msg=listening" "$r/$s/agent.log" && break; sleep 0.1; done
     grep -q "msg=listening" "$r/$s/agent.log" || { echo "page_latency: $s did not start:" >&2; cat "$r/$s/agent.log" >&2; exit 1; }
   done
@@ -348,10 +359,11 @@ for run in $(seq "$RUNS"); do
 done
 
 # --- TCP: the service stops, the host stays up (nightshift only: the peers probe ICMP)
-TCP_SETUPS="nightshift-10s nightshift-1s"
+TCP_SETUPS=""
+for s in nightshift-10s nightshift-1s; do has_setup "$s" && TCP_SETUPS="$TCP_SETUPS $s"; done
 tcp_latencies="$out/tcp_latencies.txt"
 : >"$tcp_latencies"
-for run in $(seq "$RUNS"); do
+for run in $(seq "$TCP_RUNS"); do
   rd="$out/tcp$run"
   start_all "$rd"
   warm=$(warmup)
@@ -413,28 +425,28 @@ echo "load_end $(uptime)" >>"$out/summary.txt"
 {
   echo "runs $RUNS, loss ${LOSS_PERCENT}% for ${LOSS_SECONDS}s ($dropped of $seen packets from the probers dropped), total $((SECONDS - bench_start)) s"
   echo
-  echo "| setup | median s | min s | max s | missed | false pages in ${LOSS_SECONDS}s at ${LOSS_PERCENT}% loss | other notifications (info sink) |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| setup | median s | p95 s (nearest rank) | min s | max s | missed | false pages in ${LOSS_SECONDS}s at ${LOSS_PERCENT}% loss | other notifications (info sink) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   for s in $SETUPS; do
     stats=$(awk -v s="$s" '$2 == s && $3 != "miss" { print $3 }' "$latencies" | sort -g |
-      awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f %.2f %.2f\n", m, v[1], v[NR] }')
+      awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - - -"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; k = int(0.95 * NR); if (k < 0.95 * NR) k++; printf "%.2f %.2f %.2f %.2f\n", m, v[k], v[1], v[NR] }')
     missed=$(awk -v s="$s" '$2 == s && $3 == "miss"' "$latencies" | wc -l)
-    read -r med mn mx <<<"$stats"
+    read -r med p95 mn mx <<<"$stats"
     read -r _ fp info < <(grep "^$s " "$out/false_pages.txt")
     case $s in peer-*) info=n/a ;; esac
-    echo "| $s | $med | $mn | $mx | $missed | $fp | $info |"
+    echo "| $s | $med | $p95 | $mn | $mx | $missed | $fp | $info |"
   done
   echo
-  echo "TCP service stopped (host up), $RUNS runs:"
+  echo "TCP service stopped (host up), $TCP_RUNS runs:"
   echo
-  echo "| setup | median s | min s | max s | missed |"
-  echo "|---|---:|---:|---:|---:|"
+  echo "| setup | median s | p95 s | min s | max s | missed |"
+  echo "|---|---:|---:|---:|---:|---:|"
   for s in $TCP_SETUPS; do
     stats=$(awk -v s="$s" '$2 == s && $3 != "miss" { print $3 }' "$tcp_latencies" | sort -g |
-      awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f %.2f %.2f\n", m, v[1], v[NR] }')
+      awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - - -"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; k = int(0.95 * NR); if (k < 0.95 * NR) k++; printf "%.2f %.2f %.2f %.2f\n", m, v[k], v[1], v[NR] }')
     missed=$(awk -v s="$s" '$2 == s && $3 == "miss"' "$tcp_latencies" | wc -l)
-    read -r med mn mx <<<"$stats"
-    echo "| $s tcp | $med | $mn | $mx | $missed |"
+    read -r med p95 mn mx <<<"$stats"
+    echo "| $s tcp | $med | $p95 | $mn | $mx | $missed |"
   done
 } >>"$out/summary.txt"
 cat "$out/summary.txt"

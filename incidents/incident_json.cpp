@@ -57,6 +57,7 @@ nlohmann::json to_json(const Incident& inc) {
                         {"rule", t.rule},
                         {"severity", to_string(t.severity)},
                         {"summary", t.summary},
+                        {"expression", t.expression},
                         {"via_parent", t.via_parent},
                         {"since", time_or_null(t.since)},
                         {"active", t.active}});
@@ -110,6 +111,7 @@ Result<Incident> incident_from_json(const nlohmann::json& j) {
       if (!target_severity.ok()) return target_severity.error();
       it.severity = *target_severity;
       it.summary = t.value("summary", "");
+      it.expression = t.value("expression", "");
       it.via_parent = t.value("via_parent", "");
       it.active = t.value("active", false);
       auto since = time_field(t, "since");

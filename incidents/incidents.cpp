@@ -217,6 +217,7 @@ ImpactedTarget IncidentManager::impact_of(const rules::AlertEvent& alert, const 
   t.rule = alert.rule;
   t.severity = alert.severity;
   t.summary = alert.summary;
+  t.expression = alert.expression;
   t.via_parent = via_parent;
   t.since = wall(alert.since == SteadyTime{} ? alert.change.at : alert.since);
   return t;

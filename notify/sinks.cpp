@@ -75,7 +75,9 @@ std::string impact_text(const Incident& inc, std::size_t max_lines) {
     ++active;
     if (shown == max_lines) continue;
     ++shown;
-    out += (out.empty() ? "" : "\n") + t.target + "/" + t.probe + " " + t.rule + ": " + t.summary;
+    // The summary names the target, the cause and the evidence; the rule's
+    // expression stays in the incident's JSON (webhook, API), not in pages.
+    out += (out.empty() ? "" : "\n") + (t.summary.empty() ? t.target + " " + t.rule : t.summary);
     if (!t.via_parent.empty()) out += " (behind " + t.via_parent + ")";
   }
   if (active > shown) out += "\n… and " + std::to_string(active - shown) + " more";

@@ -109,7 +109,8 @@ void Pipeline::apply_alerts(const std::vector<rules::AlertEvent>& events) {
                             {"target", e.target},
                             {"probe", e.probe},
                             {"state", state},
-                            {"summary", e.summary}});
+                            {"summary", e.summary},
+                            {"expression", e.expression}});
     apply_incidents(incidents_->on_alert(e));
   }
   gather_evidence();

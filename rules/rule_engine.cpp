@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <unordered_set>
 #include <sstream>
@@ -211,6 +212,108 @@ std::string describe_values(const Condition& condition, const Environment& env) 
   return out.str();
 }
 
+namespace {
+// "35 %", "120 ms", "3": a value as the person paged reads it, by its unit.
+std::string in_words(const std::string& name, double v) {
+  std::string unit;
+  for (const auto& var : engine_variables()) {
+    if (var.name == name) unit = var.unit;
+  }
+  char buf[48];
+  if (unit == "ratio") {
+    std::snprintf(buf, sizeof buf, "%.0f %%", v * 100);
+  } else if (unit == "seconds") {
+    if (v < 1) std::snprintf(buf, sizeof buf, "%.3g ms", v * 1000);
+    else std::snprintf(buf, sizeof buf, "%.3g s", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+  }
+  return buf;
+}
+
+// The failure as the person paged says it, by reason and kind.
+std::string failure_cause(const Sample& sample) {
+  switch (sample.reason) {
+    case FailureReason::kTimeout:
+      if (sample.kind == "icmp") return "unreachable";
+      if (sample.kind == "snmp") return "not answering SNMP";
+      return "not answering";
+    case FailureReason::kRefused: return "refusing connections";
+    case FailureReason::kUnreachable: return "unreachable";
+    case FailureReason::kTtlExceeded: return "unreachable (TTL exceeded on the way)";
+    case FailureReason::kDnsFailure: return "name does not resolve";
+    case FailureReason::kBannerMismatch: return "answering with an unexpected banner";
+    case FailureReason::kConnectionClosed: return "closing connections early";
+    case FailureReason::kAuthFailure: return "refusing our credentials";
+    case FailureReason::kTlsHandshake: return "failing the TLS handshake";
+    case FailureReason::kTlsVerify: return "presenting a certificate that does not verify";
+    case FailureReason::kResourceLimit: return "not probed: this agent ran out of sockets";
+    case FailureReason::kError:
+    case FailureReason::kNone: break;
+  }
+  return "failing";
+}
+
+// The built-in rules in words; any other rule by its name.
+std::string rule_cause(const std::string& rule) {
+  static const std::pair<const char*, const char*> kWords[] = {
+      {"target_down", "down"},
+      {"packet_loss", "losing packets"},
+      {"latency_anomaly", "slower than its normal"},
+      {"interface_down", "has an interface down"},
+      {"device_rebooted", "rebooted"},
+      {"traffic_drop", "traffic dropped"},
+  };
+  for (const auto& [name, words] : kWords) {
+    if (rule == name) return words;
+  }
+  std::string words = rule;
+  std::replace(words.begin(), words.end(), '_', ' ');
+  return words;
+}
+
+bool about_failures(const Condition& condition) {
+  for (const auto& name : condition.variables()) {
+    if (name == "success" || name == "consecutive_failures" || name == "confirmed_down" ||
+        name == "failure_ratio" || name == "reason") {
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+std::string operator_summary(const RuleSpec& rule, const Target& target, const Sample& sample,
+                             const Environment& env) {
+  // A host is its name; a service or device probe adds the probe ("api tcp_443").
+  const std::string subject = sample.kind == "icmp" ? target.name : target.name + " " + sample.probe;
+  if (!sample.ok && about_failures(rule.condition)) {
+    std::string evidence = sample.detail.empty() ? std::string(to_string(sample.reason)) : sample.detail;
+    bool confirmation = false;
+    for (const auto& [name, value] : sample.values) confirmation = confirmation || (name == "confirmation" && value == 1.0);
+    if (!confirmation) {
+      if (auto n = env.get("consecutive_failures"); n && std::get_if<double>(&*n) && *std::get_if<double>(&*n) >= 2) {
+        evidence = in_words("consecutive_failures", *std::get_if<double>(&*n)) + " failed runs in a row; last: " + evidence;
+      }
+    }
+    return subject + " " + failure_cause(sample) + ": " + evidence;
+  }
+  std::string values;
+  for (const auto& name : rule.condition.variables()) {
+    auto v = env.get(name);
+    if (!v) continue;
+    std::string text;
+    if (const double* d = std::get_if<double>(&*v)) text = in_words(name, *d);
+    else if (const std::string* str = std::get_if<std::string>(&*v)) text = *str;
+    else text = std::get<bool>(*v) ? "yes" : "no";
+    values += (values.empty() ? "" : ", ") + name + " " + text;
+  }
+  std::string out = subject + " " + rule_cause(rule.name);
+  if (!values.empty()) out += ": " + values;
+  if (!sample.ok) out += "; last run failed: " + (sample.detail.empty() ? std::string(to_string(sample.reason)) : sample.detail);
+  return out;
+}
+
 RuleEngine::RuleEngine(const Clock& clock, std::vector<RuleSpec> rules) : clock_(clock), rules_(std::move(rules)) {
   for (const auto& r : rules_) max_window_ = std::max(max_window_, r.window);
 }
@@ -239,6 +342,7 @@ AlertEvent RuleEngine::event(std::size_t rule, const Key& key, const Window& w, 
   e.probe = key.probe;
   e.change = change;
   e.summary = t.summary;
+  e.expression = t.expression;
   // The anomaly began at the first true evaluation, or earlier, at the first
   // failure of the run that led to it (a "3 failures in a row" rule is true
   // only at the third).
@@ -324,12 +428,13 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
     const WindowEnv env(w, now - rule.window, now);
     const bool active = rule.condition.fires(env);
     auto& slot = w.alerts[i];
-    if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", std::nullopt});
+    if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", "", std::nullopt});
     Tracked& t = *slot;
     if (active) {
-      t.summary = rule.condition.text() + " (" + describe_values(rule.condition, env) + ")";
-      if (!sample.ok) t.summary += "; last failure " + std::string(to_string(sample.reason)) +
-                                   (sample.detail.empty() ? "" : ": " + sample.detail);
+      t.summary = operator_summary(rule, target, sample, env);
+      t.expression = rule.condition.text() + " (" + describe_values(rule.condition, env) + ")";
+      if (!sample.ok) t.expression += "; last failure " + std::string(to_string(sample.reason)) +
+                                      (sample.detail.empty() ? "" : ": " + sample.detail);
     }
     if (auto change = t.state.observe(active, now)) events.push_back(event(i, key, w, t, *change));
     reindex(key, i, t);

@@ -67,7 +67,14 @@ struct AlertEvent {
   std::string probe;
   AlertChange change;
   SteadyTime since{};   // start of the anomaly (first true evaluation)
-  std::string summary;  // e.g. "loss = 0.35 (loss > 20%); last reason timeout: ..."
+  // For the person paged: the target, the cause and the evidence, e.g.
+  // "web-1 unreachable: no reply from 198.51.100.2 to 1 echo and 12 of 12
+  // confirmation echoes lost". Never the rule's expression.
+  std::string summary;
+  // For operators (the API, the webhook's details, logs): the condition and the
+  // values it read, e.g. "consecutive_failures >= 3 or confirmed_down
+  // (consecutive_failures=1 confirmed_down=true)".
+  std::string expression;
 };
 
 // A window keeps the samples of its rules' longest `window`, but at most this
@@ -107,6 +114,7 @@ class RuleEngine {
   struct Tracked {
     AlertState state;
     std::string summary;
+    std::string expression;
     std::optional<SteadyTime> indexed_deadline;  // its entry in deadlines_, if any
   };
   struct Window {
@@ -169,6 +177,14 @@ class RuleEngine {
 
 // A stable text form of a rule set: equal fingerprints, equal behaviour.
 std::string fingerprint(const std::vector<RuleSpec>& rules);
+
+// What a firing rule means for the person paged: "<target> <cause>: <evidence>"
+// ("api tcp_443 refusing connections: ...", "web-1 losing packets: loss 35 %").
+// A failed last run of a rule about failures names the failure reason and the
+// engine's own evidence (its detail); other rules their name in words and the
+// values they read. Exposed for tests.
+std::string operator_summary(const RuleSpec& rule, const Target& target, const Sample& sample,
+                             const Environment& env);
 
 // Human-readable summary of the variables a condition read, e.g.
 // "loss=0.35 samples=12". Exposed for tests.

@@ -19,10 +19,11 @@ struct ImpactedTarget {
   std::string probe;
   std::string rule;
   Severity severity = Severity::kCritical;
-  std::string summary;       // why the alert fired
+  std::string summary;       // why the alert fired, for the person paged: target, cause, evidence
   std::string via_parent;    // set when it is impact of a parent's outage (depends_on)
   SystemTime since{};
   bool active = true;        // false once its alert resolved
+  std::string expression;    // the rule's condition and the values it read, for operators (not in pages)
 };
 
 struct TimelineEntry {

@@ -368,7 +368,10 @@ std::string describe_trace(const TraceReport& report) {
     out += "; last answering hop: TTL " + std::to_string(last->ttl) + " (" +
            (last->from ? last->from->to_string() : std::string("?")) + "); destination not reached";
   } else {
-    out += "; no hop answered: the break is at or next to this agent";
+    // Silence names no culprit: a dead LAN host, a filter that drops our
+    // probes, or a cut anywhere on the path all look alike from here.
+    const std::size_t n = report.hops.size();
+    out += "; no hop answered within " + std::to_string(n) + (n == 1 ? " hop" : " hops");
   }
   return out;
 }
@@ -464,7 +467,7 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
   spec.payload_size = r.payload_size;
   spec.stop_on_reply = true;
   const std::string key = r.target_key;
-  Status s = confirm(address, spec, [this, key, round_id](BurstReport b) {
+  Status s = confirm(address, spec, [this, key, round_id, index](BurstReport b) {
     TargetState& state = target_state(key);
     state.confirming = false;
     const RoundResult& c = b.result;
@@ -476,11 +479,22 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
     if (it == rounds_.end()) return;
     Round& round = *it->second;
     round.hold_finish = false;
-    // The round's own echoes answered meanwhile (slow, not lost): alive.
-    if (all_lost && round.result.received > 0) {
+    // The missed echo or a later one of the round answered meanwhile (slow,
+    // not lost): alive. Replies to echoes before the miss say nothing about
+    // now: a link cut in the middle of a round follows answered echoes.
+    bool answered_since = false;
+    for (std::size_t j = index; j < round.result.packets.size(); ++j) {
+      answered_since = answered_since || round.result.packets[j].outcome == PacketResult::Outcome::kReply;
+    }
+    if (all_lost && answered_since) {
       all_lost = false;
       state.down = false;
     }
+    // One line per miss: when a cut was noticed and what the evidence said.
+    log::debug("icmp confirmation done", {{"target", key.substr(0, key.find('\0'))},
+                                         {"sent", std::to_string(c.sent)},
+                                         {"received", std::to_string(c.received)},
+                                         {"verdict", all_lost ? "down" : "alive"}});
     if (all_lost) {
       round.result.confirmed_down = true;
       round.result.confirmation_sent = 0;
@@ -541,7 +555,7 @@ void IcmpEngine::submit(ProbeRequest req) {
                                : Duration{};
     s.duration = first ? resolved->lookup + rtt : reactor_.clock().now() - started;
     TargetState& ts = target_state(key);
-    if (r.received > 0) ts.down = false;
+    if (r.ok()) ts.down = false;
     for (const auto& p : r.packets) {
       if (p.outcome != PacketResult::Outcome::kReply) continue;
       // RFC 6298's smoothing (alpha 1/8, beta 1/4).
@@ -556,7 +570,8 @@ void IcmpEngine::submit(ProbeRequest req) {
     if (r.confirmed_down) {
       int lost = 0;
       for (const auto& p : r.packets) lost += p.outcome == PacketResult::Outcome::kLost ? 1 : 0;
-      s.detail = "no reply from " + shared->target->address + " to " + std::to_string(std::max(lost, 1)) +
+      lost = std::max(lost, 1);  // the miss may have been an ICMP error rather than a loss
+      s.detail = "no reply from " + shared->target->address + " to " + std::to_string(lost) +
                  (lost == 1 ? " echo" : " echoes") + " and " + std::to_string(r.confirmation_sent) + " of " +
                  std::to_string(r.confirmation_sent) + " confirmation echoes lost" +
                  (r.reason == FailureReason::kTimeout || s.detail.empty() ? "" : "; " + s.detail);
@@ -1196,7 +1211,7 @@ void IcmpEngine::finish_round(std::uint64_t round_id) {
   std::unique_ptr<Round> r = std::move(rit->second);
   rounds_.erase(rit);
   RoundResult& res = r->result;
-  if (res.received > 0) {
+  if (res.ok()) {
     res.reason = FailureReason::kNone;
   } else {
     const PacketResult* last_error = nullptr;

@@ -144,7 +144,9 @@ struct RoundResult {
   // the round ended early on that evidence.
   bool confirmed_down = false;
   int confirmation_sent = 0;
-  bool ok() const { return received > 0; }
+  // A round confirmed down failed even if echoes before the miss were answered
+  // (a cut in the middle of the round).
+  bool ok() const { return received > 0 && !confirmed_down; }
   double loss_ratio() const { return sent == 0 ? 1.0 : 1.0 - static_cast<double>(received) / sent; }
   // Mean absolute difference of consecutive RTTs (RFC 3550 style, not smoothed);
   // 0 with fewer than two replies.

@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Incident inc;
     inc.id = "NS-1";
     inc.scope = {{"site", "a"}};
-    inc.impacted.push_back({"t", "p", "r", Severity::kCritical, "", "", {}, true});
+    inc.impacted.push_back({"t", "p", "r", Severity::kCritical, "", "", {}, true, ""});
     (void)silence->covers(inc);
   }
   (void)incident_from_json(j);

@@ -650,6 +650,48 @@ TEST(IcmpEngineTest, SpreadRoundConfirmsAMissAndEndsEarly) {
   EXPECT_GE(engine.budget_available(), 11999.0 - 12.0);
 }
 
+// A link cut in the middle of a round, after its first echo was answered: the
+// next echo's miss is confirmed and ends the round failed, within 3.3 s (to the
+// next echo) + 0.2 s + 11 x 80 ms + 0.25 s. The reply before the cut says
+// nothing about now; it once vetoed the confirmation and the round ended
+// "up" at 9.7 s, so a cut went unseen for up to a whole round more.
+TEST(IcmpEngineTest, CutAfterAnAnsweredEchoIsConfirmedWithinTheRound) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  const std::string far = Network::get().far->in();
+  ASSERT_EQ(sh(far + "ip addr add 203.0.113.5/24 dev f0"), 0);
+  struct Restore {
+    std::string far;
+    ~Restore() {
+      sh(far + "iptables -D INPUT -d 203.0.113.5 -j DROP");
+      sh(far + "ip addr del 203.0.113.5/24 dev f0");
+    }
+  } restore{far};
+  Harness h;
+  IcmpEngine engine(h.context);
+  // A healthy round first: the engine learns the target's RTT.
+  auto quick = icmp_target("mid", "203.0.113.5", 900ms, 450ms);
+  std::optional<Sample> first;
+  engine.submit({quick, &quick->probes.front(), [&](Sample s) { first = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return first.has_value(); }));
+  ASSERT_TRUE(first->ok) << first->detail;
+  // The shipped defaults: echoes at 0, 3.3 and 6.7 s.
+  auto target = icmp_target("mid", "203.0.113.5", 10s, 3s);
+  std::optional<Sample> sample;
+  const SteadyTime start = h.clock.now();
+  engine.submit({target, &target->probes.front(), [&](Sample s) { sample = std::move(s); }});
+  EXPECT_FALSE(h.run_until([&] { return sample.has_value(); }, 1s)) << "the round is still running";
+  ASSERT_EQ(sh(far + "iptables -I INPUT -d 203.0.113.5 -j DROP"), 0);  // the cut
+  ASSERT_TRUE(h.run_until([&] { return sample.has_value(); }, 9s));
+  const Duration took = h.clock.now() - start;
+  EXPECT_FALSE(sample->ok) << sample->detail;
+  EXPECT_EQ(value_of(*sample, "confirmation"), 1.0) << sample->detail;
+  EXPECT_NE(sample->detail.find("to 1 echo and 12 of 12 confirmation echoes lost"), std::string::npos)
+      << sample->detail;
+  EXPECT_EQ(sample->observations.size(), 1u) << "the answered echo's RTT is still a measurement";
+  EXPECT_LT(took, 5s) << "confirmed at the second echo, not at the round's end (9.7 s)";
+  EXPECT_GE(took, 3300ms) << "the second echo leaves a third of the interval in";
+}
+
 // A route that fails outright (the router answers "unreachable", or this host
 // has no route after a link cut) is a miss at once, not at the round's end
 // 6.7 s later: the confirmation runs on it and the round ends confirmed.

@@ -159,7 +159,7 @@ Incident incident_after(const std::string& event, const std::string& id = "NS-20
   inc.started_at = kStart;
   inc.declared_at = kStart + 3s;
   inc.next_update_due = inc.declared_at + 30min;
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "3 of 3 probes failed", "", kStart, true});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "3 of 3 probes failed", "", kStart, true, ""});
   inc.timeline.push_back({inc.declared_at, "declared", "declared", false, ""});
   if (event == "acknowledged") {
     inc.status = IncidentStatus::kAcknowledged;

@@ -99,7 +99,7 @@ class StatusPageTest : public ::testing::Test {
       old.declared_at = old.started_at + 1min;
       old.resolved_at = old.started_at + 2h;
       old.impacted.push_back({"checkout-api", "tcp", "target_down", Severity::kCritical, "connection refused", "", old.started_at,
-                              false});
+                              false, ""});
       old.timeline.push_back({old.declared_at, "declared", "declared", false, ""});
       old.timeline.push_back({old.declared_at + 10min, "note", "Payments fail for some customers; investigating.", true,
                               "noc"});

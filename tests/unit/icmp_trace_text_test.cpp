@@ -42,7 +42,10 @@ TEST(TraceTextTest, ReachedAndNothingAnswered) {
   TraceReport silent;
   silent.address = "198.51.100.2";
   silent.hops = {hop(1, std::nullopt)};
-  EXPECT_EQ(describe_trace(silent), "path to 198.51.100.2: 1 *; no hop answered: the break is at or next to this agent");
+  // Only what is known: no culprit is guessed from silence.
+  EXPECT_EQ(describe_trace(silent), "path to 198.51.100.2: 1 *; no hop answered within 1 hop");
+  silent.hops = {hop(1, std::nullopt), hop(2, std::nullopt), hop(3, std::nullopt)};
+  EXPECT_EQ(describe_trace(silent), "path to 198.51.100.2: 1 *, 2 *, 3 *; no hop answered within 3 hops");
 }
 
 }  // namespace

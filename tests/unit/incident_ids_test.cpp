@@ -187,7 +187,8 @@ TEST(IncidentIds, StoresFromBeforeTheUpgradeKeepWorking) {
     old.title = "svc-a: target_down";
     old.severity = Severity::kCritical;
     old.scope = {{"site", "ams"}, {"group", "core"}};
-    old.impacted = {{"svc-a", "tcp", "target_down", Severity::kCritical, "consecutive_failures >= 3", "", clock.wall_now(), true}};
+    old.impacted = {{"svc-a", "tcp", "target_down", Severity::kCritical, "svc-a tcp not answering", "", clock.wall_now(), true,
+                     "consecutive_failures >= 3"}};
     old.timeline = {{clock.wall_now(), "declared", "declared: svc-a", false, ""}};
     old.started_at = old.declared_at = clock.wall_now();
     old.next_update_due = clock.wall_now() + 30min;

@@ -99,8 +99,77 @@ TEST(RuleEngineTest, DownFiresAfterForAndResolvesAfterClearFor) {
   const std::vector<std::pair<Duration, AlertPhase>> want = {{80s, AlertPhase::kFiring}, {150s, AlertPhase::kInactive}};
   EXPECT_EQ(tl.notified(), want);
   ASSERT_FALSE(tl.seen.empty());
-  EXPECT_NE(tl.seen[1].second.summary.find("success == 0 (success=0)"), std::string::npos) << tl.seen[1].second.summary;
-  EXPECT_NE(tl.seen[1].second.summary.find("last failure timeout"), std::string::npos);
+  // The expression is for operators, kept apart; the summary is in words.
+  EXPECT_NE(tl.seen[1].second.expression.find("success == 0 (success=0)"), std::string::npos)
+      << tl.seen[1].second.expression;
+  EXPECT_NE(tl.seen[1].second.expression.find("last failure timeout"), std::string::npos);
+  EXPECT_EQ(tl.seen[1].second.summary.find("=="), std::string::npos) << tl.seen[1].second.summary;
+  EXPECT_EQ(tl.seen[1].second.summary.rfind("r1 unreachable: ", 0), 0u) << tl.seen[1].second.summary;
+}
+
+// Pages in operator language: the target, the cause and the evidence, never
+// the rule's expression text.
+TEST(RuleEngineTest, ConfirmedDownSummaryNamesTargetCauseAndEvidence) {
+  Timeline tl(default_rules(rule_variables()));
+  const Target t = target("web-1");
+  tl.at(0s, t, sample(t, true, 0, {0.001}));
+  Sample down = sample(t, false, 1.0);
+  down.detail = "no reply from 198.51.100.2 to 1 echo and 12 of 12 confirmation echoes lost";
+  down.values.emplace_back("confirmation", 1.0);
+  tl.at(10s, t, down);
+  const auto events = tl.notified_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].rule, "target_down");
+  EXPECT_EQ(events[0].summary,
+            "web-1 unreachable: no reply from 198.51.100.2 to 1 echo and 12 of 12 confirmation echoes lost");
+  EXPECT_EQ(events[0].expression.rfind("consecutive_failures >= 3 or confirmed_down (", 0), 0u) << events[0].expression;
+}
+
+TEST(RuleEngineTest, RefusedServiceSummaryNamesTheProbe) {
+  Timeline tl(default_rules(rule_variables()));
+  Target t = target("api");
+  t.probes.front().kind = "tcp";
+  t.probes.front().name = "tcp_443";
+  Sample refused;
+  refused.target = "api";
+  refused.probe = "tcp_443";
+  refused.kind = "tcp";
+  refused.reason = FailureReason::kRefused;
+  refused.detail = "connect to 198.51.100.7:443 refused; 3 of 3 confirmation connects refused";
+  refused.values.emplace_back("confirmation", 1.0);
+  tl.at(0s, t, refused);
+  const auto events = tl.notified_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].summary,
+            "api tcp_443 refusing connections: connect to 198.51.100.7:443 refused; 3 of 3 confirmation connects refused");
+}
+
+TEST(RuleEngineTest, FailuresInARowSummaryCountsThem) {
+  Timeline tl(default_rules(rule_variables()));
+  const Target t = target("db-2");
+  for (int i = 0; i < 3; ++i) {
+    Sample s = sample(t, false);
+    s.detail = "no reply from 198.51.100.9 to 3 echo requests within 3s";
+    tl.at(i * 10s, t, s);
+  }
+  const auto events = tl.notified_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].summary,
+            "db-2 unreachable: 3 failed runs in a row; last: no reply from 198.51.100.9 to 3 echo requests within 3s");
+}
+
+TEST(RuleEngineTest, NonFailureRuleSummaryGivesValuesInUnits) {
+  Timeline tl({rule("packet_loss", "loss > 20%", 0s, 0s, {}, 2min)});
+  const Target t = target("edge");
+  tl.at(0s, t, sample(t, true, 0.5, {0.002}));
+  const auto events = tl.notified_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].summary, "edge losing packets: loss 50 %");
+  EXPECT_EQ(events[0].expression, "loss > 20% (loss=0.5)");
+  Timeline custom({rule("slow_dns_path", "rtt_p95 > 100ms", 0s, 0s)});
+  custom.at(0s, t, sample(t, true, 0, {0.25}));
+  ASSERT_EQ(custom.notified_events().size(), 1u);
+  EXPECT_EQ(custom.notified_events()[0].summary, "edge slow dns path: rtt_p95 250 ms");
 }
 
 TEST(RuleEngineTest, SustainCompletesOnTheClockBetweenSparseSamples) {

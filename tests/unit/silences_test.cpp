@@ -15,8 +15,8 @@ Incident incident() {
   inc.id = "NS-1";
   inc.severity = Severity::kCritical;
   inc.scope = {{"site", "ams1"}, {"group", "core"}};
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "", "", {}, true});
-  inc.impacted.push_back({"edge-ams1", "tcp_22", "target_down", Severity::kCritical, "", "", {}, true});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "", "", {}, true, ""});
+  inc.impacted.push_back({"edge-ams1", "tcp_22", "target_down", Severity::kCritical, "", "", {}, true, ""});
   return inc;
 }
 

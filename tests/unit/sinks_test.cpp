@@ -20,7 +20,7 @@ Incident incident(Severity severity = Severity::kCritical) {
   inc.started_at = SystemTime{} + std::chrono::hours(24 * 365 * 56);
   inc.declared_at = inc.started_at + std::chrono::seconds(3);
   inc.next_update_due = inc.declared_at + std::chrono::minutes(30);
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", severity, "3 of 3 probes failed", "", inc.started_at, true});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", severity, "3 of 3 probes failed", "", inc.started_at, true, ""});
   inc.timeline.push_back({inc.declared_at, "declared", "declared", false, ""});
   inc.timeline.push_back({inc.declared_at, "note", "path breaks after 198.51.100.1 (internal)", false, "nightshift"});
   return inc;
@@ -87,6 +87,31 @@ TEST(SinksTest, PagerDutyMapsEventsAndAddsTheRoutingKeyOnlyWhenSending) {
   acked.status = IncidentStatus::kAcknowledged;
   EXPECT_EQ(json::parse(render_body(s, policy(), {"acknowledged", acked}, "k", kNow))["event_action"], "acknowledge");
   EXPECT_EQ(json::parse(render_body(s, policy(), {"resolved", acked}, "k", kNow))["event_action"], "resolve");
+}
+
+// Pages carry the alert's summary in words (target, cause, evidence); the
+// rule's expression reaches operators in the webhook's incident JSON only.
+TEST(SinksTest, PagesCarryTheSummaryNotTheRuleExpression) {
+  Incident inc = incident();
+  inc.title = "web-1 unreachable";
+  inc.impacted.front().target = "web-1";
+  inc.impacted.front().summary = "web-1 unreachable: no reply from 198.51.100.2 to 1 echo and 12 of 12 confirmation echoes lost";
+  inc.impacted.front().expression = "consecutive_failures >= 3 or confirmed_down (consecutive_failures=1 confirmed_down=true)";
+  const NotificationEvent e{"declared", inc};
+  const json am = json::parse(render_body(sink(SinkType::kAlertmanager), policy(), e, "k", kNow));
+  EXPECT_EQ(am[0]["annotations"]["summary"], "web-1 unreachable");
+  EXPECT_EQ(am[0]["annotations"]["description"], inc.impacted.front().summary);
+  const json pd = json::parse(render_body(sink(SinkType::kPagerDuty), policy(), e, "k", kNow));
+  EXPECT_EQ(pd["payload"]["custom_details"]["impact"], inc.impacted.front().summary);
+  for (SinkType type : {SinkType::kAlertmanager, SinkType::kPagerDuty, SinkType::kSlack}) {
+    const std::string body = render_body(sink(type), policy(), e, "k", kNow);
+    EXPECT_EQ(body.find("consecutive_failures"), std::string::npos) << body;
+    EXPECT_NE(body.find("12 of 12 confirmation echoes lost"), std::string::npos) << body;
+  }
+  const json hook = json::parse(render_body(sink(SinkType::kWebhook), policy(), e, "k", kNow));
+  EXPECT_EQ(hook["incident"]["title"], "web-1 unreachable");
+  EXPECT_EQ(hook["incident"]["impacted"][0]["summary"], inc.impacted.front().summary);
+  EXPECT_EQ(hook["incident"]["impacted"][0]["expression"], inc.impacted.front().expression);
 }
 
 TEST(SinksTest, AlertmanagerFiringHasNoEndAndResolvedEnds) {
@@ -240,7 +265,7 @@ TEST(SinksTest, SlackSectionsStayWithinSlacksLimitWithoutCuttingAnEntity) {
   Incident inc = incident();
   inc.impacted.clear();
   for (int i = 0; i < 5; ++i) {
-    inc.impacted.push_back({std::string(700, '&'), "icmp", "target_down", Severity::kCritical, "down", "", inc.started_at, true});
+    inc.impacted.push_back({std::string(700, '&'), "icmp", "target_down", Severity::kCritical, "down", "", inc.started_at, true, ""});
   }
   const json j = json::parse(render_body(sink(SinkType::kSlack), policy(), {"declared", inc}, "k", kNow));
   for (const auto& b : j["attachments"][0]["blocks"]) {

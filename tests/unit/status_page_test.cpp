@@ -28,7 +28,7 @@ StatusInput input() {
   inc.declared_at = in.now - 10min;
   inc.started_at = in.now - 11min;
   inc.next_update_due = in.now + 20min;
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "3 of 3 lost", "", inc.started_at, true});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "3 of 3 lost", "", inc.started_at, true, ""});
   inc.timeline.push_back({inc.declared_at, "declared", "declared", false, ""});
   inc.timeline.push_back({in.now - 5min, "note", "path breaks after 198.51.100.1", false, "nightshift"});
   in.incidents.push_back(inc);
@@ -126,7 +126,7 @@ TEST(StatusPageTest, UptimeBarsComeFromIncidentsOverNinetyDays) {
   past.started_at = midnight - 10 * 24h + 1h;
   past.declared_at = past.started_at;
   past.resolved_at = past.started_at + 3h;
-  past.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "", "", past.started_at, false});
+  past.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "", "", past.started_at, false, ""});
   in.incidents.push_back(past);
   in.monitoring_since = midnight - 30 * 24h;
   const auto j = nlohmann::json::parse(render_status(in).json);

@@ -26,7 +26,7 @@ Incident incident(const std::string& id, SystemTime declared, bool open, SystemT
   inc.declared_at = declared;
   inc.status = open ? IncidentStatus::kDeclared : IncidentStatus::kResolved;
   inc.resolved_at = resolved;
-  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "down", "", declared, open});
+  inc.impacted.push_back({"core-ams1", "icmp", "target_down", Severity::kCritical, "down", "", declared, open, ""});
   return inc;
 }
 

@@ -35,8 +35,9 @@ class StoreTest : public ::testing::Test {
     inc.severity = Severity::kCritical;
     inc.scope = {{"site", "fra"}, {"group", "core"}};
     inc.status = open ? IncidentStatus::kAcknowledged : IncidentStatus::kResolved;
-    inc.impacted = {{"r1", "icmp", "target_down", Severity::kCritical, "consecutive_failures >= 3", "", t, true},
-                    {"sw1", "icmp", "target_down", Severity::kCritical, "x \"quoted\"\n", "r1", t + 2s, false}};
+    inc.impacted = {{"r1", "icmp", "target_down", Severity::kCritical, "r1 unreachable: 3 failed runs in a row", "", t,
+                     true, "consecutive_failures >= 3 (consecutive_failures=3)"},
+                    {"sw1", "icmp", "target_down", Severity::kCritical, "x \"quoted\"\n", "r1", t + 2s, false, ""}};
     inc.timeline = {{t, "declared", "declared: r1", false, ""}, {t + 5min, "note", "crew on site", true, "alice"}};
     inc.started_at = t - 30s;
     inc.declared_at = t;
@@ -220,7 +221,7 @@ TEST(IncidentJsonTest, SeverityIsStoredAsItsWord) {
   Incident inc;
   inc.id = "NS-1";
   inc.severity = Severity::kInfo;
-  inc.impacted.push_back({"r1", "snmp", "device_rebooted", Severity::kInfo, "", "", {}, true});
+  inc.impacted.push_back({"r1", "snmp", "device_rebooted", Severity::kInfo, "", "", {}, true, ""});
   const nlohmann::json j = to_json(inc);
   EXPECT_EQ(j["severity"], "info");
   EXPECT_EQ(j["impacted"][0]["severity"], "info");

@@ -752,7 +752,7 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
 void Agent::on_sample(const std::shared_ptr<const Target>& target, std::shared_ptr<const Sample> shared) {
   const Sample& sample = *shared;
   metrics_.record(sample);
-  exporter_view_.record(std::move(shared));
+  exporter_view_.record(shared);  // a copy: `sample` must outlive this call whether the view keeps it or not
   // Before the pipeline: a declaration it makes now asks the fleet, which must know this verdict.
   if (fleet_) fleet_->observe(fleet_verdict(sample.target, sample.probe, sample.ok, std::string(to_string(sample.reason)),
                                             sample.detail, clock_));

@@ -1,4 +1,5 @@
 #include "fleet/protocol.h"
+#include "nightshift/json_text.h"
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -139,22 +140,22 @@ std::string encode(const Observation& o) {
     j["part"] = o.part;
     j["parts"] = o.parts;
   }
-  return j.dump();
+  return json_text(j);
 }
 
 std::string encode(const Heartbeat& h) {
   return json{{"agent", h.agent},       {"version", h.version},   {"sent_ms", h.sent_ms},
               {"interval_ms", h.interval_ms}, {"watching", h.watching}, {"down", h.down},
               {"id_tag", h.id_tag}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string encode(const ConfirmRequest& r) {
-  return json{{"from", r.from}, {"id", r.id}, {"target", r.target}, {"probe", r.probe}}.dump();
+  return json_text(json{{"from", r.from}, {"id", r.id}, {"target", r.target}, {"probe", r.probe}});
 }
 
 std::string encode(const ConfirmReply& r) {
-  return json{{"agent", r.agent}, {"id", r.id}, {"verdicts", verdicts_json(r.verdicts)}}.dump();
+  return json_text(json{{"agent", r.agent}, {"id", r.id}, {"verdicts", verdicts_json(r.verdicts)}});
 }
 
 std::string encode(const FleetIncident& i) {
@@ -177,7 +178,7 @@ std::string encode(const FleetIncident& i) {
               {"seq", i.seq},
               {"last_event", i.last_event},
               {"notified", i.notified}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<Observation> decode_observation(std::string_view bytes) {

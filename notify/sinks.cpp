@@ -1,4 +1,5 @@
 #include "notify/sinks.h"
+#include "nightshift/json_text.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -300,11 +301,11 @@ bool sink_wants(const SinkSpec& sink, const NotificationEvent& e, bool escalated
 std::string render_body(const SinkSpec& sink, const NotifyPolicy& policy, const NotificationEvent& e,
                         const std::string& idempotency_key, SystemTime now) {
   switch (sink.type) {
-    case SinkType::kWebhook: return webhook_body(policy, e, idempotency_key, now).dump();
-    case SinkType::kAlertmanager: return alertmanager_body(policy, e, now).dump();
-    case SinkType::kPagerDuty: return pagerduty_body(policy, e).dump();
-    case SinkType::kSlack: return slack_body(policy, e).dump();
-    case SinkType::kNotice: return notice_body(sink, e, idempotency_key).dump();
+    case SinkType::kWebhook: return json_text(webhook_body(policy, e, idempotency_key, now));
+    case SinkType::kAlertmanager: return json_text(alertmanager_body(policy, e, now));
+    case SinkType::kPagerDuty: return json_text(pagerduty_body(policy, e));
+    case SinkType::kSlack: return json_text(slack_body(policy, e));
+    case SinkType::kNotice: return json_text(notice_body(sink, e, idempotency_key));
   }
   return "{}";
 }
@@ -344,7 +345,7 @@ OutgoingRequest prepare_request(const SinkSpec& sink, const std::string& body, c
     json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (j.is_object()) {
       j["routing_key"] = sink.routing_key;
-      r.body = j.dump();
+      r.body = json_text(j);
     }
   }
   return r;

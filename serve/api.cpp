@@ -1,4 +1,5 @@
 #include "serve/api.h"
+#include "nightshift/json_text.h"
 
 #include <openssl/crypto.h>
 
@@ -12,7 +13,7 @@ using nlohmann::json;
 constexpr auto kReactorWait = std::chrono::seconds(5);
 
 HttpResponse ok_json(const json& j, int status = 200) {
-  HttpResponse r = HttpResponse::json(status, j.dump(2) + "\n");
+  HttpResponse r = HttpResponse::json(status, json_text(j, 2) + "\n");
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;
 }
@@ -78,7 +79,7 @@ bool same_secret(const std::string& a, const std::string& b) {
 }
 
 HttpResponse api_error(int status, const std::string& message) {
-  HttpResponse r = HttpResponse::json(status, json{{"error", message}}.dump() + "\n");
+  HttpResponse r = HttpResponse::json(status, json_text(json{{"error", message}}) + "\n");
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;
 }

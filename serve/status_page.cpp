@@ -1,4 +1,5 @@
 #include "serve/status_page.h"
+#include "nightshift/json_text.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -465,9 +466,9 @@ StatusPage render_status(const StatusInput& in) {
   }
   j["undeliverable_notifications"] = in.dead_letters;
   StatusPage page;
-  page.etag = "\"" + fnv_hex(j.dump()) + "\"";
+  page.etag = "\"" + fnv_hex(json_text(j)) + "\"";
   j["generated_at"] = format_time(in.now);
-  page.json = j.dump() + "\n";
+  page.json = json_text(j) + "\n";
 
   const auto updates_html = [](const std::vector<const TimelineEntry*>& updates) {
     std::string out;

@@ -1,4 +1,5 @@
 #include "store/store.h"
+#include "nightshift/json_text.h"
 
 #include <sqlite3.h>
 
@@ -122,7 +123,7 @@ Status Store::save_incident(const Incident& incident) {
                          -1, &st.s, nullptr) != SQLITE_OK) {
     return Error::io(message(db_, "prepare save"));
   }
-  const std::string body = to_json(incident).dump();
+  const std::string body = json_text(to_json(incident));
   sqlite3_bind_text(st.s, 1, incident.id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(st.s, 2, incident.open() ? 1 : 0);
   if (incident.open()) {
@@ -173,7 +174,7 @@ Status Store::save_silence(const Silence& silence) {
                          nullptr) != SQLITE_OK) {
     return Error::io(message(db_, "prepare silence"));
   }
-  const std::string body = to_json(silence).dump();
+  const std::string body = json_text(to_json(silence));
   sqlite3_bind_text(st.s, 1, silence.id.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st.s, 2, std::chrono::duration_cast<std::chrono::seconds>(silence.ends_at.time_since_epoch()).count());
   sqlite3_bind_text(st.s, 3, body.c_str(), static_cast<int>(body.size()), SQLITE_TRANSIENT);

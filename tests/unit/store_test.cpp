@@ -191,6 +191,18 @@ TEST_F(StoreTest, BadSilenceRowsAreSkippedAndReportedNotFatal) {
   EXPECT_EQ(skipped[1], "silence torn: stored body is not JSON");
 }
 
+TEST_F(StoreTest, BytesThatAreNotUtf8AreStoredReplacedNotThrown) {
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  Incident inc = sample_incident("NS-20261124-0009", true);
+  inc.impacted[0].summary = std::string("banner \xff\xfe\x80 from a device");
+  ASSERT_TRUE(s->store->save(inc).ok());
+  auto loaded = s->store->load(3600);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].impacted[0].summary, "banner \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd from a device");
+}
+
 TEST_F(StoreTest, AnUnwritableDirectoryIsAnError) {
   auto s = Store::open(dir_ + "/does/not/exist");
   ASSERT_FALSE(s.ok());

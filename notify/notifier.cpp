@@ -67,7 +67,6 @@ struct Notifier::Transfer {
 
 Notifier::Notifier(std::string db_path, prometheus::Registry& registry, std::string agent_name, const Clock& clock)
     : db_path_(std::move(db_path)),
-      registry_(registry),
       agent_(std::move(agent_name)),
       clock_(clock),
       results_(prometheus::BuildCounter()

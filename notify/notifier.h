@@ -82,7 +82,6 @@ class Notifier {
   std::int64_t now_ms() const;
 
   std::string db_path_;
-  prometheus::Registry& registry_;
   std::string agent_;
   const Clock& clock_;
 

@@ -33,7 +33,7 @@ ExporterView& view() {
       s.probe = probe;
       s.ok = probe[0] != 's';
       s.series.push_back({"ifOperStatus", {{"ifIndex", "1"}, {"ifAlias", "\"\\\n"}}, 1, LabeledValue::Type::kGauge});
-      out->record(s);
+      out->record(std::make_shared<const Sample>(s));
     }
     return out;
   }();

@@ -157,7 +157,9 @@ int Agent::run() {
   http_.route("/snmp", [this](const HttpRequest& req) { return exporter_view_.snmp(req); });
   api_ = std::make_unique<Api>(reactor_, make_operator_backend(
                                              *pipeline_, clock_, [this] { schedule_pipeline_tick(); },
-                                             [this] { return targets_json(); }));
+                                             [this] { return targets_json(); },
+                                             config_.fleet.enabled ? static_cast<FleetIncidentAccess*>(this) : nullptr,
+                                             config_.agent.name));
   api_->configure({config_.api_token, config_.api_public_read});
   api_->register_routes(http_);
   http_.route("/", [this](const HttpRequest&) {
@@ -420,6 +422,7 @@ void Agent::start_fleet() {
     }
   };
   hooks.became_owner = [this](const fleet::FleetIncident& inc, bool takeover) { fleet_became_owner(inc, takeover); };
+  hooks.incident_changed = [this](const fleet::FleetIncident& inc) { fleet_incident_changed(inc); };
   log::info("fleet: joining", {{"fleet", fleet::describe(config_.fleet)}});
   fleet_ = std::make_unique<fleet::FleetNode>(reactor_, config_.fleet, config_.agent.name, id_tag_, std::move(hooks));
   fleet_->start();
@@ -524,6 +527,7 @@ void Agent::decide_fleet(const std::string& local_id) {
     draft.key = fleet::scope_key(scope_text(link.incident.scope));
     draft.id = local_id;
     draft.title = link.incident.title;
+    draft.scope = link.incident.scope;
     draft.severity = link.incident.severity;
     draft.declared_by = config_.agent.name;
     draft.declared_ms = unix_ms(link.incident.declared_at);
@@ -550,6 +554,12 @@ void Agent::decide_fleet(const std::string& local_id) {
       l.key = claim->incident.key;
       l.fleet_id = claim->incident.id;
       l.page = claim->owner;
+      // Once the rows below are placed: what operators did meanwhile, here
+      // or through other agents, reaches both sides.
+      reactor_.post([this, local_id, stored = claim->incident] {
+        const fleet::FleetIncident* latest = fleet_->find_incident(stored.key);
+        sync_with_fleet(local_id, latest && latest->id == stored.id ? *latest : stored, /*push=*/true);
+      });
       log::info(claim->owner ? "fleet: this agent owns the incident and pages" : "fleet: incident recorded; its owner pages",
                 {{"id", local_id}, {"fleet_id", l.fleet_id}, {"created", claim->created ? "yes" : "no"}});
       if (!claim->owner || !claim->created) {
@@ -632,6 +642,87 @@ void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> 
           fleet_->mark_notified(it->second.key, stored->seq);
         });
   }
+}
+
+void Agent::fleet_incident_changed(const fleet::FleetIncident& changed) {
+  const fleet::FleetIncident inc = changed;  // the node's copy may change under the pipeline's effects
+  if (const Incident* local = local_copy_of(inc)) sync_with_fleet(local->id, inc, /*push=*/false);
+  status_changed();  // every agent's page shows the fleet's incidents
+}
+
+void Agent::sync_with_fleet(const std::string& local_id, const fleet::FleetIncident& inc, bool push) {
+  const Incident* local = pipeline_->incidents().find(local_id);
+  if (!local) return;
+  const std::vector<fleet::OperatorAction> to_push = push ? fleet::missing_in_fleet(*local, inc) : std::vector<fleet::OperatorAction>{};
+  for (const auto& a : fleet::missing_locally(inc, *local)) {
+    // Through the pipeline, as if made here: the owner's copy announces it
+    // (keys fleet_id:event:seq), the others record it.
+    Result<Incident> done = a.kind == fleet::OperatorAction::Kind::kAcknowledge ? pipeline_->acknowledge(local_id, a.by)
+                            : a.kind == fleet::OperatorAction::Kind::kNote
+                                ? pipeline_->add_note(local_id, a.text, a.is_public, a.by)
+                                : pipeline_->resolve(local_id, a.by);
+    log::info("fleet: applied an operator action recorded in the fleet incident",
+              {{"id", local_id},
+               {"fleet_id", inc.id},
+               {"action", fleet::to_string(a.kind)},
+               {"by", a.by},
+               {"through", a.agent.empty() ? std::string("-") : a.agent},
+               {"result", done.ok() ? std::string("applied") : done.error().message}});
+  }
+  schedule_pipeline_tick();
+  for (const auto& a : to_push) {
+    fleet_->amend(inc.key, a, [local_id, kind = a.kind](Result<fleet::FleetIncident> stored) {
+      if (!stored.ok()) {
+        log::warn("fleet: cannot record an operator action in the fleet incident",
+                  {{"id", local_id}, {"action", fleet::to_string(kind)}, {"error", stored.error().message}});
+      }
+    });
+  }
+}
+
+const fleet::FleetIncident* Agent::fleet_copy_of(const Incident& local) const {
+  if (!fleet_) return nullptr;
+  if (auto l = fleet_links_.find(local.id); l != fleet_links_.end() && l->second.fleet) {
+    const fleet::FleetIncident* inc = fleet_->find_incident(l->second.key);
+    if (inc && inc->id == l->second.fleet_id) return inc;
+  }
+  if (!local.open() || local.vantage) return nullptr;
+  const fleet::FleetIncident* inc = fleet_->find_incident(fleet::scope_key(scope_text(local.scope)));
+  return inc && inc->open ? inc : nullptr;
+}
+
+const Incident* Agent::local_copy_of(const fleet::FleetIncident& inc) const {
+  if (!fleet_) return nullptr;
+  for (const auto& [local_id, l] : fleet_links_) {
+    if (l.fleet && l.key == inc.key && l.fleet_id == inc.id) {
+      if (const Incident* local = pipeline_->incidents().find(local_id)) return local;
+    }
+  }
+  if (!inc.open) return nullptr;
+  for (const auto& local : pipeline_->incidents().incidents()) {
+    if (local.open() && !local.vantage && fleet::scope_key(scope_text(local.scope)) == inc.key) {
+      return pipeline_->incidents().find(local.id);
+    }
+  }
+  return nullptr;
+}
+
+std::vector<const fleet::FleetIncident*> Agent::fleet_incidents() const {
+  std::vector<const fleet::FleetIncident*> out;
+  if (!fleet_) return out;
+  for (const auto& [key, inc] : fleet_->incidents()) out.push_back(&inc);
+  return out;
+}
+
+bool Agent::notifies(const fleet::FleetIncident& inc) const { return fleet_ && fleet_->owns(inc.key); }
+
+void Agent::amend(const std::string& key, fleet::OperatorAction action,
+                  std::function<void(Result<fleet::FleetIncident>)> done) {
+  if (!fleet_) {
+    done(Error::unavailable("not in a fleet"));
+    return;
+  }
+  fleet_->amend(key, std::move(action), std::move(done));
 }
 
 void Agent::fleet_became_owner(const fleet::FleetIncident& inc, bool takeover) {
@@ -936,6 +1027,15 @@ void Agent::publish_status() {
     now.targets.push_back(std::move(h));
   }
   now.dead_letters = notifier_ ? notifier_->dead_letters() : 0;
+  if (fleet_) {
+    for (const auto& inc : current) {
+      if (const fleet::FleetIncident* shared = fleet_copy_of(inc)) now.fleet_ids[inc.id] = shared->id;
+    }
+    // Open ones only: a resolved one stays in the history of the agents that had a copy.
+    for (const auto& [key, inc] : fleet_->incidents()) {
+      if (inc.open && !local_copy_of(inc)) now.fleet_incidents.push_back(fleet::as_incident(inc));
+    }
+  }
   status_.publish(now);
 }
 

@@ -25,6 +25,7 @@
 #include "serve/api.h"
 #include "serve/http.h"
 #include "serve/metrics.h"
+#include "serve/operator_backend.h"
 #include "serve/status_publisher.h"
 #include "store/store.h"
 #include "nightshift/reactor.h"
@@ -35,7 +36,7 @@ namespace nightshift {
 
 void block_agent_signals();
 
-class Agent final : private PipelineEffects {
+class Agent final : private PipelineEffects, private FleetIncidentAccess {
  public:
   Agent(std::string config_path, Config config, Clock& clock);
   ~Agent();
@@ -96,6 +97,23 @@ class Agent final : private PipelineEffects {
   // Rows under the fleet incident's id: key id:event:suffix (empty: the row's own), body rendered again.
   std::vector<OutboxEntry> fleet_rows(const FleetLink& link, std::vector<OutboxEntry> rows, const std::string& suffix);
   std::vector<fleet::Verdict> watched_verdicts() const;
+  // Operator actions fleet-wide (fleet/operations.h): a fleet incident was
+  // written; its local copy here takes what it lacks (an ack, notes, the
+  // resolve), which the owner's copy announces.
+  void fleet_incident_changed(const fleet::FleetIncident& inc);
+  // `push`: also records in the fleet what the copy got before it was linked.
+  void sync_with_fleet(const std::string& local_id, const fleet::FleetIncident& inc, bool push);
+
+  // FleetIncidentAccess (the operator API's view of the fleet). A local
+  // incident is the copy of a fleet incident when linked to it, or, open,
+  // when the open fleet incident of its scope exists (one outage per scope).
+  const fleet::FleetIncident* fleet_copy_of(const Incident& local) const override;
+  const Incident* local_copy_of(const fleet::FleetIncident& inc) const override;
+  std::vector<const fleet::FleetIncident*> fleet_incidents() const override;
+  bool fleet_alone() const override { return !fleet_ || fleet_->alone(); }
+  bool notifies(const fleet::FleetIncident& inc) const override;
+  void amend(const std::string& key, fleet::OperatorAction action,
+             std::function<void(Result<fleet::FleetIncident>)> done) override;
 
   void on_signal();
   HttpResponse healthz() const;

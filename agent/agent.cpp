@@ -361,16 +361,22 @@ void Agent::commit(const Incident* incident, std::vector<OutboxEntry> rows) {
 }
 
 bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) {
+  return confirm(target, spec, nullptr);
+}
+
+bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
+                    std::function<void(const Sample&)> then) {
   auto it = engines_.find(spec.kind);
   if (it == engines_.end()) return false;
   ProbeRequest req;
   req.target = target;
   req.spec = &spec;
-  req.done = [this, target](Sample s) {
+  req.done = [this, target, then = std::move(then)](Sample s) {
     metrics_.confirmation_done(s.kind, s.ok);
     log::debug("confirmation", {{"target", s.target}, {"probe", s.probe}, {"detail", s.detail}});
     pipeline_->on_sample(target, s);
     schedule_pipeline_tick();
+    if (then) then(s);
   };
   if (!it->second->confirm(std::move(req))) return false;
   metrics_.confirmation_started(spec.kind);
@@ -397,6 +403,68 @@ std::vector<fleet::Verdict> Agent::watched_verdicts() const {
   return out;
 }
 
+// A peer saw a target we watch fail and asks "probe it now": each of our
+// probes of it runs its confirmation out of schedule (the samples feed our own
+// rules too), so a quorum is reached in seconds instead of on our next round.
+// A probe whose kind has no confirmation, whose budget refused, or that is
+// still running shortly before the asker stops waiting answers with its latest
+// verdict.
+void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
+                                 std::function<void(std::vector<fleet::Verdict>)> done) {
+  auto target = std::find_if(config_.targets.begin(), config_.targets.end(),
+                             [&](const auto& t) { return t->name == req.target; });
+  if (target == config_.targets.end()) {
+    done({});
+    return;
+  }
+  struct Gathering {
+    std::map<std::string, fleet::Verdict> verdicts;  // by probe: fresh ones replace the latest
+    std::size_t waiting = 0;
+    bool answered = false;
+    std::function<void(std::vector<fleet::Verdict>)> done;
+    Reactor::TimerId timer = 0;
+  };
+  auto g = std::make_shared<Gathering>();
+  g->done = std::move(done);
+  auto answer = [this, g] {
+    if (g->answered) return;
+    g->answered = true;
+    if (g->timer) reactor_.cancel(g->timer);
+    std::vector<fleet::Verdict> out;
+    for (auto& [probe, v] : g->verdicts) out.push_back(std::move(v));
+    g->done(std::move(out));
+  };
+  for (const auto& spec : (*target)->probes) {
+    if (!req.probe.empty() && spec.name != req.probe) continue;
+    bool ok = true;  // not run yet: nothing seen wrong
+    std::string reason;
+    if (auto ts = probe_states_.find(req.target); ts != probe_states_.end()) {
+      if (auto ps = ts->second.find(spec.name); ps != ts->second.end()) {
+        ok = ps->second.ok;
+        reason = to_string(ps->second.reason);
+      }
+    }
+    g->verdicts[spec.name] = fleet_verdict(req.target, spec.name, ok, reason, "", clock_);
+    const bool started = confirm(*target, spec, [this, g, answer](const Sample& s) {
+      if (g->answered) return;
+      g->verdicts[s.probe] = fleet_verdict(s.target, s.probe, s.ok, std::string(to_string(s.reason)), s.detail, clock_);
+      if (--g->waiting == 0) answer();
+    });
+    if (started) ++g->waiting;
+  }
+  if (g->waiting == 0) {
+    answer();
+    return;
+  }
+  const Duration wait = config_.fleet.confirm_timeout > std::chrono::milliseconds(1000)
+                            ? config_.fleet.confirm_timeout - std::chrono::milliseconds(500)
+                            : config_.fleet.confirm_timeout / 2;
+  g->timer = reactor_.call_after(wait, [g, answer] {
+    g->timer = 0;
+    answer();
+  });
+}
+
 void Agent::start_fleet() {
   auto& family = prometheus::BuildGauge()
                      .Name("nightshift_fleet_connected")
@@ -406,8 +474,9 @@ void Agent::start_fleet() {
   fleet_connected_ = &family.Add({});
   fleet_alone_ = true;
   fleet::FleetNode::Hooks hooks;
-  // confirm unset: the fleet node answers a peer's "probe it now" with this
-  // agent's latest verdicts (probes run at their interval).
+  hooks.confirm = [this](const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done) {
+    answer_fleet_confirm(req, std::move(done));
+  };
   hooks.alone_changed = [this](bool alone) {
     fleet_alone_ = alone;
     fleet_connected_->Set(alone ? 0 : 1);

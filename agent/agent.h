@@ -65,6 +65,9 @@ class Agent final : private PipelineEffects {
   // transaction and wakes the notifier; delivers from memory if the disk fails.
   void commit(const Incident* incident, std::vector<OutboxEntry> rows) override;
   bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) override;
+  // As above; `then` also sees the confirmation's sample.
+  bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
+               std::function<void(const Sample&)> then);
   // Asks the first impacted target's engines for a finding (ICMP: a path trace).
   void diagnose(const Incident& incident) override;
   void alert_changed(const rules::AlertEvent& event) override;
@@ -92,6 +95,7 @@ class Agent final : private PipelineEffects {
   void decide_fleet(const std::string& local_id);
   void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);
   void fleet_became_owner(const fleet::FleetIncident& inc, bool takeover);
+  void answer_fleet_confirm(const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done);
   void enqueue(std::vector<OutboxEntry> rows);
   // Rows under the fleet incident's id: key id:event:suffix (empty: the row's own), body rendered again.
   std::vector<OutboxEntry> fleet_rows(const FleetLink& link, std::vector<OutboxEntry> rows, const std::string& suffix);

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/scheduler.h"
 #include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
@@ -84,6 +85,17 @@ std::vector<ReceivedRequest> with_event(const Receiver& rx, const std::string& e
   return out;
 }
 
+// How an agent probes "svc": fast rounds, three misses (the default), or
+// `slow` (a 30 s interval, one confirmed miss: the probe's name sets its
+// phase, so each agent's round comes at another time).
+struct Probing {
+  std::string interval = "300ms";
+  std::string timeout = "200ms";
+  std::string condition = "consecutive_failures >= 3";
+  std::string probe = "tcp";
+};
+Probing slow(const std::string& probe) { return {"30s", "1s", "consecutive_failures >= 1", probe}; }
+
 class FleetAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -98,19 +110,19 @@ class FleetAgentTest : public ::testing::Test {
   }
 
   // `port`: the service's port as this agent reaches it (0: the shared service).
-  std::string config(const std::string& name, int port = 0) {
+  std::string config(const std::string& name, int port = 0, const Probing& probing = {}) {
     return R"([agent]
 name = ")" + name + R"("
 listen = "127.0.0.1:0"
 state_dir = ")" + dir_.file("state-" + name) + R"("
 
 [defaults]
-interval = "300ms"
-timeout = "200ms"
+interval = ")" + probing.interval + R"("
+timeout = ")" + probing.timeout + R"("
 
 [[rule]]
 name = "target_down"
-condition = "consecutive_failures >= 3"
+condition = ")" + probing.condition + R"("
 clear_for = "900ms"
 
 [incidents]
@@ -134,7 +146,7 @@ group = "edge"
 site = "lab"
   [[target.probe]]
   kind = "tcp"
-  name = "tcp"
+  name = ")" + probing.probe + R"("
   port = )" + std::to_string(port ? port : service_.port()) + R"(
 
 [[sink]]
@@ -266,6 +278,63 @@ TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {
   EXPECT_EQ(health.body, "ok\n");
   const std::string log = a.process->stderr_text();
   EXPECT_LT(log.find("fleet: alone"), log.find("fleet: connected")) << log;
+}
+
+// Each agent's round of "svc" comes at another time (30 s apart at most):
+// the first to see the service fail asks the two others, which probe it at
+// once instead of at their next round, so the page comes seconds after the
+// first failed round, before the second agent's own round is due.
+TEST_F(FleetAgentTest, PeersProbeOnRequestSoTheFirstFailedRoundPages) {
+  const std::vector<std::string> probes = {"tcp-a", "tcp-b", "tcp-c"};
+  const Duration interval = 30s;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const std::string name = std::string("edge-") + static_cast<char>('a' + i);
+    const std::string path = dir_.file(name + ".toml");
+    write_text_file(path, config(name, 0, slow(probes[i])));
+    RunningAgent a = start_agent(path);
+    ASSERT_NE(a.port, 0) << a.process->stderr_text();
+    names_.push_back(name);
+    agents_.push_back(std::move(a));
+  }
+  for (auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 10s)) << logs();
+  }
+  // When each agent's round is due: the scheduler's phase on the shared
+  // monotonic clock (every process on this machine reads the same one).
+  auto next_round = [&](std::size_t i, std::chrono::steady_clock::time_point after) {
+    const Duration phase = Scheduler::phase_of("svc", probes[i], interval);
+    const Duration into = Duration(after.time_since_epoch().count() % interval.count());
+    Duration wait = phase - into;
+    if (wait <= Duration::zero()) wait += interval;
+    return after + wait;
+  };
+  // Every agent has had a round (the service up) and heard the others' heartbeats.
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::chrono::steady_clock::time_point> rounds;
+  for (std::size_t i = 0; i < 3; ++i) rounds.push_back(next_round(i, now + 2s));
+  const std::size_t first = static_cast<std::size_t>(std::min_element(rounds.begin(), rounds.end()) - rounds.begin());
+  // The service stops 1.5 s before the first round due after that.
+  std::this_thread::sleep_until(rounds[first] - 1500ms);
+  service_.stop();
+  std::vector<std::chrono::steady_clock::time_point> due;
+  for (std::size_t i = 0; i < 3; ++i) due.push_back(next_round(i, std::chrono::steady_clock::now()));
+  std::vector<std::chrono::steady_clock::time_point> after = due;
+  std::sort(after.begin(), after.end());
+  ASSERT_GT(after[1] - after[0], 5s) << "the probes' names must spread their rounds";
+  ASSERT_TRUE(receiver_.wait_accepted(1, 25s)) << logs();
+  const auto paged = std::chrono::steady_clock::now();
+  std::printf("first failed round -> page: %lld ms; the second agent's round was %lld ms after the first\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(paged - after[0]).count()),
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(after[1] - after[0]).count()));
+  EXPECT_LT(paged, after[1]) << "paged only when a second agent's own round failed\n" << logs();
+  EXPECT_LT(paged - after[0], 5s) << logs();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(with_event(receiver_, "declared").size(), 1u) << logs();
+  for (std::size_t i = 0; i < 3; ++i) {
+    if (due[i] == after[0]) continue;  // the agent whose round failed first
+    EXPECT_GE(agents_[i].metric("nightshift_confirmations_total", {{"kind", "tcp"}, {"result", "started"}}).value_or(0), 1.0)
+        << names_[i] << " probed on request";
+  }
 }
 
 }  // namespace

@@ -486,6 +486,7 @@ void Agent::start_fleet() {
     } else {
       log::info("fleet: connected; a critical outage seen by other agents too is paged once, by its owner",
                 {{"fleet", config_.fleet.name}});
+      reconcile_with_fleet();
     }
   };
   hooks.became_owner = [this](const fleet::FleetIncident& inc, bool takeover) { fleet_became_owner(inc, takeover); };
@@ -589,19 +590,7 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.held.clear();
       return;
     }
-    fleet::FleetIncident draft;
-    draft.key = fleet::scope_key(scope_text(link.incident.scope));
-    draft.id = local_id;
-    draft.title = link.incident.title;
-    draft.severity = link.incident.severity;
-    draft.declared_by = config_.agent.name;
-    draft.declared_ms = unix_ms(link.incident.declared_at);
-    for (const auto& t : link.incident.impacted) {
-      if (t.active) draft.impacted.push_back({t.target, t.probe, t.rule, {config_.agent.name}, true});
-    }
-    draft.seq = 1;
-    draft.last_event = "declared";
-    fleet_->claim(std::move(draft), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
+    fleet_->claim(fleet_draft(link.incident), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
       auto found = fleet_links_.find(local_id);
       if (found == fleet_links_.end()) return;
       FleetLink& l = found->second;
@@ -642,6 +631,60 @@ void Agent::decide_fleet(const std::string& local_id) {
       if (!rest.empty()) send_as_owner(local_id, std::move(rest));
     });
   });
+}
+
+fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
+  fleet::FleetIncident draft;
+  draft.key = fleet::scope_key(scope_text(incident.scope));
+  draft.id = incident.id;
+  draft.title = incident.title;
+  draft.severity = incident.severity;
+  draft.declared_by = config_.agent.name;
+  draft.declared_ms = unix_ms(incident.declared_at);
+  for (const auto& t : incident.impacted) {
+    if (t.active) draft.impacted.push_back({t.target, t.probe, t.rule, {config_.agent.name}, true});
+  }
+  draft.seq = 1;
+  draft.last_event = "declared";
+  return draft;
+}
+
+// Back on the fleet: each open critical outage this agent paged alone is
+// claimed as already announced (notified = seq). The fleet adopts its id, and
+// this agent owns it; or it joins the fleet incident another agent made for
+// the same scope meanwhile, and keeps its own lifecycle (its resolve goes out
+// under the id it was paged with). Either way an agent that sees the outage
+// later joins it instead of paging it again.
+void Agent::reconcile_with_fleet() {
+  for (const Incident& inc : pipeline_->incidents().incidents()) {
+    if (!inc.open() || inc.vantage || inc.severity != Severity::kCritical) continue;
+    auto link = fleet_links_.find(inc.id);
+    // Decided with the fleet, a path problem, or waiting for its answer: nothing was paged alone.
+    if (link != fleet_links_.end() && (link->second.fleet || !link->second.page || !link->second.decided ||
+                                       link->second.reconciled)) {
+      continue;
+    }
+    fleet::FleetIncident draft = fleet_draft(inc);
+    draft.notified = draft.seq;
+    fleet_->claim(std::move(draft), [this, local = inc](Result<fleet::FleetNode::Claim> claim) {
+      if (!claim.ok()) {
+        log::warn("fleet: cannot reconcile an incident paged alone; trying again when back",
+                  {{"id", local.id}, {"error", claim.error().message}});
+        return;
+      }
+      FleetLink& l = fleet_links_[local.id];
+      l.incident = local;
+      l.decided = true;
+      l.page = true;
+      l.reconciled = true;
+      l.key = claim->incident.key;
+      l.fleet_id = claim->incident.id;
+      l.fleet = claim->created && claim->owner;
+      log::info(l.fleet ? "fleet: an incident paged alone is now the fleet's, under the same id"
+                        : "fleet: an incident paged alone joined the fleet's incident; its own resolve still goes out",
+                {{"id", local.id}, {"fleet_id", claim->incident.id}});
+    });
+  }
 }
 
 std::vector<OutboxEntry> Agent::fleet_rows(const FleetLink& l, std::vector<OutboxEntry> rows,

@@ -89,10 +89,13 @@ class Agent final : private PipelineEffects {
     Incident incident;     // the latest local state, to render rows under fleet_id
     std::vector<OutboxEntry> held;      // rows waiting for the decision
     std::vector<OutboxEntry> unsent_resolve;  // a non-owner's resolve, sent if it takes over
+    bool reconciled = false;  // paged alone, then claimed as already announced
   };
   void start_fleet();
   std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
   void decide_fleet(const std::string& local_id);
+  fleet::FleetIncident fleet_draft(const Incident& incident) const;
+  void reconcile_with_fleet();
   void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);
   void fleet_became_owner(const fleet::FleetIncident& inc, bool takeover);
   void answer_fleet_confirm(const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done);

@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "core/scheduler.h"
@@ -278,6 +279,53 @@ TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {
   EXPECT_EQ(health.body, "ok\n");
   const std::string log = a.process->stderr_text();
   EXPECT_LT(log.find("fleet: alone"), log.find("fleet: connected")) << log;
+}
+
+// NATS is down while the service fails: edge-a and edge-b page alone, each
+// under its own id. NATS comes back: they claim what they paged as already
+// announced, so when edge-c (which reaches the service its own way) sees it
+// fail afterwards, it joins the fleet incident instead of paging a third time,
+// and every id that was paged gets its resolve, once.
+TEST_F(FleetAgentTest, AfterNatsIsBackWhatWasPagedAloneIsNotPagedAgain) {
+  Service c_path;
+  ASSERT_TRUE(c_path.ok());
+  ASSERT_NO_FATAL_FAILURE(start_agents(c_path.port()));
+  nats_->kill_and_wait();
+  for (auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 0.0; }, 10s)) << logs();
+  }
+  service_.stop();
+  ASSERT_TRUE(receiver_.wait_accepted(2, 10s)) << logs();
+  std::this_thread::sleep_for(1s);
+  const auto alone = with_event(receiver_, "declared");
+  ASSERT_EQ(alone.size(), 2u) << "a and b page alone\n" << logs();
+  EXPECT_NE(incident_of(alone[0]), incident_of(alone[1]));
+
+  nats_ = std::make_unique<Process>(std::vector<std::string>{
+      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+  ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value()) << nats_->stderr_text();
+  for (auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 15s)) << logs();
+  }
+  std::this_thread::sleep_for(1500ms);  // c hears a and b again: they count as watchers
+  for (int i : {0, 1}) {
+    EXPECT_NE(agents_[i].process->stderr_text().find("incident paged alone"), std::string::npos) << logs();
+  }
+
+  c_path.stop();
+  ASSERT_TRUE(agents_[2].process->wait_for_stderr("incident recorded; its owner pages", 10s).has_value()) << logs();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(with_event(receiver_, "declared").size(), 2u) << "c joins; nobody pages it again\n" << logs();
+
+  service_.start();
+  c_path.start();
+  ASSERT_TRUE(service_.ok());
+  ASSERT_TRUE(wait_until([&] { return with_event(receiver_, "resolved").size() >= 2; }, 15s)) << logs();
+  std::this_thread::sleep_for(2s);
+  std::multiset<std::string> resolved;
+  for (const auto& r : with_event(receiver_, "resolved")) resolved.insert(incident_of(r));
+  EXPECT_EQ(resolved, (std::multiset<std::string>{incident_of(alone[0]), incident_of(alone[1])}))
+      << "each id paged gets one resolve\n" << logs();
 }
 
 // Each agent's round of "svc" comes at another time (30 s apart at most):

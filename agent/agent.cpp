@@ -536,6 +536,9 @@ std::vector<OutboxEntry> Agent::route_through_fleet(const Incident* incident, st
         for (const auto& t : inc->impacted) shared = shared || (t.active && fleet_->assess(t.target).watchers > 1);
       }
       if (!shared) {
+        if (inc && starts && inc->severity == Severity::kCritical && !inc->vantage && fleet_->alone()) {
+          paged_alone_.insert(id);  // claimed as announced when the fleet is back
+        }
         std::move(group.begin(), group.end(), std::back_inserter(now));
         continue;
       }
@@ -601,6 +604,7 @@ void Agent::decide_fleet(const std::string& local_id) {
         log::warn("fleet: cannot claim the incident: paging alone", {{"id", local_id}, {"error", claim.error().message}});
         l.fleet = false;
         l.page = true;
+        paged_alone_.insert(local_id);
         enqueue(std::move(held));
         return;
       }
@@ -656,27 +660,28 @@ fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
 // under the id it was paged with). Either way an agent that sees the outage
 // later joins it instead of paging it again.
 void Agent::reconcile_with_fleet() {
-  for (const Incident& inc : pipeline_->incidents().incidents()) {
-    if (!inc.open() || inc.vantage || inc.severity != Severity::kCritical) continue;
-    auto link = fleet_links_.find(inc.id);
-    // Decided with the fleet, a path problem, or waiting for its answer: nothing was paged alone.
-    if (link != fleet_links_.end() && (link->second.fleet || !link->second.page || !link->second.decided ||
-                                       link->second.reconciled)) {
+  for (auto it = paged_alone_.begin(); it != paged_alone_.end();) {
+    const Incident* inc = pipeline_->incidents().find(*it);
+    auto link = fleet_links_.find(*it);
+    const bool decided_since = link != fleet_links_.end() && (link->second.fleet || !link->second.page);
+    if (!inc || !inc->open() || decided_since) {
+      it = paged_alone_.erase(it);
       continue;
     }
-    fleet::FleetIncident draft = fleet_draft(inc);
+    ++it;
+    fleet::FleetIncident draft = fleet_draft(*inc);
     draft.notified = draft.seq;
-    fleet_->claim(std::move(draft), [this, local = inc](Result<fleet::FleetNode::Claim> claim) {
+    fleet_->claim(std::move(draft), [this, local = *inc](Result<fleet::FleetNode::Claim> claim) {
       if (!claim.ok()) {
         log::warn("fleet: cannot reconcile an incident paged alone; trying again when back",
                   {{"id", local.id}, {"error", claim.error().message}});
         return;
       }
+      paged_alone_.erase(local.id);
       FleetLink& l = fleet_links_[local.id];
       l.incident = local;
       l.decided = true;
       l.page = true;
-      l.reconciled = true;
       l.key = claim->incident.key;
       l.fleet_id = claim->incident.id;
       l.fleet = claim->created && claim->owner;

@@ -946,6 +946,14 @@ void Agent::reload() {
                                                               {"configured", next.agent.name}});
     next.agent.name = config_.agent.name;
   }
+  // The fleet node holds leases and a NATS connection made with these: a
+  // change (servers, credentials, timings) takes effect at restart.
+  if (!(next.fleet == config_.fleet)) {
+    log::warn("[fleet] changed: takes effect at restart; the agent keeps its running fleet settings",
+              {{"running", config_.fleet.enabled ? fleet::describe(config_.fleet) : "off"},
+               {"configured", next.fleet.enabled ? fleet::describe(next.fleet) : "off"}});
+    next.fleet = config_.fleet;
+  }
   // HTTPS on or off needs a restart; until then the running listener decides
   // whether the API's token may be used on it.
   if (next.agent.tls_cert_file.empty() == http_.tls()) {

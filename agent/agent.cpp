@@ -376,6 +376,12 @@ bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec
   req.done = [this, target, then = std::move(then)](Sample s) {
     metrics_.confirmation_done(s.kind, s.ok);
     log::debug("confirmation", {{"target", s.target}, {"probe", s.probe}, {"detail", s.detail}});
+    // Before the pipeline, as in on_sample(): a declaration this sample makes
+    // asks the fleet, whose view must hold this vantage's fresh verdict (else
+    // it counts this agent as up and takes its own failure for a path problem).
+    if (fleet_) {
+      fleet_->observe(fleet_verdict(s.target, s.probe, s.ok, std::string(to_string(s.reason)), s.detail, clock_));
+    }
     pipeline_->on_sample(target, s);
     schedule_pipeline_tick();
     if (then) then(s);
@@ -557,6 +563,10 @@ std::vector<OutboxEntry> Agent::route_through_fleet(const Incident* incident, st
       std::move(group.begin(), group.end(), std::back_inserter(l.held));
     } else if (!l.fleet) {
       if (l.page) std::move(group.begin(), group.end(), std::back_inserter(now));
+      if (!l.page && !l.path_problem.empty()) {
+        auto warned = path_problem_rows(l, std::move(group));
+        std::move(warned.begin(), warned.end(), std::back_inserter(now));
+      }
     } else if (l.page) {
       send_as_owner(id, std::move(group));
     } else {
@@ -583,7 +593,7 @@ void Agent::decide_fleet(const std::string& local_id) {
     FleetLink& link = it->second;
     if (a.verdict == fleet::Assessment::Verdict::kPathProblem || a.verdict == fleet::Assessment::Verdict::kUp) {
       // Down from a minority of vantages: this agent's path, not an outage.
-      log::warn("fleet: target down from this vantage only: a path problem, not paged",
+      log::warn("fleet: target down from this vantage only: a path problem, a warning, not a page",
                 {{"id", local_id},
                  {"target", target},
                  {"vantage", config_.agent.name},
@@ -593,6 +603,14 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.decided = true;
       link.fleet = false;
       link.page = false;
+      // Visible as a warning when the fleet's view agrees this vantage sees it down.
+      if (std::find(a.down_vantages.begin(), a.down_vantages.end(), config_.agent.name) != a.down_vantages.end()) {
+        link.path_problem = target + " is down from " + joined(a.down_vantages) + " only (up from " +
+                            (a.up_vantages.empty() ? std::string("the other agents") : joined(a.up_vantages)) +
+                            "): this vantage's path, not an outage";
+        pipeline_->add_finding(local_id, "fleet: " + link.path_problem);
+        enqueue(path_problem_rows(link, std::move(link.held)));
+      }
       link.held.clear();
       return;
     }
@@ -715,6 +733,25 @@ std::vector<OutboxEntry> Agent::fleet_rows(const FleetLink& l, std::vector<Outbo
     if (sink != config_.sinks.end()) r.body = render_body(*sink, policy, NotificationEvent{r.event, shown}, r.key, clock_.wall_now());
   }
   return rows;
+}
+
+std::vector<OutboxEntry> Agent::path_problem_rows(const FleetLink& l, std::vector<OutboxEntry> rows) {
+  Incident shown = l.incident;
+  shown.severity = Severity::kWarning;
+  for (auto& t : shown.impacted) t.severity = std::min(t.severity, Severity::kWarning);
+  shown.title = "Path problem: " + l.path_problem;
+  const NotifyPolicy policy = notify_policy();
+  std::vector<OutboxEntry> out;
+  for (auto& r : rows) {
+    if (r.event == "renotify" || r.event == "escalated") continue;
+    auto sink = std::find_if(config_.sinks.begin(), config_.sinks.end(), [&](const auto& s) { return s.name == r.sink; });
+    if (sink == config_.sinks.end()) continue;
+    const NotificationEvent e{r.event, shown};
+    if (!sink_wants(*sink, e, false)) continue;  // a pager that takes only critical hears nothing
+    r.body = render_body(*sink, policy, e, r.key, clock_.wall_now());
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows) {

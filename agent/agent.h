@@ -91,6 +91,10 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
     Incident incident;     // the latest local state, to render rows under fleet_id
     std::vector<OutboxEntry> held;      // rows waiting for the decision
     std::vector<OutboxEntry> unsent_resolve;  // a non-owner's resolve, sent if it takes over
+    // Decided: down from a minority of vantages. Its rows go out as a
+    // warning naming this vantage (never a critical page), to the sinks
+    // that take warnings; renotify and escalation are not sent.
+    std::string path_problem;  // the text naming the vantage; empty: not one
   };
   void start_fleet();
   std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
@@ -105,6 +109,8 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   // Rows under the fleet incident's id: key id:event:suffix (empty: the row's own), body rendered again.
   std::vector<OutboxEntry> fleet_rows(const FleetLink& link, std::vector<OutboxEntry> rows, const std::string& suffix);
   std::vector<fleet::Verdict> watched_verdicts() const;
+  // A path problem's rows, as a warning naming the vantage.
+  std::vector<OutboxEntry> path_problem_rows(const FleetLink& link, std::vector<OutboxEntry> rows);
   // Operator actions fleet-wide (fleet/operations.h): a fleet incident was
   // written; its local copy here takes what it lacks (an ack, notes, the
   // resolve), which the owner's copy announces.

@@ -165,7 +165,13 @@ confirm_timeout = "1s"
 [[sink]]
 name = "hook"
 type = "webhook"
-url = ")" + receiver_.url("/hook") + "\"\n";
+url = ")" + receiver_.url("/hook") + R"("
+
+[[sink]]
+name = "pager"
+type = "webhook"
+min_severity = "critical"
+url = ")" + pager_.url("/pager") + "\"\n";
   }
 
   // `c_port`: edge-c reaches "svc" at this port instead (its own path to it).
@@ -211,6 +217,7 @@ url = ")" + receiver_.url("/hook") + "\"\n";
   TempDir dir_;
   Service service_;
   Receiver receiver_;
+  Receiver pager_;  // a sink that takes critical incidents only
   std::unique_ptr<Process> nats_;
   std::vector<std::string> names_;
   std::vector<RunningAgent> agents_;
@@ -265,12 +272,27 @@ TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   ASSERT_TRUE(c_path.ok());
   ASSERT_NO_FATAL_FAILURE(start_agents(c_path.port()));
   c_path.stop();
-  ASSERT_TRUE(agents_[2].process->wait_for_stderr("a path problem, not paged", 10s).has_value()) << logs();
+  ASSERT_TRUE(agents_[2].process->wait_for_stderr("a path problem, a warning, not a page", 10s).has_value()) << logs();
   const std::string c = agents_[2].process->stderr_text();
   EXPECT_NE(c.find("vantage=edge-c"), std::string::npos) << c;
+  // Visible: one warning naming the vantage to the sinks that take warnings;
+  // the pager (critical only) hears nothing.
+  ASSERT_TRUE(receiver_.wait_accepted(1, 5s)) << logs();
   std::this_thread::sleep_for(2s);
-  EXPECT_TRUE(receiver_.requests().empty()) << "no page for one vantage's path\n" << logs();
+  EXPECT_TRUE(pager_.requests().empty()) << "no page for one vantage's path\n" << logs();
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 1u) << logs();
+  const json body = json::parse(declared[0].body, nullptr, false);
+  EXPECT_EQ(body["incident"].value("severity", ""), "warning") << declared[0].body;
+  EXPECT_NE(body["incident"].value("title", "").find("edge-c only"), std::string::npos) << declared[0].body;
+  for (const auto& r : receiver_.requests()) {
+    EXPECT_EQ(r.body.find("\"critical\""), std::string::npos) << "never critical: " << r.body;
+  }
   EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0);
+  // Its local incident's timeline says so too.
+  const json listed = json::parse(http_get(agents_[2].url("/api/v1/incidents?status=open")).body, nullptr, false);
+  ASSERT_TRUE(listed.is_array() && listed.size() == 1) << listed.dump();
+  EXPECT_NE(listed[0]["timeline"].dump().find("down from edge-c only"), std::string::npos) << listed[0].dump();
 }
 
 TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {

@@ -780,6 +780,7 @@ void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> 
           } else if (event == "acknowledged") {
             inc.acknowledged = true;
             inc.acknowledged_by = by;
+            if (inc.acknowledged_ms == 0) inc.acknowledged_ms = unix_ms(at);
           }
         },
         [this, local_id, rows = std::move(group)](Result<fleet::FleetIncident> stored) mutable {

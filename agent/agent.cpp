@@ -155,11 +155,10 @@ int Agent::run() {
   // blackbox_exporter's and snmp_exporter's endpoints (docs/compatibility.md).
   http_.route("/probe", [this](const HttpRequest& req) { return exporter_view_.probe(req); });
   http_.route("/snmp", [this](const HttpRequest& req) { return exporter_view_.snmp(req); });
-  api_ = std::make_unique<Api>(reactor_, make_operator_backend(
-                                             *pipeline_, clock_, [this] { schedule_pipeline_tick(); },
-                                             [this] { return targets_json(); },
-                                             config_.fleet.enabled ? static_cast<FleetIncidentAccess*>(this) : nullptr,
-                                             config_.agent.name));
+  api_ = std::make_unique<Api>(
+      reactor_, make_operator_backend(
+                    *pipeline_, clock_, [this] { schedule_pipeline_tick(); }, [this] { return targets_json(); },
+                    config_.fleet.enabled ? static_cast<FleetIncidentAccess*>(this) : nullptr, config_.agent.name));
   api_->configure({config_.api_token, config_.api_public_read});
   api_->register_routes(http_);
   http_.route("/", [this](const HttpRequest&) {
@@ -744,7 +743,8 @@ std::vector<OutboxEntry> Agent::path_problem_rows(const FleetLink& l, std::vecto
   std::vector<OutboxEntry> out;
   for (auto& r : rows) {
     if (r.event == "renotify" || r.event == "escalated") continue;
-    auto sink = std::find_if(config_.sinks.begin(), config_.sinks.end(), [&](const auto& s) { return s.name == r.sink; });
+    auto sink =
+        std::find_if(config_.sinks.begin(), config_.sinks.end(), [&](const auto& s) { return s.name == r.sink; });
     if (sink == config_.sinks.end()) continue;
     const NotificationEvent e{r.event, shown};
     if (!sink_wants(*sink, e, false)) continue;  // a pager that takes only critical hears nothing
@@ -808,7 +808,8 @@ void Agent::fleet_incident_changed(const fleet::FleetIncident& changed) {
 void Agent::sync_with_fleet(const std::string& local_id, const fleet::FleetIncident& inc, bool push) {
   const Incident* local = pipeline_->incidents().find(local_id);
   if (!local) return;
-  const std::vector<fleet::OperatorAction> to_push = push ? fleet::missing_in_fleet(*local, inc) : std::vector<fleet::OperatorAction>{};
+  const std::vector<fleet::OperatorAction> to_push =
+      push ? fleet::missing_in_fleet(*local, inc) : std::vector<fleet::OperatorAction>{};
   for (const auto& a : fleet::missing_locally(inc, *local)) {
     // Through the pipeline, as if made here: the owner's copy announces it
     // (keys fleet_id:event:seq), the others record it.

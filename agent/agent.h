@@ -18,20 +18,20 @@
 #include <unordered_map>
 
 #include "config/config.h"
-#include "fleet/node.h"
-#include "serve/exporter_view.h"
 #include "core/scheduler.h"
+#include "fleet/node.h"
+#include "nightshift/reactor.h"
+#include "nightshift/resolver.h"
 #include "notify/notifier.h"
 #include "pipeline/pipeline.h"
+#include "probes/registry/registry.h"
 #include "serve/api.h"
+#include "serve/exporter_view.h"
 #include "serve/http.h"
 #include "serve/metrics.h"
 #include "serve/operator_backend.h"
 #include "serve/status_publisher.h"
 #include "store/store.h"
-#include "nightshift/reactor.h"
-#include "nightshift/resolver.h"
-#include "probes/registry/registry.h"
 
 namespace nightshift {
 

@@ -40,9 +40,12 @@ OperatorAction note_action(const FleetNote& n) {
 
 std::string_view to_string(OperatorAction::Kind kind) {
   switch (kind) {
-    case OperatorAction::Kind::kAcknowledge: return "acknowledge";
-    case OperatorAction::Kind::kNote: return "note";
-    case OperatorAction::Kind::kResolve: return "resolve";
+    case OperatorAction::Kind::kAcknowledge:
+      return "acknowledge";
+    case OperatorAction::Kind::kNote:
+      return "note";
+    case OperatorAction::Kind::kResolve:
+      return "resolve";
   }
   return "acknowledge";
 }
@@ -161,8 +164,8 @@ Incident as_incident(const FleetIncident& inc) {
   }
   out.timeline.push_back({out.declared_at, "declared", "declared by " + inc.declared_by, false, ""});
   if (inc.acknowledged) {
-    out.timeline.push_back({out.acknowledged_at, "acknowledged", "acknowledged by " + inc.acknowledged_by, false,
-                            inc.acknowledged_by});
+    out.timeline.push_back(
+        {out.acknowledged_at, "acknowledged", "acknowledged by " + inc.acknowledged_by, false, inc.acknowledged_by});
   }
   for (const auto& n : inc.notes) out.timeline.push_back({from_ms(n.at_ms), "note", n.text, n.is_public, n.author});
   if (!inc.open) {

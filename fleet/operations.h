@@ -28,8 +28,8 @@ namespace nightshift::fleet {
 struct OperatorAction {
   enum class Kind { kAcknowledge, kNote, kResolve };
   Kind kind = Kind::kAcknowledge;
-  std::string by;  // the operator
-  std::string text;  // kNote
+  std::string by;          // the operator
+  std::string text;        // kNote
   bool is_public = false;  // kNote: a public update
   std::int64_t at_ms = 0;
   std::string agent;  // the agent it was made through

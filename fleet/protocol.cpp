@@ -166,8 +166,8 @@ std::string encode(const FleetIncident& i) {
   }
   json notes = json::array();
   for (const auto& n : i.notes) {
-    notes.push_back({{"at_ms", n.at_ms}, {"author", n.author}, {"text", n.text}, {"public", n.is_public},
-                     {"agent", n.agent}});
+    notes.push_back(
+        {{"at_ms", n.at_ms}, {"author", n.author}, {"text", n.text}, {"public", n.is_public}, {"agent", n.agent}});
   }
   return json{{"key", i.key},
               {"id", i.id},

@@ -149,7 +149,8 @@ ApiBackend make_operator_backend(Pipeline& pipeline, const Clock& clock, std::fu
     fleet::OperatorAction a;
     a.kind = fleet::OperatorAction::Kind::kAcknowledge;
     a.by = by;
-    act(id, a, [&pipeline, by](const std::string& local) { return pipeline.acknowledge(local, by); }, std::move(reply));
+    auto here = [&pipeline, by](const std::string& local) { return pipeline.acknowledge(local, by); };
+    act(id, a, here, std::move(reply));
   };
   b.add_note = [&pipeline, act](const std::string& id, const std::string& text, bool is_public, const std::string& by,
                                 ApiBackend::Reply reply) {
@@ -158,15 +159,17 @@ ApiBackend make_operator_backend(Pipeline& pipeline, const Clock& clock, std::fu
     a.by = by;
     a.text = text;
     a.is_public = is_public;
-    act(id, a, [&pipeline, text, is_public, by](const std::string& local) {
+    auto here = [&pipeline, text, is_public, by](const std::string& local) {
       return pipeline.add_note(local, text, is_public, by);
-    }, std::move(reply));
+    };
+    act(id, a, here, std::move(reply));
   };
   b.resolve = [&pipeline, act](const std::string& id, const std::string& by, ApiBackend::Reply reply) {
     fleet::OperatorAction a;
     a.kind = fleet::OperatorAction::Kind::kResolve;
     a.by = by;
-    act(id, a, [&pipeline, by](const std::string& local) { return pipeline.resolve(local, by); }, std::move(reply));
+    auto here = [&pipeline, by](const std::string& local) { return pipeline.resolve(local, by); };
+    act(id, a, here, std::move(reply));
   };
   b.list_silences = [&pipeline, &clock] {
     nlohmann::json out = nlohmann::json::array();

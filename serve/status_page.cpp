@@ -102,7 +102,8 @@ std::vector<std::size_t> touched(const Incident& inc, const std::vector<StatusCo
   for (const auto& i : inc.impacted) names.insert(i.target);
   // Another agent's incident (a fleet's) may name targets this page does not
   // watch: then its scope places it.
-  const bool known = std::any_of(targets.begin(), targets.end(), [&](const TargetHealth& t) { return names.count(t.name) > 0; });
+  const bool known =
+      std::any_of(targets.begin(), targets.end(), [&](const TargetHealth& t) { return names.count(t.name) > 0; });
   std::vector<std::size_t> out;
   for (std::size_t c = 0; c < components.size(); ++c) {
     bool hit = false;

@@ -32,7 +32,8 @@ bool StatusPublisher::publish(const Now& now) {
   std::set<std::string> shown;
   for (const auto& [id, inc] : history_) {
     in.incidents.push_back(inc);
-    if (auto fleet_id = now.fleet_ids.find(id); fleet_id != now.fleet_ids.end()) in.incidents.back().id = fleet_id->second;
+    if (auto fleet_id = now.fleet_ids.find(id); fleet_id != now.fleet_ids.end())
+      in.incidents.back().id = fleet_id->second;
     shown.insert(in.incidents.back().id);
     if (inc.open() && now.silenced && now.silenced(inc)) in.silenced.push_back(in.incidents.back().id);
   }

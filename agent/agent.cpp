@@ -640,6 +640,18 @@ void Agent::decide_fleet(const std::string& local_id) {
       });
       log::info(claim->owner ? "fleet: this agent owns the incident and pages" : "fleet: incident recorded; its owner pages",
                 {{"id", local_id}, {"fleet_id", l.fleet_id}, {"created", claim->created ? "yes" : "no"}});
+      if (claim->owner && !claim->created && claim->incident.notified == 0) {
+        // Another agent created the fleet incident but this one won its lease
+        // (the two writes are separate): the creator announces nothing, so the
+        // declaration is this agent's to send, under the key the creator's
+        // would have had (a receiver dedupes a second one).
+        std::vector<OutboxEntry> declared, rest;
+        for (auto& r : held) (r.event == "declared" || r.event == "reopened" ? declared : rest).push_back(std::move(r));
+        enqueue(fleet_rows(l, std::move(declared), "1"));
+        fleet_->mark_notified(l.key, 1);
+        if (!rest.empty()) send_as_owner(local_id, std::move(rest));
+        return;
+      }
       if (!claim->owner || !claim->created) {
         // Joined: its declaration was announced by the agent that created it.
         std::erase_if(held, [](const auto& r) { return r.event == "declared" || r.event == "reopened"; });

@@ -415,7 +415,8 @@ std::vector<fleet::Verdict> Agent::watched_verdicts() const {
 // rules too), so a quorum is reached in seconds instead of on our next round.
 // A probe whose kind has no confirmation, whose budget refused, or that is
 // still running shortly before the asker stops waiting answers with its latest
-// verdict.
+// verdict. The first probe confirmed down answers at once: it decides this
+// vantage's vote.
 void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
                                  std::function<void(std::vector<fleet::Verdict>)> done) {
   auto target = std::find_if(config_.targets.begin(), config_.targets.end(),
@@ -455,7 +456,10 @@ void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
     const bool started = confirm(*target, spec, [this, g, answer](const Sample& s) {
       if (g->answered) return;
       g->verdicts[s.probe] = fleet_verdict(s.target, s.probe, s.ok, std::string(to_string(s.reason)), s.detail, clock_);
-      if (--g->waiting == 0) answer();
+      // One probe confirmed down settles this vantage's vote (the target is
+      // down from here whatever the others say): answer now, not when a TCP
+      // connect at a cut link gives up.
+      if (--g->waiting == 0 || !s.ok) answer();
     });
     if (started) ++g->waiting;
   }

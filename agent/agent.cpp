@@ -539,6 +539,9 @@ std::vector<OutboxEntry> Agent::route_through_fleet(const Incident* incident, st
         for (const auto& t : inc->impacted) shared = shared || (t.active && fleet_->assess(t.target).watchers > 1);
       }
       if (!shared) {
+        if (inc && starts && inc->severity == Severity::kCritical && !inc->vantage && fleet_->alone()) {
+          paged_alone_.insert(id);  // claimed as announced when the fleet is back
+        }
         std::move(group.begin(), group.end(), std::back_inserter(now));
         continue;
       }
@@ -604,6 +607,7 @@ void Agent::decide_fleet(const std::string& local_id) {
         log::warn("fleet: cannot claim the incident: paging alone", {{"id", local_id}, {"error", claim.error().message}});
         l.fleet = false;
         l.page = true;
+        paged_alone_.insert(local_id);
         enqueue(std::move(held));
         return;
       }
@@ -659,27 +663,28 @@ fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
 // under the id it was paged with). Either way an agent that sees the outage
 // later joins it instead of paging it again.
 void Agent::reconcile_with_fleet() {
-  for (const Incident& inc : pipeline_->incidents().incidents()) {
-    if (!inc.open() || inc.vantage || inc.severity != Severity::kCritical) continue;
-    auto link = fleet_links_.find(inc.id);
-    // Decided with the fleet, a path problem, or waiting for its answer: nothing was paged alone.
-    if (link != fleet_links_.end() && (link->second.fleet || !link->second.page || !link->second.decided ||
-                                       link->second.reconciled)) {
+  for (auto it = paged_alone_.begin(); it != paged_alone_.end();) {
+    const Incident* inc = pipeline_->incidents().find(*it);
+    auto link = fleet_links_.find(*it);
+    const bool decided_since = link != fleet_links_.end() && (link->second.fleet || !link->second.page);
+    if (!inc || !inc->open() || decided_since) {
+      it = paged_alone_.erase(it);
       continue;
     }
-    fleet::FleetIncident draft = fleet_draft(inc);
+    ++it;
+    fleet::FleetIncident draft = fleet_draft(*inc);
     draft.notified = draft.seq;
-    fleet_->claim(std::move(draft), [this, local = inc](Result<fleet::FleetNode::Claim> claim) {
+    fleet_->claim(std::move(draft), [this, local = *inc](Result<fleet::FleetNode::Claim> claim) {
       if (!claim.ok()) {
         log::warn("fleet: cannot reconcile an incident paged alone; trying again when back",
                   {{"id", local.id}, {"error", claim.error().message}});
         return;
       }
+      paged_alone_.erase(local.id);
       FleetLink& l = fleet_links_[local.id];
       l.incident = local;
       l.decided = true;
       l.page = true;
-      l.reconciled = true;
       l.key = claim->incident.key;
       l.fleet_id = claim->incident.id;
       l.fleet = claim->created && claim->owner;
@@ -943,6 +948,14 @@ void Agent::reload() {
     log::warn("agent.name changed: takes effect at restart", {{"running", config_.agent.name},
                                                               {"configured", next.agent.name}});
     next.agent.name = config_.agent.name;
+  }
+  // The fleet node holds leases and a NATS connection made with these: a
+  // change (servers, credentials, timings) takes effect at restart.
+  if (!(next.fleet == config_.fleet)) {
+    log::warn("[fleet] changed: takes effect at restart; the agent keeps its running fleet settings",
+              {{"running", config_.fleet.enabled ? fleet::describe(config_.fleet) : "off"},
+               {"configured", next.fleet.enabled ? fleet::describe(next.fleet) : "off"}});
+    next.fleet = config_.fleet;
   }
   // HTTPS on or off needs a restart; until then the running listener decides
   // whether the API's token may be used on it.

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -89,12 +90,12 @@ class Agent final : private PipelineEffects {
     Incident incident;     // the latest local state, to render rows under fleet_id
     std::vector<OutboxEntry> held;      // rows waiting for the decision
     std::vector<OutboxEntry> unsent_resolve;  // a non-owner's resolve, sent if it takes over
-    bool reconciled = false;  // paged alone, then claimed as already announced
   };
   void start_fleet();
   std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
   void decide_fleet(const std::string& local_id);
   fleet::FleetIncident fleet_draft(const Incident& incident) const;
+  // Claims the incidents in paged_alone_ as already announced (back on NATS).
   void reconcile_with_fleet();
   void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);
   void fleet_became_owner(const fleet::FleetIncident& inc, bool takeover);
@@ -148,6 +149,9 @@ class Agent final : private PipelineEffects {
   std::unique_ptr<Notifier> notifier_;
   std::unique_ptr<fleet::FleetNode> fleet_;    // set with [fleet] only
   std::map<std::string, FleetLink> fleet_links_;  // by local incident id
+  // Critical outages this agent declared and paged by itself while alone (or
+  // when its claim failed): the fleet does not know their ids yet.
+  std::set<std::string> paged_alone_;
   std::atomic<bool> fleet_alone_{false};       // for /healthz (event threads)
   prometheus::Gauge* fleet_connected_ = nullptr;  // nightshift_fleet_connected
   EarliestTimer schedule_timer_;  // the scheduler's next due probe

@@ -332,6 +332,27 @@ TEST_F(FleetAgentTest, AfterNatsIsBackWhatWasPagedAloneIsNotPagedAgain) {
       << "each id paged gets one resolve\n" << logs();
 }
 
+// A reload that changes [fleet] says it takes effect at restart and keeps the
+// running fleet: the agent stays connected, owns what it owned, and the rest
+// of the new config applies.
+TEST_F(FleetAgentTest, AReloadKeepsTheRunningFleetAndSaysSo) {
+  const std::string path = dir_.file("edge-a.toml");
+  write_text_file(path, config("edge-a"));
+  RunningAgent a = start_agent(path);
+  ASSERT_NE(a.port, 0) << a.process->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 10s)) << a.process->stderr_text();
+  std::string moved = config("edge-a");
+  const std::string from = "nats://127.0.0.1:" + std::to_string(kNatsPort);
+  moved.replace(moved.find(from), from.size(), "nats://127.0.0.1:1");  // nothing listens there
+  write_text_file(path, moved);
+  ASSERT_TRUE(a.process->send_signal(SIGHUP));
+  ASSERT_TRUE(a.process->wait_for_stderr("[fleet] changed: takes effect at restart", 5s).has_value())
+      << a.process->stderr_text();
+  EXPECT_TRUE(wait_until([&] { return a.metric("nightshift_config_last_reload_successful") == 1.0; }, 5s));
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(a.metric("nightshift_fleet_connected"), 1.0) << a.process->stderr_text();
+}
+
 // Each agent's round of "svc" comes at another time (30 s apart at most):
 // the first to see the service fail asks the two others, which probe it at
 // once instead of at their next round, so the page comes seconds after the

@@ -482,7 +482,10 @@ void Agent::start_fleet() {
                      .Help("1 while this agent is connected to its fleet (NATS with JetStream); 0 while it is alone "
                            "and pages by itself")
                      .Register(*metrics_.registry());
-  fleet_connected_ = &family.Add({});
+  // The agent label is what the shipped Prometheus quorum rule joins on
+  // (`unless on (agent)`) to leave fleet agents out: without it the fleet's
+  // outage is paged a second time by Prometheus.
+  fleet_connected_ = &family.Add({{"agent", config_.agent.name}});
   fleet_alone_ = true;
   fleet::FleetNode::Hooks hooks;
   hooks.confirm = [this](const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done) {

@@ -149,6 +149,9 @@ class IncidentManager {
   // those whose hold ran out.
   std::vector<IncidentEvent> release_held(bool expired);
   std::size_t depth(const std::string& target) const;
+  // Whether an ancestor of `target` (depends_on, transitively) has a critical
+  // alert: its own state is explained by that ancestor.
+  bool behind_down_parent(const std::string& target) const;
   std::vector<IncidentEvent> place_in_scope(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> on_resolved(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> check_vantage();
@@ -163,6 +166,10 @@ class IncidentManager {
   const Clock& clock_;
   IncidentPolicy policy_;
   std::map<std::string, std::shared_ptr<const Target>> targets_;
+  // Configured targets behind each target (depends_on, transitively), and the
+  // number of topology roots (targets with no depends_on).
+  std::map<std::string, std::size_t> behind_;
+  std::size_t roots_ = 0;
   std::map<std::string, State> incidents_;  // by id
   std::set<std::string> critical_targets_;  // targets with a firing critical alert
   std::vector<Held> held_;

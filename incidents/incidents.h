@@ -9,9 +9,11 @@
 //   joins that incident as impact (via_parent) and never pages on its own; when
 //   a parent goes down after its children, the children's incidents merge into
 //   the parent's.
-// - Vantage: when at least `vantage_ratio` of all targets have critical alerts
-//   at once, and every canary is down (or, with no canaries configured, every
-//   scope has lost targets — one dark site is an outage, not isolation), one
+// - Vantage: when at least `vantage_ratio` of the targets not behind a down
+//   parent (depends_on: the parent explains them) have critical alerts at
+//   once, and every canary is down (or, with no canaries configured, at least
+//   `vantage_min_targets` of them count and every scope among them has lost
+//   targets — one dark site is an outage, not isolation), one
 //   "this agent is isolated" incident replaces the per-target ones. Declarations are held for
 //   `vantage_hold` only while a canary is failing — the one case where
 //   isolation is plausible.

@@ -361,16 +361,22 @@ void Agent::commit(const Incident* incident, std::vector<OutboxEntry> rows) {
 }
 
 bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) {
+  return confirm(target, spec, nullptr);
+}
+
+bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
+                    std::function<void(const Sample&)> then) {
   auto it = engines_.find(spec.kind);
   if (it == engines_.end()) return false;
   ProbeRequest req;
   req.target = target;
   req.spec = &spec;
-  req.done = [this, target](Sample s) {
+  req.done = [this, target, then = std::move(then)](Sample s) {
     metrics_.confirmation_done(s.kind, s.ok);
     log::debug("confirmation", {{"target", s.target}, {"probe", s.probe}, {"detail", s.detail}});
     pipeline_->on_sample(target, s);
     schedule_pipeline_tick();
+    if (then) then(s);
   };
   if (!it->second->confirm(std::move(req))) return false;
   metrics_.confirmation_started(spec.kind);
@@ -397,6 +403,68 @@ std::vector<fleet::Verdict> Agent::watched_verdicts() const {
   return out;
 }
 
+// A peer saw a target we watch fail and asks "probe it now": each of our
+// probes of it runs its confirmation out of schedule (the samples feed our own
+// rules too), so a quorum is reached in seconds instead of on our next round.
+// A probe whose kind has no confirmation, whose budget refused, or that is
+// still running shortly before the asker stops waiting answers with its latest
+// verdict.
+void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
+                                 std::function<void(std::vector<fleet::Verdict>)> done) {
+  auto target = std::find_if(config_.targets.begin(), config_.targets.end(),
+                             [&](const auto& t) { return t->name == req.target; });
+  if (target == config_.targets.end()) {
+    done({});
+    return;
+  }
+  struct Gathering {
+    std::map<std::string, fleet::Verdict> verdicts;  // by probe: fresh ones replace the latest
+    std::size_t waiting = 0;
+    bool answered = false;
+    std::function<void(std::vector<fleet::Verdict>)> done;
+    Reactor::TimerId timer = 0;
+  };
+  auto g = std::make_shared<Gathering>();
+  g->done = std::move(done);
+  auto answer = [this, g] {
+    if (g->answered) return;
+    g->answered = true;
+    if (g->timer) reactor_.cancel(g->timer);
+    std::vector<fleet::Verdict> out;
+    for (auto& [probe, v] : g->verdicts) out.push_back(std::move(v));
+    g->done(std::move(out));
+  };
+  for (const auto& spec : (*target)->probes) {
+    if (!req.probe.empty() && spec.name != req.probe) continue;
+    bool ok = true;  // not run yet: nothing seen wrong
+    std::string reason;
+    if (auto ts = probe_states_.find(req.target); ts != probe_states_.end()) {
+      if (auto ps = ts->second.find(spec.name); ps != ts->second.end()) {
+        ok = ps->second.ok;
+        reason = to_string(ps->second.reason);
+      }
+    }
+    g->verdicts[spec.name] = fleet_verdict(req.target, spec.name, ok, reason, "", clock_);
+    const bool started = confirm(*target, spec, [this, g, answer](const Sample& s) {
+      if (g->answered) return;
+      g->verdicts[s.probe] = fleet_verdict(s.target, s.probe, s.ok, std::string(to_string(s.reason)), s.detail, clock_);
+      if (--g->waiting == 0) answer();
+    });
+    if (started) ++g->waiting;
+  }
+  if (g->waiting == 0) {
+    answer();
+    return;
+  }
+  const Duration wait = config_.fleet.confirm_timeout > std::chrono::milliseconds(1000)
+                            ? config_.fleet.confirm_timeout - std::chrono::milliseconds(500)
+                            : config_.fleet.confirm_timeout / 2;
+  g->timer = reactor_.call_after(wait, [g, answer] {
+    g->timer = 0;
+    answer();
+  });
+}
+
 void Agent::start_fleet() {
   auto& family = prometheus::BuildGauge()
                      .Name("nightshift_fleet_connected")
@@ -406,8 +474,9 @@ void Agent::start_fleet() {
   fleet_connected_ = &family.Add({});
   fleet_alone_ = true;
   fleet::FleetNode::Hooks hooks;
-  // confirm unset: the fleet node answers a peer's "probe it now" with this
-  // agent's latest verdicts (probes run at their interval).
+  hooks.confirm = [this](const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done) {
+    answer_fleet_confirm(req, std::move(done));
+  };
   hooks.alone_changed = [this](bool alone) {
     fleet_alone_ = alone;
     fleet_connected_->Set(alone ? 0 : 1);
@@ -417,6 +486,7 @@ void Agent::start_fleet() {
     } else {
       log::info("fleet: connected; a critical outage seen by other agents too is paged once, by its owner",
                 {{"fleet", config_.fleet.name}});
+      reconcile_with_fleet();
     }
   };
   hooks.became_owner = [this](const fleet::FleetIncident& inc, bool takeover) { fleet_became_owner(inc, takeover); };
@@ -466,6 +536,9 @@ std::vector<OutboxEntry> Agent::route_through_fleet(const Incident* incident, st
         for (const auto& t : inc->impacted) shared = shared || (t.active && fleet_->assess(t.target).watchers > 1);
       }
       if (!shared) {
+        if (inc && starts && inc->severity == Severity::kCritical && !inc->vantage && fleet_->alone()) {
+          paged_alone_.insert(id);  // claimed as announced when the fleet is back
+        }
         std::move(group.begin(), group.end(), std::back_inserter(now));
         continue;
       }
@@ -520,19 +593,7 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.held.clear();
       return;
     }
-    fleet::FleetIncident draft;
-    draft.key = fleet::scope_key(scope_text(link.incident.scope));
-    draft.id = local_id;
-    draft.title = link.incident.title;
-    draft.severity = link.incident.severity;
-    draft.declared_by = config_.agent.name;
-    draft.declared_ms = unix_ms(link.incident.declared_at);
-    for (const auto& t : link.incident.impacted) {
-      if (t.active) draft.impacted.push_back({t.target, t.probe, t.rule, {config_.agent.name}, true});
-    }
-    draft.seq = 1;
-    draft.last_event = "declared";
-    fleet_->claim(std::move(draft), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
+    fleet_->claim(fleet_draft(link.incident), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
       auto found = fleet_links_.find(local_id);
       if (found == fleet_links_.end()) return;
       FleetLink& l = found->second;
@@ -543,6 +604,7 @@ void Agent::decide_fleet(const std::string& local_id) {
         log::warn("fleet: cannot claim the incident: paging alone", {{"id", local_id}, {"error", claim.error().message}});
         l.fleet = false;
         l.page = true;
+        paged_alone_.insert(local_id);
         enqueue(std::move(held));
         return;
       }
@@ -573,6 +635,61 @@ void Agent::decide_fleet(const std::string& local_id) {
       if (!rest.empty()) send_as_owner(local_id, std::move(rest));
     });
   });
+}
+
+fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
+  fleet::FleetIncident draft;
+  draft.key = fleet::scope_key(scope_text(incident.scope));
+  draft.id = incident.id;
+  draft.title = incident.title;
+  draft.severity = incident.severity;
+  draft.declared_by = config_.agent.name;
+  draft.declared_ms = unix_ms(incident.declared_at);
+  for (const auto& t : incident.impacted) {
+    if (t.active) draft.impacted.push_back({t.target, t.probe, t.rule, {config_.agent.name}, true});
+  }
+  draft.seq = 1;
+  draft.last_event = "declared";
+  return draft;
+}
+
+// Back on the fleet: each open critical outage this agent paged alone is
+// claimed as already announced (notified = seq). The fleet adopts its id, and
+// this agent owns it; or it joins the fleet incident another agent made for
+// the same scope meanwhile, and keeps its own lifecycle (its resolve goes out
+// under the id it was paged with). Either way an agent that sees the outage
+// later joins it instead of paging it again.
+void Agent::reconcile_with_fleet() {
+  for (auto it = paged_alone_.begin(); it != paged_alone_.end();) {
+    const Incident* inc = pipeline_->incidents().find(*it);
+    auto link = fleet_links_.find(*it);
+    const bool decided_since = link != fleet_links_.end() && (link->second.fleet || !link->second.page);
+    if (!inc || !inc->open() || decided_since) {
+      it = paged_alone_.erase(it);
+      continue;
+    }
+    ++it;
+    fleet::FleetIncident draft = fleet_draft(*inc);
+    draft.notified = draft.seq;
+    fleet_->claim(std::move(draft), [this, local = *inc](Result<fleet::FleetNode::Claim> claim) {
+      if (!claim.ok()) {
+        log::warn("fleet: cannot reconcile an incident paged alone; trying again when back",
+                  {{"id", local.id}, {"error", claim.error().message}});
+        return;
+      }
+      paged_alone_.erase(local.id);
+      FleetLink& l = fleet_links_[local.id];
+      l.incident = local;
+      l.decided = true;
+      l.page = true;
+      l.key = claim->incident.key;
+      l.fleet_id = claim->incident.id;
+      l.fleet = claim->created && claim->owner;
+      log::info(l.fleet ? "fleet: an incident paged alone is now the fleet's, under the same id"
+                        : "fleet: an incident paged alone joined the fleet's incident; its own resolve still goes out",
+                {{"id", local.id}, {"fleet_id", claim->incident.id}});
+    });
+  }
 }
 
 std::vector<OutboxEntry> Agent::fleet_rows(const FleetLink& l, std::vector<OutboxEntry> rows,
@@ -828,6 +945,14 @@ void Agent::reload() {
     log::warn("agent.name changed: takes effect at restart", {{"running", config_.agent.name},
                                                               {"configured", next.agent.name}});
     next.agent.name = config_.agent.name;
+  }
+  // The fleet node holds leases and a NATS connection made with these: a
+  // change (servers, credentials, timings) takes effect at restart.
+  if (!(next.fleet == config_.fleet)) {
+    log::warn("[fleet] changed: takes effect at restart; the agent keeps its running fleet settings",
+              {{"running", config_.fleet.enabled ? fleet::describe(config_.fleet) : "off"},
+               {"configured", next.fleet.enabled ? fleet::describe(next.fleet) : "off"}});
+    next.fleet = config_.fleet;
   }
   // HTTPS on or off needs a restart; until then the running listener decides
   // whether the API's token may be used on it.

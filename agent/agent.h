@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -65,6 +66,9 @@ class Agent final : private PipelineEffects {
   // transaction and wakes the notifier; delivers from memory if the disk fails.
   void commit(const Incident* incident, std::vector<OutboxEntry> rows) override;
   bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) override;
+  // As above; `then` also sees the confirmation's sample.
+  bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
+               std::function<void(const Sample&)> then);
   // Asks the first impacted target's engines for a finding (ICMP: a path trace).
   void diagnose(const Incident& incident) override;
   void alert_changed(const rules::AlertEvent& event) override;
@@ -90,8 +94,12 @@ class Agent final : private PipelineEffects {
   void start_fleet();
   std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
   void decide_fleet(const std::string& local_id);
+  fleet::FleetIncident fleet_draft(const Incident& incident) const;
+  // Claims the incidents in paged_alone_ as already announced (back on NATS).
+  void reconcile_with_fleet();
   void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);
   void fleet_became_owner(const fleet::FleetIncident& inc, bool takeover);
+  void answer_fleet_confirm(const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done);
   void enqueue(std::vector<OutboxEntry> rows);
   // Rows under the fleet incident's id: key id:event:suffix (empty: the row's own), body rendered again.
   std::vector<OutboxEntry> fleet_rows(const FleetLink& link, std::vector<OutboxEntry> rows, const std::string& suffix);
@@ -141,6 +149,9 @@ class Agent final : private PipelineEffects {
   std::unique_ptr<Notifier> notifier_;
   std::unique_ptr<fleet::FleetNode> fleet_;    // set with [fleet] only
   std::map<std::string, FleetLink> fleet_links_;  // by local incident id
+  // Critical outages this agent declared and paged by itself while alone (or
+  // when its claim failed): the fleet does not know their ids yet.
+  std::set<std::string> paged_alone_;
   std::atomic<bool> fleet_alone_{false};       // for /healthz (event threads)
   prometheus::Gauge* fleet_connected_ = nullptr;  // nightshift_fleet_connected
   EarliestTimer schedule_timer_;  // the scheduler's next due probe

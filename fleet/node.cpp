@@ -79,6 +79,9 @@ struct FleetNode::Shared {
   std::mutex watch_mu;
   kvWatcher* watcher = nullptr;
   std::atomic<bool> watch_stop{false};
+  std::atomic<bool> watch_dead{false};  // its loop ended on a closed subscription
+  std::int64_t incidents_created = 0;     // the bucket stream's creation time, to see it replaced
+  std::vector<kvWatcher*> retired;        // stopped once the connection is closed; see attach()
 
   std::atomic<std::uint64_t> messages_out{0}, bytes_out{0}, messages_in{0}, bytes_in{0};
   std::atomic<std::uint64_t> kv_operations{0}, kv_conflicts{0}, decode_errors{0};
@@ -304,16 +307,21 @@ void FleetNode::stop() {
   }
   sh.cv.notify_all();
   if (sh.worker.joinable()) sh.worker.join();
+  // Closed first, so stopping the watcher deletes no consumer on the server
+  // (the server drops an ordered consumer by itself) and cannot race
+  // libnats' reset of it; see attach().
+  natsConnection* conn = sh.nc.exchange(nullptr);
+  sh.watch_stop = true;
+  if (conn) natsConnection_Close(conn);
   stop_watcher(sh);
+  for (auto* w : sh.retired) kvWatcher_Destroy(w);
+  sh.retired.clear();
   for (auto* sub : sh.subs) natsSubscription_Destroy(sub);
   sh.subs.clear();
   if (sh.incidents) kvStore_Destroy(sh.incidents);
   if (sh.leases) kvStore_Destroy(sh.leases);
   if (sh.js) jsCtx_Destroy(sh.js);
-  if (natsConnection* conn = sh.nc.exchange(nullptr)) {
-    natsConnection_Close(conn);
-    natsConnection_Destroy(conn);
-  }
+  if (conn) natsConnection_Destroy(conn);
   if (sh.opts) natsOptions_Destroy(sh.opts);
   sh.incidents = sh.leases = nullptr;
   sh.js = nullptr;
@@ -321,6 +329,20 @@ void FleetNode::stop() {
   sh.opts = nullptr;
   ready_ = false;
   connected_ = false;
+}
+
+void FleetNode::retire_watcher(Shared& sh) {
+  if (!sh.watcher) return;
+  sh.watch_stop = true;
+  if (sh.watch_thread.joinable()) sh.watch_thread.join();
+  if (sh.watch_dead) {
+    kvWatcher_Destroy(sh.watcher);
+  } else {
+    sh.retired.push_back(sh.watcher);
+  }
+  sh.watcher = nullptr;
+  sh.watch_stop = false;
+  sh.watch_dead = false;
 }
 
 void FleetNode::stop_watcher(Shared& sh) {
@@ -333,6 +355,7 @@ void FleetNode::stop_watcher(Shared& sh) {
   if (sh.watcher) kvWatcher_Destroy(sh.watcher);
   sh.watcher = nullptr;
   sh.watch_stop = false;
+  sh.watch_dead = false;
 }
 
 FleetStats FleetNode::stats() const {
@@ -357,55 +380,98 @@ void FleetNode::on_connection(bool up) {
     set_ready(false);
     return;
   }
-  // (Re)attach: buckets once, and a fresh watcher every time, so what was
-  // written while this agent was away arrives as the watcher's initial values.
   run_on_worker([](Shared& s) {
-    Status result;
-    if (!s.js) {
-      jsOptions jo;
-      jsOptions_Init(&jo);
-      jo.Wait = 2000;
-      if (natsStatus st = natsConnection_JetStream(&s.js, s.nc, &jo); st != NATS_OK) {
-        result = Error::unavailable("JetStream: " + nats_error(st));
-      }
-    }
-    int replicas = s.settings.replicas;
-    if (replicas == 0) {
-      char** servers = nullptr;
-      int count = 0;
-      if (natsConnection_GetServers(s.nc, &servers, &count) == NATS_OK) {
-        for (int i = 0; i < count; ++i) free(servers[i]);
-        free(servers);
-      }
-      replicas = count >= 3 ? 3 : 1;
-    }
-    auto open_bucket = [&](kvStore** kv, const std::string& name, Duration ttl) {
-      if (*kv || !result.ok()) return;
-      kvConfig c;
-      kvConfig_Init(&c);
-      c.Bucket = name.c_str();
-      c.History = 1;
-      c.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();
-      c.Replicas = replicas;
-      c.StorageType = js_FileStorage;
-      natsStatus st = js_CreateKeyValue(kv, s.js, &c);
-      if (st != NATS_OK) st = js_KeyValue(kv, s.js, name.c_str());  // exists with another config: use it
-      if (st != NATS_OK) result = Error::unavailable("bucket " + name + ": " + nats_error(st));
-    };
-    open_bucket(&s.incidents, "NS_" + s.settings.name + "_incidents", std::chrono::hours(24 * 7));
-    open_bucket(&s.leases, "NS_" + s.settings.name + "_leases", s.settings.lease);
-    if (result.ok()) {
-      stop_watcher(s);
-      kvWatcher* w = nullptr;
-      if (natsStatus st = kvStore_WatchAll(&w, s.incidents, nullptr); st != NATS_OK) {
-        result = Error::unavailable("watch incidents: " + nats_error(st));
-      } else {
-        s.watcher = w;
-        s.watch_thread = std::thread([&s, w] { watch_loop(s, w); });
-      }
-    }
-    if (!result.ok()) s.post([result](FleetNode& n) { n.on_ready(result); });
+    bool new_watcher = false;
+    Status result = attach(s, new_watcher);
+    // A new watcher says ready once it delivered the bucket's current values.
+    if (!result.ok() || !new_watcher) s.post([result](FleetNode& n) { n.on_ready(result); });
   });
+}
+
+// Buckets and the incident watcher, on the worker. The watcher is made once
+// and kept across reconnects: libnats resumes its ordered consumer after the
+// last revision it delivered, so what was written while this agent was away
+// still arrives. A live watcher is never stopped while its connection is up:
+// in libnats 3.4 kvWatcher_Stop -> jsSub_deleteConsumer reads the consumer
+// name that a concurrent reset of the ordered consumer frees. One that must
+// go is retired instead (its thread ends; the watcher is stopped after the
+// connection closed).
+Status FleetNode::attach(Shared& s, bool& new_watcher) {
+  if (!s.js) {
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000;
+    if (natsStatus st = natsConnection_JetStream(&s.js, s.nc, &jo); st != NATS_OK) {
+      return Error::unavailable("JetStream: " + nats_error(st));
+    }
+  }
+  const std::string incidents_bucket = "NS_" + s.settings.name + "_incidents";
+  auto stream_created = [&](std::int64_t& created) -> natsStatus {
+    jsStreamInfo* si = nullptr;
+    natsStatus st = js_GetStreamInfo(&si, s.js, ("KV_" + incidents_bucket).c_str(), nullptr, nullptr);
+    if (st == NATS_OK) created = si->Created;
+    if (si) jsStreamInfo_Destroy(si);
+    return st;
+  };
+  if (s.incidents) {
+    // The server came back without its JetStream storage (no volume, say):
+    // the bucket is gone, or made again by another agent. Its new stream
+    // numbers revisions from 1, so the old watcher would skip them.
+    std::int64_t created = 0;
+    natsStatus st = stream_created(created);
+    if (st != NATS_OK && st != NATS_NOT_FOUND) return Error::unavailable("incident bucket: " + nats_error(st));
+    if (st == NATS_NOT_FOUND || created != s.incidents_created) {
+      log::warn("fleet: the incident bucket on the servers is new or gone; attaching to it again",
+                {{"bucket", incidents_bucket}});
+      retire_watcher(s);
+      kvStore_Destroy(s.incidents);
+      s.incidents = nullptr;
+      if (s.leases) kvStore_Destroy(s.leases);
+      s.leases = nullptr;
+    }
+  }
+  int replicas = s.settings.replicas;
+  if (replicas == 0) {
+    char** servers = nullptr;
+    int count = 0;
+    if (natsConnection_GetServers(s.nc, &servers, &count) == NATS_OK) {
+      for (int i = 0; i < count; ++i) free(servers[i]);
+      free(servers);
+    }
+    replicas = count >= 3 ? 3 : 1;
+  }
+  auto open_bucket = [&](kvStore** kv, const std::string& name, Duration ttl) -> Status {
+    if (*kv) return {};
+    kvConfig c;
+    kvConfig_Init(&c);
+    c.Bucket = name.c_str();
+    c.History = 1;
+    c.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();
+    c.Replicas = replicas;
+    c.StorageType = js_FileStorage;
+    natsStatus st = js_CreateKeyValue(kv, s.js, &c);
+    if (st != NATS_OK) st = js_KeyValue(kv, s.js, name.c_str());  // exists with another config: use it
+    if (st != NATS_OK) return Error::unavailable("bucket " + name + ": " + nats_error(st));
+    return {};
+  };
+  const bool reopened = !s.incidents;
+  if (Status b = open_bucket(&s.incidents, incidents_bucket, std::chrono::hours(24 * 7)); !b.ok()) return b;
+  if (Status b = open_bucket(&s.leases, "NS_" + s.settings.name + "_leases", s.settings.lease); !b.ok()) return b;
+  if (reopened) {
+    if (natsStatus st = stream_created(s.incidents_created); st != NATS_OK) {
+      return Error::unavailable("incident bucket: " + nats_error(st));
+    }
+  }
+  if (s.watcher && !s.watch_dead) return {};
+  stop_watcher(s);  // a dead one: its subscription or connection is closed, so nothing is deleted
+  kvWatcher* w = nullptr;
+  if (natsStatus st = kvStore_WatchAll(&w, s.incidents, nullptr); st != NATS_OK) {
+    return Error::unavailable("watch incidents: " + nats_error(st));
+  }
+  s.watcher = w;
+  s.watch_thread = std::thread([&s, w] { watch_loop(s, w); });
+  new_watcher = true;
+  return {};
 }
 
 void FleetNode::watch_loop(Shared& s, void* watcher) {
@@ -416,9 +482,17 @@ void FleetNode::watch_loop(Shared& s, void* watcher) {
     if (st == NATS_TIMEOUT) continue;
     if (st != NATS_OK) {
       if (s.watch_stop) return;
-      // The watcher's consumer is gone (its server died, say): attach again,
-      // which makes a new one and delivers every current value.
       const std::string why = nats_error(st);
+      if (st != NATS_CONNECTION_CLOSED && st != NATS_INVALID_SUBSCRIPTION && st != NATS_ILLEGAL_STATE) {
+        // One bad update, or a slow-consumer gap the ordered consumer mends by
+        // itself: the watcher lives on.
+        log::warn("fleet: the incident watcher skipped an update", {{"error", why}});
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // never a busy loop on a repeating error
+        continue;
+      }
+      // The watcher's subscription is closed: attach again, which makes a new
+      // one and delivers every current value.
+      s.watch_dead = true;
       s.post([why](FleetNode& n) {
         log::warn("fleet: the incident watcher failed; attaching again", {{"error", why}});
         if (n.connected_) n.on_connection(true);

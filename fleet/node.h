@@ -148,6 +148,8 @@ class FleetNode {
   void flush_changes();
   void heartbeat();
   void heartbeat_now();
+  static Status attach(Shared& s, bool& new_watcher);
+  static void retire_watcher(Shared& s);
   static void stop_watcher(Shared& s);
   static void watch_loop(Shared& s, void* watcher);  // a kvWatcher*
   void request_snapshot(const std::string& agent);

@@ -37,6 +37,8 @@ struct FleetSettings {
 
   // A peer is reporting while heard from within this.
   Duration peer_timeout() const { return 3 * heartbeat; }
+
+  bool operator==(const FleetSettings&) const = default;
 };
 
 // Empty when consistent, else one error per line (key: what is wrong).

@@ -126,13 +126,16 @@ void ExporterView::sync_targets(const std::vector<std::shared_ptr<const Target>>
     fresh[t->name] = std::move(e);
   }
   targets_ = std::move(fresh);
+  by_name_.clear();
+  by_name_.reserve(targets_.size());
+  for (auto& [name, e] : targets_) by_name_.emplace(name, &e);
 }
 
 void ExporterView::record(std::shared_ptr<const Sample> sample) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = targets_.find(sample->target);
-  if (it == targets_.end()) return;
-  for (auto& p : it->second.probes) {
+  auto it = by_name_.find(sample->target);
+  if (it == by_name_.end()) return;
+  for (auto& p : it->second->probes) {
     if (p.name == sample->probe) {
       p.last = std::move(sample);
       return;

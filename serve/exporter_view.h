@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "nightshift/sample.h"
@@ -58,7 +59,9 @@ class ExporterView {
   HttpResponse serve(const HttpRequest& request, bool snmp_format) const;
 
   mutable std::mutex mu_;
-  std::map<std::string, Entry> targets_;  // by name
+  std::map<std::string, Entry> targets_;  // by name: /probe looks addresses up in name order
+  // The same entries hashed, for record(): every sample looks its target up.
+  std::unordered_map<std::string, Entry*> by_name_;
 };
 
 // The text exposition of one probe's result, as the exporter would write it:

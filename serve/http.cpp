@@ -5,6 +5,7 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -23,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "core/log.h"
 
@@ -261,6 +263,19 @@ struct HttpServer::Impl {
   mutable std::mutex tls_mu;
   std::shared_ptr<const TlsIdentity> tls_current;
   std::vector<std::shared_ptr<const TlsIdentity>> tls_retired;
+  // Handing connections to the daemons, from the acceptor and the sniffer.
+  std::mutex add_mu;
+  std::size_t next_daemon = 0;
+  // HTTPS only (-1 otherwise): connections waiting for their first byte.
+  int sniff_epoll = -1;
+  std::thread sniffer;
+  struct Waiting {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    std::chrono::steady_clock::time_point since{};
+  };
+  std::mutex sniff_mu;
+  std::unordered_map<int, Waiting> waiting;
 
   explicit Impl(HttpServer& s) : server(s), max_body(s.settings_.max_body) {}
 
@@ -378,12 +393,106 @@ struct HttpServer::Impl {
     }
   }
 
+  // ---- HTTPS: plain HTTP on the TLS port gets a 400, as nginx answers ----
+  // A connection's first byte tells a TLS handshake (a ClientHello record,
+  // 0x16) from a plain request ("GET …"). Without this, `curl http://` to the
+  // HTTPS port reports an empty reply and a browser a failed connection.
+  enum class FirstByte { kTls, kPlain, kNotYet, kGone };
+  static FirstByte first_byte(int fd) {
+    unsigned char b = 0;
+    const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK);
+    if (n == 1) return b == 0x16 ? FirstByte::kTls : FirstByte::kPlain;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return FirstByte::kNotYet;
+    return FirstByte::kGone;
+  }
+  static void refuse_plain(int fd) {
+    // Read what the client sent (bounded) so closing does not reset the connection under the answer.
+    char buf[4096];
+    for (int i = 0; i < 16 && ::recv(fd, buf, sizeof buf, 0) > 0; ++i) {
+    }
+    static const std::string body = "400 this port speaks HTTPS: use https:// in the URL\n";
+    const std::string answer = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                               "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+    ::shutdown(fd, SHUT_WR);
+    ::close(fd);
+  }
+  void hand_over(int fd, const sockaddr_storage& addr, socklen_t len) {
+    std::lock_guard<std::mutex> lock(add_mu);
+    // The daemon closes the socket itself when it cannot take it (at its limit).
+    (void)MHD_add_connection(daemons[next_daemon++ % daemons.size()], fd, reinterpret_cast<const sockaddr*>(&addr), len);
+  }
+  void route(int fd, const sockaddr_storage& addr, socklen_t len) {
+    if (sniff_epoll < 0) return hand_over(fd, addr, len);
+    switch (first_byte(fd)) {
+      case FirstByte::kTls: return hand_over(fd, addr, len);
+      case FirstByte::kPlain: return refuse_plain(fd);
+      case FirstByte::kGone: ::close(fd); return;
+      case FirstByte::kNotYet: break;
+    }
+    {
+      std::lock_guard<std::mutex> lock(sniff_mu);
+      waiting[fd] = Waiting{addr, len, std::chrono::steady_clock::now()};
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.fd = fd;
+    if (::epoll_ctl(sniff_epoll, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      std::lock_guard<std::mutex> lock(sniff_mu);
+      waiting.erase(fd);
+      hand_over(fd, addr, len);
+    }
+  }
+  // Connections whose first byte had not arrived at accept: decided when it
+  // does; one silent for 2 s goes to the daemon, whose idle timeout applies.
+  void sniff_loop() {
+    lower_priority();
+    epoll_event events[64];
+    while (!stopping.load()) {
+      const int n = ::epoll_wait(sniff_epoll, events, 64, 200);
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        Waiting w;
+        {
+          std::lock_guard<std::mutex> lock(sniff_mu);
+          auto it = waiting.find(fd);
+          if (it == waiting.end()) continue;
+          w = it->second;
+          waiting.erase(it);
+        }
+        ::epoll_ctl(sniff_epoll, EPOLL_CTL_DEL, fd, nullptr);
+        switch (first_byte(fd)) {
+          case FirstByte::kTls:
+          case FirstByte::kNotYet: hand_over(fd, w.addr, w.len); break;
+          case FirstByte::kPlain: refuse_plain(fd); break;
+          case FirstByte::kGone: ::close(fd); break;
+        }
+      }
+      const auto now = std::chrono::steady_clock::now();
+      std::vector<std::pair<int, Waiting>> silent;
+      {
+        std::lock_guard<std::mutex> lock(sniff_mu);
+        for (auto it = waiting.begin(); it != waiting.end();) {
+          if (now - it->second.since < std::chrono::seconds(2)) {
+            ++it;
+            continue;
+          }
+          silent.emplace_back(it->first, it->second);
+          it = waiting.erase(it);
+        }
+      }
+      for (const auto& [fd, w] : silent) {
+        ::epoll_ctl(sniff_epoll, EPOLL_CTL_DEL, fd, nullptr);
+        hand_over(fd, w.addr, w.len);
+      }
+    }
+  }
+
   // Accepts as fast as connections come and deals them out to the event
   // threads in turn (the library's own accept takes a few per loop turn,
   // which under a crowd leaves new connections waiting in the backlog).
   void accept_loop() {
     lower_priority();
-    std::size_t next = 0;
     while (!stopping.load()) {
       sockaddr_storage addr{};
       socklen_t len = sizeof addr;
@@ -396,8 +505,7 @@ struct HttpServer::Impl {
         }
         continue;
       }
-      // The daemon closes the socket itself when it cannot take it (at its limit).
-      (void)MHD_add_connection(daemons[next++ % daemons.size()], fd, reinterpret_cast<sockaddr*>(&addr), len);
+      route(fd, addr, len);
     }
   }
 };
@@ -552,6 +660,10 @@ Status HttpServer::start(const std::string& listen, HttpSettings settings) {
   }
   impl->workers.start(std::max(1, settings.threads));
   Impl* raw = impl.get();
+  if (tls) {
+    impl->sniff_epoll = ::epoll_create1(EPOLL_CLOEXEC);
+    if (impl->sniff_epoll >= 0) impl->sniffer = std::thread([raw] { raw->sniff_loop(); });
+  }
   impl->acceptor = std::thread([raw] { raw->accept_loop(); });
   impl_ = std::move(impl);
   return {};
@@ -563,6 +675,10 @@ void HttpServer::stop() {
   ::shutdown(impl_->listen_fd, SHUT_RDWR);  // wakes the blocked accept
   impl_->acceptor.join();
   ::close(impl_->listen_fd);
+  if (impl_->sniffer.joinable()) impl_->sniffer.join();
+  for (const auto& [fd, w] : impl_->waiting) ::close(fd);
+  impl_->waiting.clear();
+  if (impl_->sniff_epoll >= 0) ::close(impl_->sniff_epoll);
   // Every suspended connection is resumed by its job before the daemons stop.
   impl_->workers.stop();
   {

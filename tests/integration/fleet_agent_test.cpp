@@ -13,8 +13,10 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
+#include "core/scheduler.h"
 #include "tests/support/agent_run.h"
 #include "tests/support/http_get.h"
 #include "tests/support/process.h"
@@ -84,6 +86,17 @@ std::vector<ReceivedRequest> with_event(const Receiver& rx, const std::string& e
   return out;
 }
 
+// How an agent probes "svc": fast rounds, three misses (the default), or
+// `slow` (a 30 s interval, one confirmed miss: the probe's name sets its
+// phase, so each agent's round comes at another time).
+struct Probing {
+  std::string interval = "300ms";
+  std::string timeout = "200ms";
+  std::string condition = "consecutive_failures >= 3";
+  std::string probe = "tcp";
+};
+Probing slow(const std::string& probe) { return {"30s", "1s", "consecutive_failures >= 1", probe}; }
+
 class FleetAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -98,19 +111,19 @@ class FleetAgentTest : public ::testing::Test {
   }
 
   // `port`: the service's port as this agent reaches it (0: the shared service).
-  std::string config(const std::string& name, int port = 0) {
+  std::string config(const std::string& name, int port = 0, const Probing& probing = {}) {
     return R"([agent]
 name = ")" + name + R"("
 listen = "127.0.0.1:0"
 state_dir = ")" + dir_.file("state-" + name) + R"("
 
 [defaults]
-interval = "300ms"
-timeout = "200ms"
+interval = ")" + probing.interval + R"("
+timeout = ")" + probing.timeout + R"("
 
 [[rule]]
 name = "target_down"
-condition = "consecutive_failures >= 3"
+condition = ")" + probing.condition + R"("
 clear_for = "900ms"
 
 [incidents]
@@ -134,7 +147,7 @@ group = "edge"
 site = "lab"
   [[target.probe]]
   kind = "tcp"
-  name = "tcp"
+  name = ")" + probing.probe + R"("
   port = )" + std::to_string(port ? port : service_.port()) + R"(
 
 [[sink]]
@@ -266,6 +279,131 @@ TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {
   EXPECT_EQ(health.body, "ok\n");
   const std::string log = a.process->stderr_text();
   EXPECT_LT(log.find("fleet: alone"), log.find("fleet: connected")) << log;
+}
+
+// NATS is down while the service fails: edge-a and edge-b page alone, each
+// under its own id. NATS comes back: they claim what they paged as already
+// announced, so when edge-c (which reaches the service its own way) sees it
+// fail afterwards, it joins the fleet incident instead of paging a third time,
+// and every id that was paged gets its resolve, once.
+TEST_F(FleetAgentTest, AfterNatsIsBackWhatWasPagedAloneIsNotPagedAgain) {
+  Service c_path;
+  ASSERT_TRUE(c_path.ok());
+  ASSERT_NO_FATAL_FAILURE(start_agents(c_path.port()));
+  nats_->kill_and_wait();
+  for (auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 0.0; }, 10s)) << logs();
+  }
+  service_.stop();
+  ASSERT_TRUE(receiver_.wait_accepted(2, 10s)) << logs();
+  std::this_thread::sleep_for(1s);
+  const auto alone = with_event(receiver_, "declared");
+  ASSERT_EQ(alone.size(), 2u) << "a and b page alone\n" << logs();
+  EXPECT_NE(incident_of(alone[0]), incident_of(alone[1]));
+
+  nats_ = std::make_unique<Process>(std::vector<std::string>{
+      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+  ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value()) << nats_->stderr_text();
+  for (auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 15s)) << logs();
+  }
+  std::this_thread::sleep_for(1500ms);  // c hears a and b again: they count as watchers
+  for (int i : {0, 1}) {
+    EXPECT_NE(agents_[i].process->stderr_text().find("incident paged alone"), std::string::npos) << logs();
+  }
+
+  c_path.stop();
+  ASSERT_TRUE(agents_[2].process->wait_for_stderr("incident recorded; its owner pages", 10s).has_value()) << logs();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(with_event(receiver_, "declared").size(), 2u) << "c joins; nobody pages it again\n" << logs();
+
+  service_.start();
+  c_path.start();
+  ASSERT_TRUE(service_.ok());
+  ASSERT_TRUE(wait_until([&] { return with_event(receiver_, "resolved").size() >= 2; }, 15s)) << logs();
+  std::this_thread::sleep_for(2s);
+  std::multiset<std::string> resolved;
+  for (const auto& r : with_event(receiver_, "resolved")) resolved.insert(incident_of(r));
+  EXPECT_EQ(resolved, (std::multiset<std::string>{incident_of(alone[0]), incident_of(alone[1])}))
+      << "each id paged gets one resolve\n" << logs();
+}
+
+// A reload that changes [fleet] says it takes effect at restart and keeps the
+// running fleet: the agent stays connected, owns what it owned, and the rest
+// of the new config applies.
+TEST_F(FleetAgentTest, AReloadKeepsTheRunningFleetAndSaysSo) {
+  const std::string path = dir_.file("edge-a.toml");
+  write_text_file(path, config("edge-a"));
+  RunningAgent a = start_agent(path);
+  ASSERT_NE(a.port, 0) << a.process->stderr_text();
+  ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 10s)) << a.process->stderr_text();
+  std::string moved = config("edge-a");
+  const std::string from = "nats://127.0.0.1:" + std::to_string(kNatsPort);
+  moved.replace(moved.find(from), from.size(), "nats://127.0.0.1:1");  // nothing listens there
+  write_text_file(path, moved);
+  ASSERT_TRUE(a.process->send_signal(SIGHUP));
+  ASSERT_TRUE(a.process->wait_for_stderr("[fleet] changed: takes effect at restart", 5s).has_value())
+      << a.process->stderr_text();
+  EXPECT_TRUE(wait_until([&] { return a.metric("nightshift_config_last_reload_successful") == 1.0; }, 5s));
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(a.metric("nightshift_fleet_connected"), 1.0) << a.process->stderr_text();
+}
+
+// Each agent's round of "svc" comes at another time (30 s apart at most):
+// the first to see the service fail asks the two others, which probe it at
+// once instead of at their next round, so the page comes seconds after the
+// first failed round, before the second agent's own round is due.
+TEST_F(FleetAgentTest, PeersProbeOnRequestSoTheFirstFailedRoundPages) {
+  const std::vector<std::string> probes = {"tcp-a", "tcp-b", "tcp-c"};
+  const Duration interval = 30s;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const std::string name = std::string("edge-") + static_cast<char>('a' + i);
+    const std::string path = dir_.file(name + ".toml");
+    write_text_file(path, config(name, 0, slow(probes[i])));
+    RunningAgent a = start_agent(path);
+    ASSERT_NE(a.port, 0) << a.process->stderr_text();
+    names_.push_back(name);
+    agents_.push_back(std::move(a));
+  }
+  for (auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 10s)) << logs();
+  }
+  // When each agent's round is due: the scheduler's phase on the shared
+  // monotonic clock (every process on this machine reads the same one).
+  auto next_round = [&](std::size_t i, std::chrono::steady_clock::time_point after) {
+    const Duration phase = Scheduler::phase_of("svc", probes[i], interval);
+    const Duration into = Duration(after.time_since_epoch().count() % interval.count());
+    Duration wait = phase - into;
+    if (wait <= Duration::zero()) wait += interval;
+    return after + wait;
+  };
+  // Every agent has had a round (the service up) and heard the others' heartbeats.
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::chrono::steady_clock::time_point> rounds;
+  for (std::size_t i = 0; i < 3; ++i) rounds.push_back(next_round(i, now + 2s));
+  const std::size_t first = static_cast<std::size_t>(std::min_element(rounds.begin(), rounds.end()) - rounds.begin());
+  // The service stops 1.5 s before the first round due after that.
+  std::this_thread::sleep_until(rounds[first] - 1500ms);
+  service_.stop();
+  std::vector<std::chrono::steady_clock::time_point> due;
+  for (std::size_t i = 0; i < 3; ++i) due.push_back(next_round(i, std::chrono::steady_clock::now()));
+  std::vector<std::chrono::steady_clock::time_point> after = due;
+  std::sort(after.begin(), after.end());
+  ASSERT_GT(after[1] - after[0], 5s) << "the probes' names must spread their rounds";
+  ASSERT_TRUE(receiver_.wait_accepted(1, 25s)) << logs();
+  const auto paged = std::chrono::steady_clock::now();
+  std::printf("first failed round -> page: %lld ms; the second agent's round was %lld ms after the first\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(paged - after[0]).count()),
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(after[1] - after[0]).count()));
+  EXPECT_LT(paged, after[1]) << "paged only when a second agent's own round failed\n" << logs();
+  EXPECT_LT(paged - after[0], 5s) << logs();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(with_event(receiver_, "declared").size(), 1u) << logs();
+  for (std::size_t i = 0; i < 3; ++i) {
+    if (due[i] == after[0]) continue;  // the agent whose round failed first
+    EXPECT_GE(agents_[i].metric("nightshift_confirmations_total", {{"kind", "tcp"}, {"result", "started"}}).value_or(0), 1.0)
+        << names_[i] << " probed on request";
+  }
 }
 
 }  // namespace

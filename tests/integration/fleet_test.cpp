@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
 #include <memory>
 
 #include "core/log.h"
@@ -297,6 +298,9 @@ TEST_F(FleetTest, WithoutNatsAnAgentIsAloneAndReconcilesWithoutASecondPage) {
   EXPECT_TRUE((*adopted)->owner);
   EXPECT_EQ((*adopted)->incident.id, "NS-20261201-taga-0001") << "the fleet adopts the id already paged";
   EXPECT_EQ((*adopted)->incident.notified, (*adopted)->incident.seq) << "nothing to announce again";
+  // b's watcher, kept across the outage, resumes and delivers a's write.
+  const std::string key = (*adopted)->incident.key;
+  EXPECT_TRUE(pump_until(reactor_, [&] { return b.node->find_incident(key) != nullptr; }, 15s));
   // b, which paged the same outage alone too, joins it: no second incident.
   std::optional<Result<FleetNode::Claim>> joined;
   FleetIncident b_alone = draft("NS-20261201-tagb-0001", "edge-b");
@@ -309,6 +313,43 @@ TEST_F(FleetTest, WithoutNatsAnAgentIsAloneAndReconcilesWithoutASecondPage) {
   EXPECT_EQ((*joined)->incident.id, "NS-20261201-taga-0001");
   ASSERT_EQ((*joined)->incident.impacted.size(), 1u);
   EXPECT_EQ((*joined)->incident.impacted[0].vantages, (std::vector<std::string>{"edge-a", "edge-b"}));
+}
+
+TEST_F(FleetTest, AServerBackWithoutItsStorageGetsItsBucketsAgain) {
+  auto nats = std::make_unique<NatsServer>(dir_.file("js"), 19414);
+  ASSERT_TRUE(nats->ready()) << nats->log();
+  const FleetSettings s = settings({nats->url()});
+  Member a(reactor_, "edge-a", s);
+  Member b(reactor_, "edge-b", s);
+  ASSERT_TRUE(pump_until(reactor_, [&] { return !a.alone && !b.alone; }, 10s));
+  auto claim = [&](const std::string& id) {
+    std::optional<Result<FleetNode::Claim>> out;
+    a.node->claim(draft(id, "edge-a"), [&](Result<FleetNode::Claim> r) { out = std::move(r); });
+    EXPECT_TRUE(pump_until(reactor_, [&] { return out.has_value(); }, 10s));
+    return out;
+  };
+  auto b_sees = [&](const std::string& key, const std::string& id) {
+    return pump_until(reactor_, [&] {
+      const FleetIncident* inc = b.node->find_incident(key);
+      return inc && inc->id == id;
+    }, 10s);
+  };
+  // Revisions the old bucket's watchers have seen; the new bucket starts at 1 again.
+  auto before = claim("NS-20261201-taga-0001");
+  ASSERT_TRUE(before && before->ok());
+  const std::string key = (*before)->incident.key;
+  ASSERT_TRUE(b_sees(key, "NS-20261201-taga-0001"));
+  nats->kill();
+  ASSERT_TRUE(pump_until(reactor_, [&] { return a.alone && b.alone; }, 10s));
+  std::filesystem::remove_all(dir_.file("js"));  // a container restarted without its volume
+  nats->start();
+  ASSERT_TRUE(nats->ready()) << nats->log();
+  ASSERT_TRUE(pump_until(reactor_, [&] { return !a.alone && !b.alone; }, 15s)) << "never reconnected";
+  auto after = claim("NS-20261201-taga-0002");
+  ASSERT_TRUE(after && after->ok()) << (after ? after->error().message : "no answer");
+  EXPECT_TRUE((*after)->created) << "the bucket is empty again";
+  EXPECT_TRUE((*after)->owner);
+  EXPECT_TRUE(b_sees(key, "NS-20261201-taga-0002")) << "b watches the new bucket";
 }
 
 TEST_F(FleetTest, OneServerOfAThreeNodeClusterDiesAndNothingIsLost) {

@@ -6,10 +6,14 @@
 // bad pair is refused at start (the file named, exit 1) and at a reload (the
 // old pair stays, a metric says so); the operator API's token is refused over
 // plain HTTP on an address other machines reach, while /metrics stays plain.
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -213,6 +217,21 @@ TEST_F(HttpsTest, ServesEveryEndpointVerifiedAgainstTheCaWithGzipAndOpenMetrics)
   EXPECT_THAT(status.body, HasSubstr("<h1>"));
   EXPECT_EQ(client.get(agent.port, "/status.json").status, 200);
   EXPECT_EQ(client.get(agent.port, "/healthz").status, 200);
+
+  // Plain HTTP to the HTTPS port: a 400 that says what to use, as nginx answers.
+  const HttpResult plain_http = http_get("http://127.0.0.1:" + std::to_string(agent.port) + "/status");
+  EXPECT_EQ(plain_http.status, 400) << plain_http.error;
+  EXPECT_THAT(plain_http.body, HasSubstr("use https://"));
+  // A client that connects and says nothing yet holds up nobody.
+  const int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(agent.port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(silent, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  HttpsClient fresh(dir_.file("ca.pem"));
+  EXPECT_EQ(fresh.get(agent.port, "/healthz").status, 200);
+  ::close(silent);
 
   // The operator API with its token, over the encrypted connection only.
   EXPECT_EQ(client.get(agent.port, "/api/v1/incidents").status, 401);

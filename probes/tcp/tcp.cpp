@@ -309,16 +309,18 @@ void TcpEngine::run_next(std::uint64_t run_id) {
   // Spread runs confirm a silent connect after the target's learned connect
   // time (a link cut: the SYN waits for ARP, 3 s, or is lost), not at its
   // timeout; one connect per run leaves the confirmation to the agent.
-  if (r.count > 1 && !down_.count(state_key(r.req))) {
-    const Duration wait = suspect_wait_for(r.req, std::min<Duration>(std::chrono::seconds(1), r.timeout * 3 / 4));
+  // A connect whose own timeout is that short already ends soon: no suspicion.
+  const Duration cap = std::min<Duration>(std::chrono::seconds(1), r.timeout * 3 / 4);
+  if (r.count > 1 && !down_.count(state_key(r.req)) && cap >= kSuspectFloor) {
+    const Duration wait = suspect_wait_for(r.req, cap);
     r.suspect_timer = reactor_.call_after(wait, [this, run_id] { on_suspect(run_id); });
   }
 }
 
 Duration TcpEngine::suspect_wait_for(const ProbeRequest& req, Duration cap) const {
   auto it = rtt_.find(state_key(req));
-  if (it == rtt_.end()) return suspect_wait(std::nullopt, 0, std::chrono::milliseconds(200), cap);
-  return suspect_wait(it->second.srtt, it->second.rttvar, std::chrono::milliseconds(200), cap);
+  if (it == rtt_.end()) return suspect_wait(std::nullopt, 0, kSuspectFloor, cap);
+  return suspect_wait(it->second.srtt, it->second.rttvar, kSuspectFloor, cap);
 }
 
 bool TcpEngine::attempt_pending(std::uint64_t id) const {

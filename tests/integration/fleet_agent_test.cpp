@@ -256,7 +256,7 @@ TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   EXPECT_NE(c.find("vantage=edge-c"), std::string::npos) << c;
   std::this_thread::sleep_for(2s);
   EXPECT_TRUE(receiver_.requests().empty()) << "no page for one vantage's path\n" << logs();
-  EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0);
+  EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0) << logs();
 }
 
 TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {

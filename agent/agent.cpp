@@ -155,9 +155,10 @@ int Agent::run() {
   // blackbox_exporter's and snmp_exporter's endpoints (docs/compatibility.md).
   http_.route("/probe", [this](const HttpRequest& req) { return exporter_view_.probe(req); });
   http_.route("/snmp", [this](const HttpRequest& req) { return exporter_view_.snmp(req); });
-  api_ = std::make_unique<Api>(reactor_, make_operator_backend(
-                                             *pipeline_, clock_, [this] { schedule_pipeline_tick(); },
-                                             [this] { return targets_json(); }));
+  api_ = std::make_unique<Api>(
+      reactor_, make_operator_backend(
+                    *pipeline_, clock_, [this] { schedule_pipeline_tick(); }, [this] { return targets_json(); },
+                    config_.fleet.enabled ? static_cast<FleetIncidentAccess*>(this) : nullptr, config_.agent.name));
   api_->configure({config_.api_token, config_.api_public_read});
   api_->register_routes(http_);
   http_.route("/", [this](const HttpRequest&) {
@@ -374,6 +375,12 @@ bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec
   req.done = [this, target, then = std::move(then)](Sample s) {
     metrics_.confirmation_done(s.kind, s.ok);
     log::debug("confirmation", {{"target", s.target}, {"probe", s.probe}, {"detail", s.detail}});
+    // Before the pipeline, as in on_sample(): a declaration this sample makes
+    // asks the fleet, whose view must hold this vantage's fresh verdict (else
+    // it counts this agent as up and takes its own failure for a path problem).
+    if (fleet_) {
+      fleet_->observe(fleet_verdict(s.target, s.probe, s.ok, std::string(to_string(s.reason)), s.detail, clock_));
+    }
     pipeline_->on_sample(target, s);
     schedule_pipeline_tick();
     if (then) then(s);
@@ -490,6 +497,7 @@ void Agent::start_fleet() {
     }
   };
   hooks.became_owner = [this](const fleet::FleetIncident& inc, bool takeover) { fleet_became_owner(inc, takeover); };
+  hooks.incident_changed = [this](const fleet::FleetIncident& inc) { fleet_incident_changed(inc); };
   log::info("fleet: joining", {{"fleet", fleet::describe(config_.fleet)}});
   fleet_ = std::make_unique<fleet::FleetNode>(reactor_, config_.fleet, config_.agent.name, id_tag_, std::move(hooks));
   fleet_->start();
@@ -554,6 +562,10 @@ std::vector<OutboxEntry> Agent::route_through_fleet(const Incident* incident, st
       std::move(group.begin(), group.end(), std::back_inserter(l.held));
     } else if (!l.fleet) {
       if (l.page) std::move(group.begin(), group.end(), std::back_inserter(now));
+      if (!l.page && !l.path_problem.empty()) {
+        auto warned = path_problem_rows(l, std::move(group));
+        std::move(warned.begin(), warned.end(), std::back_inserter(now));
+      }
     } else if (l.page) {
       send_as_owner(id, std::move(group));
     } else {
@@ -580,7 +592,7 @@ void Agent::decide_fleet(const std::string& local_id) {
     FleetLink& link = it->second;
     if (a.verdict == fleet::Assessment::Verdict::kPathProblem || a.verdict == fleet::Assessment::Verdict::kUp) {
       // Down from a minority of vantages: this agent's path, not an outage.
-      log::warn("fleet: target down from this vantage only: a path problem, not paged",
+      log::warn("fleet: target down from this vantage only: a path problem, a warning, not a page",
                 {{"id", local_id},
                  {"target", target},
                  {"vantage", config_.agent.name},
@@ -590,6 +602,14 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.decided = true;
       link.fleet = false;
       link.page = false;
+      // Visible as a warning when the fleet's view agrees this vantage sees it down.
+      if (std::find(a.down_vantages.begin(), a.down_vantages.end(), config_.agent.name) != a.down_vantages.end()) {
+        link.path_problem = target + " is down from " + joined(a.down_vantages) + " only (up from " +
+                            (a.up_vantages.empty() ? std::string("the other agents") : joined(a.up_vantages)) +
+                            "): this vantage's path, not an outage";
+        pipeline_->add_finding(local_id, "fleet: " + link.path_problem);
+        enqueue(path_problem_rows(link, std::move(link.held)));
+      }
       link.held.clear();
       return;
     }
@@ -612,6 +632,12 @@ void Agent::decide_fleet(const std::string& local_id) {
       l.key = claim->incident.key;
       l.fleet_id = claim->incident.id;
       l.page = claim->owner;
+      // Once the rows below are placed: what operators did meanwhile, here
+      // or through other agents, reaches both sides.
+      reactor_.post([this, local_id, stored = claim->incident] {
+        const fleet::FleetIncident* latest = fleet_->find_incident(stored.key);
+        sync_with_fleet(local_id, latest && latest->id == stored.id ? *latest : stored, /*push=*/true);
+      });
       log::info(claim->owner ? "fleet: this agent owns the incident and pages" : "fleet: incident recorded; its owner pages",
                 {{"id", local_id}, {"fleet_id", l.fleet_id}, {"created", claim->created ? "yes" : "no"}});
       if (!claim->owner || !claim->created) {
@@ -642,6 +668,7 @@ fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
   draft.key = fleet::scope_key(scope_text(incident.scope));
   draft.id = incident.id;
   draft.title = incident.title;
+  draft.scope = incident.scope;
   draft.severity = incident.severity;
   draft.declared_by = config_.agent.name;
   draft.declared_ms = unix_ms(incident.declared_at);
@@ -707,6 +734,26 @@ std::vector<OutboxEntry> Agent::fleet_rows(const FleetLink& l, std::vector<Outbo
   return rows;
 }
 
+std::vector<OutboxEntry> Agent::path_problem_rows(const FleetLink& l, std::vector<OutboxEntry> rows) {
+  Incident shown = l.incident;
+  shown.severity = Severity::kWarning;
+  for (auto& t : shown.impacted) t.severity = std::min(t.severity, Severity::kWarning);
+  shown.title = "Path problem: " + l.path_problem;
+  const NotifyPolicy policy = notify_policy();
+  std::vector<OutboxEntry> out;
+  for (auto& r : rows) {
+    if (r.event == "renotify" || r.event == "escalated") continue;
+    auto sink =
+        std::find_if(config_.sinks.begin(), config_.sinks.end(), [&](const auto& s) { return s.name == r.sink; });
+    if (sink == config_.sinks.end()) continue;
+    const NotificationEvent e{r.event, shown};
+    if (!sink_wants(*sink, e, false)) continue;  // a pager that takes only critical hears nothing
+    r.body = render_body(*sink, policy, e, r.key, clock_.wall_now());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows) {
   FleetLink& l = fleet_links_.at(local_id);
   std::map<std::string, std::vector<OutboxEntry>> by_event;
@@ -733,6 +780,7 @@ void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> 
           } else if (event == "acknowledged") {
             inc.acknowledged = true;
             inc.acknowledged_by = by;
+            if (inc.acknowledged_ms == 0) inc.acknowledged_ms = unix_ms(at);
           }
         },
         [this, local_id, rows = std::move(group)](Result<fleet::FleetIncident> stored) mutable {
@@ -749,6 +797,88 @@ void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> 
           fleet_->mark_notified(it->second.key, stored->seq);
         });
   }
+}
+
+void Agent::fleet_incident_changed(const fleet::FleetIncident& changed) {
+  const fleet::FleetIncident inc = changed;  // the node's copy may change under the pipeline's effects
+  if (const Incident* local = local_copy_of(inc)) sync_with_fleet(local->id, inc, /*push=*/false);
+  status_changed();  // every agent's page shows the fleet's incidents
+}
+
+void Agent::sync_with_fleet(const std::string& local_id, const fleet::FleetIncident& inc, bool push) {
+  const Incident* local = pipeline_->incidents().find(local_id);
+  if (!local) return;
+  const std::vector<fleet::OperatorAction> to_push =
+      push ? fleet::missing_in_fleet(*local, inc) : std::vector<fleet::OperatorAction>{};
+  for (const auto& a : fleet::missing_locally(inc, *local)) {
+    // Through the pipeline, as if made here: the owner's copy announces it
+    // (keys fleet_id:event:seq), the others record it.
+    Result<Incident> done = a.kind == fleet::OperatorAction::Kind::kAcknowledge ? pipeline_->acknowledge(local_id, a.by)
+                            : a.kind == fleet::OperatorAction::Kind::kNote
+                                ? pipeline_->add_note(local_id, a.text, a.is_public, a.by)
+                                : pipeline_->resolve(local_id, a.by);
+    log::info("fleet: applied an operator action recorded in the fleet incident",
+              {{"id", local_id},
+               {"fleet_id", inc.id},
+               {"action", fleet::to_string(a.kind)},
+               {"by", a.by},
+               {"through", a.agent.empty() ? std::string("-") : a.agent},
+               {"result", done.ok() ? std::string("applied") : done.error().message}});
+  }
+  schedule_pipeline_tick();
+  for (const auto& a : to_push) {
+    fleet_->amend(inc.key, a, [local_id, kind = a.kind](Result<fleet::FleetIncident> stored) {
+      if (!stored.ok()) {
+        log::warn("fleet: cannot record an operator action in the fleet incident",
+                  {{"id", local_id}, {"action", fleet::to_string(kind)}, {"error", stored.error().message}});
+      }
+    });
+  }
+}
+
+const fleet::FleetIncident* Agent::fleet_copy_of(const Incident& local) const {
+  if (!fleet_) return nullptr;
+  if (auto l = fleet_links_.find(local.id); l != fleet_links_.end() && l->second.fleet) {
+    const fleet::FleetIncident* inc = fleet_->find_incident(l->second.key);
+    if (inc && inc->id == l->second.fleet_id) return inc;
+  }
+  if (!local.open() || local.vantage) return nullptr;
+  const fleet::FleetIncident* inc = fleet_->find_incident(fleet::scope_key(scope_text(local.scope)));
+  return inc && inc->open ? inc : nullptr;
+}
+
+const Incident* Agent::local_copy_of(const fleet::FleetIncident& inc) const {
+  if (!fleet_) return nullptr;
+  for (const auto& [local_id, l] : fleet_links_) {
+    if (l.fleet && l.key == inc.key && l.fleet_id == inc.id) {
+      if (const Incident* local = pipeline_->incidents().find(local_id)) return local;
+    }
+  }
+  if (!inc.open) return nullptr;
+  for (const auto& local : pipeline_->incidents().incidents()) {
+    if (local.open() && !local.vantage && fleet::scope_key(scope_text(local.scope)) == inc.key) {
+      return pipeline_->incidents().find(local.id);
+    }
+  }
+  return nullptr;
+}
+
+std::vector<const fleet::FleetIncident*> Agent::fleet_incidents() const {
+  std::vector<const fleet::FleetIncident*> out;
+  if (!fleet_) return out;
+  for (const auto& [key, inc] : fleet_->incidents()) out.push_back(&inc);
+  return out;
+}
+
+bool Agent::notifies(const fleet::FleetIncident& inc) const { return fleet_ && fleet_->owns(inc.key); }
+
+void Agent::amend(const std::string& key, fleet::OperatorAction action,
+                  std::function<void(Result<fleet::FleetIncident>)> done) {
+  if (!fleet_) {
+    done(Error::unavailable("not in a fleet"));
+    return;
+  }
+  fleet_->amend(key, std::move(action), std::move(done));
 }
 
 void Agent::fleet_became_owner(const fleet::FleetIncident& inc, bool takeover) {
@@ -1061,6 +1191,15 @@ void Agent::publish_status() {
     now.targets.push_back(std::move(h));
   }
   now.dead_letters = notifier_ ? notifier_->dead_letters() : 0;
+  if (fleet_) {
+    for (const auto& inc : current) {
+      if (const fleet::FleetIncident* shared = fleet_copy_of(inc)) now.fleet_ids[inc.id] = shared->id;
+    }
+    // Open ones only: a resolved one stays in the history of the agents that had a copy.
+    for (const auto& [key, inc] : fleet_->incidents()) {
+      if (inc.open && !local_copy_of(inc)) now.fleet_incidents.push_back(fleet::as_incident(inc));
+    }
+  }
   status_.publish(now);
 }
 

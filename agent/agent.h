@@ -18,25 +18,26 @@
 #include <unordered_map>
 
 #include "config/config.h"
-#include "fleet/node.h"
-#include "serve/exporter_view.h"
 #include "core/scheduler.h"
-#include "notify/notifier.h"
-#include "pipeline/pipeline.h"
-#include "serve/api.h"
-#include "serve/http.h"
-#include "serve/metrics.h"
-#include "serve/status_publisher.h"
-#include "store/store.h"
+#include "fleet/node.h"
 #include "nightshift/reactor.h"
 #include "nightshift/resolver.h"
+#include "notify/notifier.h"
+#include "pipeline/pipeline.h"
 #include "probes/registry/registry.h"
+#include "serve/api.h"
+#include "serve/exporter_view.h"
+#include "serve/http.h"
+#include "serve/metrics.h"
+#include "serve/operator_backend.h"
+#include "serve/status_publisher.h"
+#include "store/store.h"
 
 namespace nightshift {
 
 void block_agent_signals();
 
-class Agent final : private PipelineEffects {
+class Agent final : private PipelineEffects, private FleetIncidentAccess {
  public:
   Agent(std::string config_path, Config config, Clock& clock);
   ~Agent();
@@ -90,6 +91,10 @@ class Agent final : private PipelineEffects {
     Incident incident;     // the latest local state, to render rows under fleet_id
     std::vector<OutboxEntry> held;      // rows waiting for the decision
     std::vector<OutboxEntry> unsent_resolve;  // a non-owner's resolve, sent if it takes over
+    // Decided: down from a minority of vantages. Its rows go out as a
+    // warning naming this vantage (never a critical page), to the sinks
+    // that take warnings; renotify and escalation are not sent.
+    std::string path_problem;  // the text naming the vantage; empty: not one
   };
   void start_fleet();
   std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
@@ -104,6 +109,25 @@ class Agent final : private PipelineEffects {
   // Rows under the fleet incident's id: key id:event:suffix (empty: the row's own), body rendered again.
   std::vector<OutboxEntry> fleet_rows(const FleetLink& link, std::vector<OutboxEntry> rows, const std::string& suffix);
   std::vector<fleet::Verdict> watched_verdicts() const;
+  // A path problem's rows, as a warning naming the vantage.
+  std::vector<OutboxEntry> path_problem_rows(const FleetLink& link, std::vector<OutboxEntry> rows);
+  // Operator actions fleet-wide (fleet/operations.h): a fleet incident was
+  // written; its local copy here takes what it lacks (an ack, notes, the
+  // resolve), which the owner's copy announces.
+  void fleet_incident_changed(const fleet::FleetIncident& inc);
+  // `push`: also records in the fleet what the copy got before it was linked.
+  void sync_with_fleet(const std::string& local_id, const fleet::FleetIncident& inc, bool push);
+
+  // FleetIncidentAccess (the operator API's view of the fleet). A local
+  // incident is the copy of a fleet incident when linked to it, or, open,
+  // when the open fleet incident of its scope exists (one outage per scope).
+  const fleet::FleetIncident* fleet_copy_of(const Incident& local) const override;
+  const Incident* local_copy_of(const fleet::FleetIncident& inc) const override;
+  std::vector<const fleet::FleetIncident*> fleet_incidents() const override;
+  bool fleet_alone() const override { return !fleet_ || fleet_->alone(); }
+  bool notifies(const fleet::FleetIncident& inc) const override;
+  void amend(const std::string& key, fleet::OperatorAction action,
+             std::function<void(Result<fleet::FleetIncident>)> done) override;
 
   void on_signal();
   HttpResponse healthz() const;

@@ -863,6 +863,33 @@ void FleetNode::record(const std::string& key, std::string event, std::function<
   });
 }
 
+void FleetNode::amend(const std::string& key, OperatorAction action, std::function<void(Result<FleetIncident>)> done) {
+  if (!ready_) {
+    done(Error::unavailable("alone: not connected to the fleet"));
+    return;
+  }
+  run_on_worker([key, action = std::move(action), done = std::move(done)](Shared& s) mutable {
+    auto finish = [&s, &done](Result<FleetIncident> r) {
+      s.post([r = std::move(r), done = std::move(done)](FleetNode&) mutable { done(std::move(r)); });
+    };
+    if (!s.connected()) return finish(Error::unavailable("not connected to NATS"));
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+      auto current = s.get(s.incidents, key);
+      if (!current.ok()) return finish(current.error());
+      if (!current->has_value()) return finish(Error::not_found("no fleet incident " + key));
+      auto inc = decode_incident((*current)->first);
+      if (!inc.ok()) return finish(inc.error());
+      auto changed = apply(*inc, action);
+      if (!changed.ok()) return finish(changed.error());
+      if (!*changed) return finish(std::move(inc.value()));
+      auto rev = s.write(s.incidents, key, encode(*inc), (*current)->second);
+      if (!rev.ok()) return finish(rev.error());
+      if (*rev != 0) return finish(std::move(inc.value()));
+    }
+    finish(Error::unavailable("incident " + key + ": too many concurrent writers"));
+  });
+}
+
 void FleetNode::mark_notified(const std::string& key, std::uint64_t seq) {
   if (!ready_) return;
   run_on_worker([key, seq](Shared& s) {

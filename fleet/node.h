@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "fleet/operations.h"
 #include "fleet/protocol.h"
 #include "fleet/settings.h"
 #include "fleet/view.h"
@@ -114,6 +115,12 @@ class FleetNode {
   // `done` gets the stored incident: announce it with key id:event:seq.
   void record(const std::string& key, std::string event, std::function<void(FleetIncident&)> mutate,
               std::function<void(Result<FleetIncident>)> done);
+  // Any agent: an operator's action (ack, note, resolve request: see
+  // fleet/operations.h) in one compare-and-set, retried on conflict. No event
+  // (seq stays): every agent's watcher sees it and the owner announces what
+  // follows. `done` gets the stored incident (unchanged when the action was
+  // there already); kUnavailable when alone, kNotFound when the key is gone.
+  void amend(const std::string& key, OperatorAction action, std::function<void(Result<FleetIncident>)> done);
   // Owner: the notifications up to `seq` are in the durable outbox.
   void mark_notified(const std::string& key, std::uint64_t seq);
 

@@ -164,13 +164,22 @@ std::string encode(const FleetIncident& i) {
     impacted.push_back({{"target", t.target}, {"probe", t.probe}, {"rule", t.rule}, {"vantages", t.vantages},
                         {"active", t.active}});
   }
+  json notes = json::array();
+  for (const auto& n : i.notes) {
+    notes.push_back(
+        {{"at_ms", n.at_ms}, {"author", n.author}, {"text", n.text}, {"public", n.is_public}, {"agent", n.agent}});
+  }
   return json{{"key", i.key},
               {"id", i.id},
               {"title", i.title},
               {"severity", to_string(i.severity)},
+              {"scope", i.scope},
               {"open", i.open},
               {"acknowledged", i.acknowledged},
               {"acknowledged_by", i.acknowledged_by},
+              {"acknowledged_ms", i.acknowledged_ms},
+              {"resolved_by", i.resolved_by},
+              {"notes", notes},
               {"declared_by", i.declared_by},
               {"declared_ms", i.declared_ms},
               {"resolved_ms", i.resolved_ms},
@@ -261,9 +270,31 @@ Result<FleetIncident> decode_incident(std::string_view bytes) {
       error = "severity: unknown value \"" + severity + "\"";
     }
   }
+  if (const json* scope = j->is_object() && j->contains("scope") ? &(*j)["scope"] : nullptr; scope && error.empty()) {
+    if (!scope->is_object()) error = "scope: expected an object";
+    for (auto it = scope->begin(); error.empty() && it != scope->end(); ++it) {
+      if (!it->is_string()) {
+        error = "scope." + it.key() + ": expected a string";
+      } else {
+        i.scope[it.key()] = it->get<std::string>();
+      }
+    }
+  }
   i.open = f.boolean("open");
   i.acknowledged = f.boolean("acknowledged", false);
   i.acknowledged_by = f.str("acknowledged_by", false);
+  i.acknowledged_ms = f.i64("acknowledged_ms", false);
+  i.resolved_by = f.str("resolved_by", false);
+  f.array("notes", [&](const json& e, const std::string& path) {
+    Fields n(e, path, &error);
+    FleetNote note;
+    note.at_ms = n.i64("at_ms", false);
+    note.author = n.str("author", false);
+    note.text = n.str("text");
+    note.is_public = n.boolean("public", false);
+    note.agent = n.str("agent", false);
+    i.notes.push_back(std::move(note));
+  });
   i.declared_by = f.str("declared_by", false);
   i.declared_ms = f.i64("declared_ms", false);
   i.resolved_ms = f.i64("resolved_ms", false);

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +80,16 @@ struct FleetImpact {
   bool operator==(const FleetImpact&) const = default;
 };
 
+// An operator's note on a fleet incident, made through any agent's API or CLI.
+struct FleetNote {
+  std::int64_t at_ms = 0;
+  std::string author;
+  std::string text;
+  bool is_public = false;  // a public update: every agent's status page shows it
+  std::string agent;       // the agent it was made through
+  bool operator==(const FleetNote&) const = default;
+};
+
 // The value under a key of the incidents bucket. One per fleet outage; its id
 // is the incident id every agent shows and every sink's dedup key derives from.
 struct FleetIncident {
@@ -86,9 +97,16 @@ struct FleetIncident {
   std::string id;   // NS-YYYYMMDD-<tag>-NNNN, chosen by the agent that created it
   std::string title;
   Severity severity = Severity::kCritical;
+  std::map<std::string, std::string> scope;  // the group_by labels (site, group): for status pages
   bool open = true;
+  // Operator actions, fleet-wide (fleet/operations.h): any agent records
+  // them; every agent applies them to its own copy, and the owner's copy
+  // announces what follows (the ack, the note, the resolve) once.
   bool acknowledged = false;
   std::string acknowledged_by;
+  std::int64_t acknowledged_ms = 0;
+  std::string resolved_by;  // set: an operator resolved it; the owner resolves and announces it
+  std::vector<FleetNote> notes;
   std::string declared_by;
   std::int64_t declared_ms = 0;
   std::int64_t resolved_ms = 0;

@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 
@@ -135,6 +136,21 @@ HttpResponse Api::on_reactor(std::function<HttpResponse()> work) {
   return done.get();
 }
 
+HttpResponse Api::on_reactor_async(std::function<void(std::function<void(HttpResponse)>)> work) {
+  auto promise = std::make_shared<std::promise<HttpResponse>>();
+  auto answered = std::make_shared<std::atomic<bool>>(false);
+  std::future<HttpResponse> done = promise->get_future();
+  reactor_.post([promise, answered, work = std::move(work)] {
+    work([promise, answered](HttpResponse r) {
+      if (!answered->exchange(true)) promise->set_value(std::move(r));
+    });
+  });
+  if (done.wait_for(kReactorWait) != std::future_status::ready) {
+    return api_error(503, "the agent did not answer within 5 s; try again");
+  }
+  return done.get();
+}
+
 HttpResponse Api::incidents(const HttpRequest& req) {
   if (auto denied = authorize(req, false)) return *denied;
   const std::string status = req.param("status");
@@ -175,17 +191,21 @@ HttpResponse Api::incident_item(const HttpRequest& req) {
     const bool is_public = j.value("public", false);
     auto by = string_field(j, "by", false, 200);
     if (!by.ok()) return api_error(400, by.error().message);
-    return on_reactor([this, id, t = *text, is_public, b = *by] {
-      return from_result(backend_.add_note(id, t, is_public, b), 201);
+    return on_reactor_async([this, id, t = *text, is_public, b = *by](std::function<void(HttpResponse)> answer) {
+      backend_.add_note(id, t, is_public, b, [answer](Result<json> r) { answer(from_result(r, 201)); });
     });
   }
   if (Status s = only_fields(j, {"by"}); !s.ok()) return api_error(400, s.error().message);
   auto by = string_field(j, "by", false, 200);
   if (!by.ok()) return api_error(400, by.error().message);
   if (action == "ack") {
-    return on_reactor([this, id, b = *by] { return from_result(backend_.acknowledge(id, b)); });
+    return on_reactor_async([this, id, b = *by](std::function<void(HttpResponse)> answer) {
+      backend_.acknowledge(id, b, [answer](Result<json> r) { answer(from_result(r)); });
+    });
   }
-  return on_reactor([this, id, b = *by] { return from_result(backend_.resolve(id, b)); });
+  return on_reactor_async([this, id, b = *by](std::function<void(HttpResponse)> answer) {
+    backend_.resolve(id, b, [answer](Result<json> r) { answer(from_result(r)); });
+  });
 }
 
 HttpResponse Api::silences(const HttpRequest& req) {

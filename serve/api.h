@@ -40,14 +40,18 @@ struct ApiSettings {
 };
 
 // What the API needs from the agent; every function runs on the reactor thread.
+// The incident actions answer through `reply`, at once or later on the
+// reactor (a fleet incident's action waits for the fleet to record it); the
+// request gets a 503 if no answer came within 5 s.
 struct ApiBackend {
+  using Reply = std::function<void(Result<nlohmann::json>)>;
   std::function<nlohmann::json(const std::string& status_filter)> list_incidents;
   std::function<Result<nlohmann::json>(const std::string& id)> get_incident;
-  std::function<Result<nlohmann::json>(const std::string& id, const std::string& by)> acknowledge;
-  std::function<Result<nlohmann::json>(const std::string& id, const std::string& text, bool is_public,
-                                       const std::string& by)>
+  std::function<void(const std::string& id, const std::string& by, Reply reply)> acknowledge;
+  std::function<void(const std::string& id, const std::string& text, bool is_public, const std::string& by,
+                     Reply reply)>
       add_note;
-  std::function<Result<nlohmann::json>(const std::string& id, const std::string& by)> resolve;
+  std::function<void(const std::string& id, const std::string& by, Reply reply)> resolve;
   std::function<nlohmann::json()> list_silences;
   std::function<Result<nlohmann::json>(const nlohmann::json& body)> add_silence;
   std::function<Result<nlohmann::json>(const std::string& id)> remove_silence;
@@ -70,6 +74,8 @@ class Api {
   // An error response when the request may not proceed; nullopt when it may.
   std::optional<HttpResponse> authorize(const HttpRequest& req, bool mutation) const;
   HttpResponse on_reactor(std::function<HttpResponse()> work);
+  // `work` runs on the reactor and answers through its argument, once.
+  HttpResponse on_reactor_async(std::function<void(std::function<void(HttpResponse)>)> work);
 
   Reactor& reactor_;
   ApiBackend backend_;

@@ -100,6 +100,10 @@ std::vector<std::size_t> touched(const Incident& inc, const std::vector<StatusCo
                                  const std::vector<TargetHealth>& targets) {
   std::set<std::string> names;
   for (const auto& i : inc.impacted) names.insert(i.target);
+  // Another agent's incident (a fleet's) may name targets this page does not
+  // watch: then its scope places it.
+  const bool known =
+      std::any_of(targets.begin(), targets.end(), [&](const TargetHealth& t) { return names.count(t.name) > 0; });
   std::vector<std::size_t> out;
   for (std::size_t c = 0; c < components.size(); ++c) {
     bool hit = false;
@@ -107,7 +111,7 @@ std::vector<std::size_t> touched(const Incident& inc, const std::vector<StatusCo
       if (!matches(components[c], t)) continue;
       if (names.count(t.name)) {
         hit = true;
-      } else if (inc.impacted.empty() && !inc.scope.empty()) {
+      } else if (!known && !inc.scope.empty()) {
         bool in_scope = true;
         for (const auto& [k, v] : inc.scope) {
           const std::string* have = label_of(t, k);

@@ -1,5 +1,7 @@
 #include "serve/status_publisher.h"
 
+#include <set>
+
 #include "core/log.h"
 
 namespace nightshift {
@@ -26,10 +28,17 @@ bool StatusPublisher::publish(const Now& now) {
     const bool gone = !it->second.open() && now.now - it->second.resolved_at > std::chrono::hours(24 * kHistoryDays);
     it = gone ? history_.erase(it) : std::next(it);
   }
-  in.incidents.reserve(history_.size());
+  in.incidents.reserve(history_.size() + now.fleet_incidents.size());
+  std::set<std::string> shown;
   for (const auto& [id, inc] : history_) {
     in.incidents.push_back(inc);
-    if (inc.open() && now.silenced && now.silenced(inc)) in.silenced.push_back(id);
+    if (auto fleet_id = now.fleet_ids.find(id); fleet_id != now.fleet_ids.end())
+      in.incidents.back().id = fleet_id->second;
+    shown.insert(in.incidents.back().id);
+    if (inc.open() && now.silenced && now.silenced(inc)) in.silenced.push_back(in.incidents.back().id);
+  }
+  for (const auto& inc : now.fleet_incidents) {
+    if (shown.insert(inc.id).second) in.incidents.push_back(inc);
   }
   in.targets = now.targets;
   in.dead_letters = now.dead_letters;

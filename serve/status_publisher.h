@@ -40,6 +40,12 @@ class StatusPublisher {
     std::vector<TargetHealth> targets;
     std::function<bool(const Incident&)> silenced;  // under a silence: shown as maintenance
     long long dead_letters = 0;
+    // [fleet]: a local incident that is this agent's copy of a fleet incident
+    // shows under the fleet id (local id -> fleet id), so every agent's page
+    // names an outage alike; the fleet's incidents this agent has no copy of
+    // are shown too (ids: the fleet's; one with the id of a shown one is not).
+    std::map<std::string, std::string> fleet_ids;
+    std::vector<Incident> fleet_incidents;
   };
   enum class Format { kHtml, kJson, kAtom };
 

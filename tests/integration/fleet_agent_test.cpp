@@ -33,6 +33,8 @@ using nlohmann::json;
 
 const std::string kNetnsError = enter_private_netns();
 constexpr int kNatsPort = 19950;  // inside the test's own namespace
+constexpr int kOpsNatsPort = 19460;  // the operator-action tests' own
+constexpr const char* kToken = "fleet-ops-token-0123456789";
 
 // A TCP service on 127.0.0.1 the agents probe; stop() makes connects refused.
 class Service {
@@ -105,13 +107,28 @@ class FleetAgentTest : public ::testing::Test {
     ASSERT_TRUE(service_.ok());
     // No nats-server fails the test (CI or not): the fleet is what is tested.
     nats_ = std::make_unique<Process>(std::vector<std::string>{
-        "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+        "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(nats_port_), "-sd", dir_.file("js")});
     ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value())
         << "cannot start nats-server (scripts/install-deps.sh installs it): " << nats_->stderr_text();
   }
 
   // `port`: the service's port as this agent reaches it (0: the shared service).
   std::string config(const std::string& name, int port = 0, const Probing& probing = {}) {
+    return common_config(name, probing) + R"(
+[[target]]
+name = "svc"
+address = "127.0.0.1"
+group = "edge"
+site = "lab"
+  [[target.probe]]
+  kind = "tcp"
+  name = ")" + probing.probe + R"("
+  port = )" + std::to_string(port ? port : service_.port()) + "\n";
+  }
+
+  // Everything but the targets.
+  std::string common_config(const std::string& name, const Probing& probing = {}) {
+    write_text_file(dir_.file("token"), std::string(kToken) + "\n");
     return R"([agent]
 name = ")" + name + R"("
 listen = "127.0.0.1:0"
@@ -132,28 +149,29 @@ batch = "1s"
 [notify]
 first_backoff = "200ms"
 max_backoff = "800ms"
+)" + notify_extra_ + R"(
+
+[api]
+token_file = ")" + dir_.file("token") + R"("
+public_read = true
 
 [fleet]
-servers = ["nats://127.0.0.1:)" + std::to_string(kNatsPort) + R"("]
+servers = ["nats://127.0.0.1:)" + std::to_string(nats_port_) + R"("]
 name = "wire"
 heartbeat = "500ms"
 lease = "2s"
 confirm_timeout = "1s"
 
-[[target]]
-name = "svc"
-address = "127.0.0.1"
-group = "edge"
-site = "lab"
-  [[target.probe]]
-  kind = "tcp"
-  name = ")" + probing.probe + R"("
-  port = )" + std::to_string(port ? port : service_.port()) + R"(
-
 [[sink]]
 name = "hook"
 type = "webhook"
-url = ")" + receiver_.url("/hook") + "\"\n";
+url = ")" + receiver_.url("/hook") + R"("
+
+[[sink]]
+name = "pager"
+type = "webhook"
+min_severity = "critical"
+url = ")" + pager_.url("/pager") + "\"\n";
   }
 
   // `c_port`: edge-c reaches "svc" at this port instead (its own path to it).
@@ -194,9 +212,12 @@ url = ")" + receiver_.url("/hook") + "\"\n";
     return -1;
   }
 
+  int nats_port_ = kNatsPort;
+  std::string notify_extra_;  // lines for [notify]
   TempDir dir_;
   Service service_;
   Receiver receiver_;
+  Receiver pager_;  // a sink that takes critical incidents only
   std::unique_ptr<Process> nats_;
   std::vector<std::string> names_;
   std::vector<RunningAgent> agents_;
@@ -251,12 +272,27 @@ TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   ASSERT_TRUE(c_path.ok());
   ASSERT_NO_FATAL_FAILURE(start_agents(c_path.port()));
   c_path.stop();
-  ASSERT_TRUE(agents_[2].process->wait_for_stderr("a path problem, not paged", 10s).has_value()) << logs();
+  ASSERT_TRUE(agents_[2].process->wait_for_stderr("a path problem, a warning, not a page", 10s).has_value()) << logs();
   const std::string c = agents_[2].process->stderr_text();
   EXPECT_NE(c.find("vantage=edge-c"), std::string::npos) << c;
+  // Visible: one warning naming the vantage to the sinks that take warnings;
+  // the pager (critical only) hears nothing.
+  ASSERT_TRUE(receiver_.wait_accepted(1, 5s)) << logs();
   std::this_thread::sleep_for(2s);
-  EXPECT_TRUE(receiver_.requests().empty()) << "no page for one vantage's path\n" << logs();
+  EXPECT_TRUE(pager_.requests().empty()) << "no page for one vantage's path\n" << logs();
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 1u) << logs();
+  const json body = json::parse(declared[0].body, nullptr, false);
+  EXPECT_EQ(body["incident"].value("severity", ""), "warning") << declared[0].body;
+  EXPECT_NE(body["incident"].value("title", "").find("edge-c only"), std::string::npos) << declared[0].body;
+  for (const auto& r : receiver_.requests()) {
+    EXPECT_EQ(r.body.find("\"critical\""), std::string::npos) << "never critical: " << r.body;
+  }
   EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0) << logs();
+  // Its local incident's timeline says so too.
+  const json listed = json::parse(http_get(agents_[2].url("/api/v1/incidents?status=open")).body, nullptr, false);
+  ASSERT_TRUE(listed.is_array() && listed.size() == 1) << listed.dump();
+  EXPECT_NE(listed[0]["timeline"].dump().find("down from edge-c only"), std::string::npos) << listed[0].dump();
 }
 
 TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {
@@ -272,7 +308,7 @@ TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {
   ASSERT_TRUE(a.process->wait_for_stderr("fleet: alone", 5s).has_value()) << a.process->stderr_text();
 
   nats_ = std::make_unique<Process>(std::vector<std::string>{
-      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(nats_port_), "-sd", dir_.file("js")});
   ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value()) << nats_->stderr_text();
   ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 15s)) << a.process->stderr_text();
   health = http_get(a.url("/healthz"));
@@ -302,7 +338,7 @@ TEST_F(FleetAgentTest, AfterNatsIsBackWhatWasPagedAloneIsNotPagedAgain) {
   EXPECT_NE(incident_of(alone[0]), incident_of(alone[1]));
 
   nats_ = std::make_unique<Process>(std::vector<std::string>{
-      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(kNatsPort), "-sd", dir_.file("js")});
+      "nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(nats_port_), "-sd", dir_.file("js")});
   ASSERT_TRUE(nats_->wait_for_stderr("Server is ready", 10s).has_value()) << nats_->stderr_text();
   for (auto& a : agents_) {
     ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 15s)) << logs();
@@ -404,6 +440,156 @@ TEST_F(FleetAgentTest, PeersProbeOnRequestSoTheFirstFailedRoundPages) {
     EXPECT_GE(agents_[i].metric("nightshift_confirmations_total", {{"kind", "tcp"}, {"result", "started"}}).value_or(0), 1.0)
         << names_[i] << " probed on request";
   }
+}
+
+// Operator actions fleet-wide (docs/fleet.md): through any agent's CLI or
+// API, applied by every copy, announced once by the owner.
+class FleetOpsTest : public FleetAgentTest {
+ protected:
+  FleetOpsTest() { nats_port_ = kOpsNatsPort; }
+
+  // The operator CLI against one agent.
+  RunResult cli(const RunningAgent& a, std::vector<std::string> args) {
+    std::vector<std::string> argv = {agent_binary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--url", a.url(""), "--token-file", dir_.file("token")});
+    return run_process(argv, 10s);
+  }
+
+  static json get_json(const RunningAgent& a, const std::string& path) {
+    HttpResult r = http_get(a.url(path));
+    return r.status == 200 ? json::parse(r.body, nullptr, false) : json();
+  }
+
+  // The incidents of that id on the agent's /status.json (open ones).
+  static int on_status_page(const RunningAgent& a, const std::string& id) {
+    json page = get_json(a, "/status.json");
+    int n = 0;
+    if (page.is_object() && page["open_incidents"].is_array()) {
+      for (const auto& inc : page["open_incidents"]) n += inc.value("id", "") == id ? 1 : 0;
+    }
+    return n;
+  }
+
+  // Starts a fourth agent that watches another service only: it has no copy
+  // of the outage of "svc".
+  void start_hub(const Service& other) {
+    const std::string path = dir_.file("hub.toml");
+    write_text_file(path, common_config("hub") + R"(
+[[target]]
+name = "other"
+address = "127.0.0.1"
+group = "core"
+site = "dc"
+  [[target.probe]]
+  kind = "tcp"
+  name = "tcp"
+  port = )" + std::to_string(other.port()) + "\n");
+    RunningAgent a = start_agent(path);
+    ASSERT_NE(a.port, 0) << a.process->stderr_text();
+    ASSERT_TRUE(wait_until([&] { return a.metric("nightshift_fleet_connected") == 1.0; }, 10s))
+        << a.process->stderr_text();
+    names_.push_back("hub");
+    agents_.push_back(std::move(a));
+  }
+};
+
+TEST_F(FleetOpsTest, AckThroughAnotherAgentStopsTheOwnersRenotifyAndNotesReachEveryAgent) {
+  notify_extra_ = "renotify_every = \"1s\"";
+  ASSERT_NO_FATAL_FAILURE(start_agents());
+  service_.stop();
+  ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << logs();
+  ASSERT_TRUE(wait_until([&] { return !with_event(receiver_, "renotify").empty(); }, 5s))
+      << "unacknowledged, the owner renotifies every second\n" << logs();
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 1u) << logs();
+  const std::string id = incident_of(declared[0]);
+  const int owner_index = owner();
+  ASSERT_GE(owner_index, 0) << logs();
+  const RunningAgent& other = agents_[static_cast<std::size_t>((owner_index + 1) % 3)];
+  const RunningAgent& third = agents_[static_cast<std::size_t>((owner_index + 2) % 3)];
+
+  // Acknowledged through an agent that does not page: the owner stops.
+  RunResult acked = cli(other, {"ack", id, "--by", "alice"});
+  ASSERT_TRUE(acked.status && acked.status->exited && acked.status->code == 0) << acked.err << acked.out << logs();
+  EXPECT_NE(acked.out.find(id), std::string::npos) << "the CLI names the fleet id: " << acked.out;
+  EXPECT_NE(acked.out.find("acknowledged"), std::string::npos) << acked.out;
+  ASSERT_TRUE(wait_until([&] { return !with_event(receiver_, "acknowledged").empty(); }, 10s)) << logs();
+  std::this_thread::sleep_for(500ms);  // a renotify already in the outbox may still land
+  const std::size_t renotified = with_event(receiver_, "renotify").size();
+  std::this_thread::sleep_for(3s);  // three renotify periods
+  EXPECT_EQ(with_event(receiver_, "renotify").size(), renotified) << "acknowledged: no more renotify\n" << logs();
+  const auto acks = with_event(receiver_, "acknowledged");
+  ASSERT_EQ(acks.size(), 1u) << "the ack is announced once, by the owner\n" << logs();
+  EXPECT_EQ(incident_of(acks[0]), id);
+  EXPECT_EQ(acks[0].headers.at("idempotency-key").rfind(id + ":acknowledged:", 0), 0u) << acks[0].headers.at("idempotency-key");
+  for (const auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return get_json(a, "/api/v1/incidents/" + id).value("status", "") == "acknowledged"; }, 5s))
+        << "every agent's API shows the ack\n" << logs();
+    EXPECT_EQ(get_json(a, "/api/v1/incidents/" + id).value("acknowledged_by", ""), "alice");
+  }
+
+  // A public update through the third agent: one notification, on every status page.
+  const std::string update = "A fibre cut at the lab; the carrier is on site";
+  RunResult noted = cli(third, {"note", id, update, "--public", "--by", "bob"});
+  ASSERT_TRUE(noted.status && noted.status->exited && noted.status->code == 0) << noted.err << logs();
+  ASSERT_TRUE(wait_until([&] { return !with_event(receiver_, "note").empty(); }, 10s)) << logs();
+  for (const auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return get_json(a, "/status.json").dump().find(update) != std::string::npos; }, 5s))
+        << get_json(a, "/status.json").dump() << "\n" << logs();
+    EXPECT_EQ(on_status_page(a, id), 1) << "once, under the fleet id: " << get_json(a, "/status.json").dump();
+    json inc = get_json(a, "/api/v1/incidents/" + id);
+    int notes = 0;
+    for (const auto& e : inc["timeline"]) notes += e.value("text", "") == update ? 1 : 0;
+    EXPECT_EQ(notes, 1) << "applied once on every copy: " << inc.dump();
+  }
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(with_event(receiver_, "note").size(), 1u) << logs();
+}
+
+TEST_F(FleetOpsTest, ResolveThroughAnAgentWithoutACopySendsOneResolvePage) {
+  Service other;
+  ASSERT_TRUE(other.ok());
+  ASSERT_NO_FATAL_FAILURE(start_agents());
+  ASSERT_NO_FATAL_FAILURE(start_hub(other));
+  service_.stop();
+  ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << logs();
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 1u) << logs();
+  const std::string id = incident_of(declared[0]);
+  RunningAgent& hub = agents_.back();
+
+  // Every agent's status page shows the outage once, the hub's too (it watches none of it).
+  for (const auto& a : agents_) {
+    ASSERT_TRUE(wait_until([&] { return on_status_page(a, id) == 1; }, 5s)) << get_json(a, "/status.json").dump();
+  }
+  const std::string hub_page = get_json(hub, "/status.json").dump();
+  EXPECT_EQ(hub_page.find("\"svc\""), std::string::npos) << "public: no target names " << hub_page;
+  EXPECT_EQ(hub_page.find("target_down"), std::string::npos) << "public: no rule names " << hub_page;
+  json listed = get_json(hub, "/api/v1/incidents?status=open");
+  ASSERT_EQ(listed.size(), 1u) << listed.dump();
+  EXPECT_EQ(listed[0].value("id", ""), id);
+  EXPECT_TRUE(listed[0]["local_id"].is_null()) << "the hub has no copy: " << listed[0].dump();
+
+  // Resolved by hand through the hub while the service is still down: the
+  // owner sends the resolve page, once; every copy is resolved.
+  RunResult resolved = cli(hub, {"resolve", id, "--by", "carol"});
+  ASSERT_TRUE(resolved.status && resolved.status->exited && resolved.status->code == 0) << resolved.err << logs();
+  ASSERT_TRUE(wait_until([&] { return !with_event(receiver_, "resolved").empty(); }, 10s)) << logs();
+  std::this_thread::sleep_for(3s);
+  const auto pages = with_event(receiver_, "resolved");
+  ASSERT_EQ(pages.size(), 1u) << logs();
+  EXPECT_EQ(incident_of(pages[0]), id);
+  EXPECT_EQ(pages[0].headers.at("idempotency-key").rfind(id + ":resolved:", 0), 0u);
+  EXPECT_EQ(with_event(receiver_, "declared").size(), 1u) << logs();
+  for (const auto& a : agents_) {
+    EXPECT_EQ(get_json(a, "/api/v1/incidents/" + id).value("status", ""), "resolved") << logs();
+    EXPECT_EQ(on_status_page(a, id), 0);
+  }
+  // Asked again anywhere: refused as one agent refuses it.
+  RunResult again = cli(agents_[0], {"resolve", id, "--by", "dave"});
+  ASSERT_TRUE(again.status && again.status->exited);
+  EXPECT_NE(again.status->code, 0) << again.out;
 }
 
 }  // namespace

@@ -146,5 +146,34 @@ TEST_F(StatusPublisherTest, SilencedOpenIncidentsShowAsMaintenanceAndChangesAreE
   EXPECT_NE(read(dir.file("status.html")).find("After reload"), std::string::npos);
 }
 
+TEST_F(StatusPublisherTest, FleetIncidentsShowOnceUnderTheFleetId) {
+  StatusPublisher pub({"edge-b", "", {}, ""});
+  const SystemTime t0 = clock_.wall_now() - 10min;
+  // This agent's copy of the fleet incident NS-a-1, and another agent's
+  // incident it has no copy of (a target this page does not watch).
+  std::vector<Incident> current = {incident("NS-b-7", t0, true)};
+  Incident mine_in_fleet = incident("NS-a-1", t0, true);
+  Incident theirs = incident("NS-c-3", t0, true);
+  theirs.impacted[0].target = "core-fra1";
+  theirs.timeline.push_back({t0, "note", "carrier ticket 4711", false, "alice"});
+  theirs.timeline.push_back({t0 + 1min, "note", "A fibre cut; the carrier is on site", true, "alice"});
+  StatusPublisher::Now n = now(&current);
+  n.fleet_ids = {{"NS-b-7", "NS-a-1"}};
+  n.fleet_incidents = {mine_in_fleet, theirs};
+  ASSERT_TRUE(pub.publish(n));
+  auto page = pub.page();
+  std::vector<std::string> ids = ids_in(*page);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"NS-a-1", "NS-c-3"})) << "the copy under the fleet id, not twice";
+  EXPECT_NE(page->json.find("A fibre cut; the carrier is on site"), std::string::npos);
+  EXPECT_EQ(page->json.find("carrier ticket 4711"), std::string::npos) << "internal notes stay internal";
+  EXPECT_EQ(page->json.find("core-fra1"), std::string::npos) << "no target names";
+  // Placed by its scope (site ams1): the component this page shows for it.
+  const auto j = nlohmann::json::parse(page->json);
+  for (const auto& inc : j.at("open_incidents")) {
+    EXPECT_FALSE(inc.at("components").empty()) << inc.dump();
+  }
+}
+
 }  // namespace
 }  // namespace nightshift

@@ -9,6 +9,7 @@
 #   RUNS=7 LOSS_SECONDS=300 LOSS_PERCENT=30 ...                       # overrides
 #   SETUPS="nightshift-10s nightshift-1s" TCP_RUNS=0 ...              # a subset of the setups; no TCP runs
 #   NETNS_PREFIX=fph- ...                                             # names of the two namespaces (default pb)
+#   PROBES=tcp SETUPS="nightshift-10s" ...                            # the link cuts with a TCP probe alone
 #
 # Without NIGHTSHIFT_BIN it builds build-bench (Release) first.
 #
@@ -53,6 +54,7 @@ WARMUP=${WARMUP:-40}          # seconds of health before each outage (plus 0-30 
 PAGE_WAIT=${PAGE_WAIT:-240}   # give up on a setup's page after this many seconds
 SETUPS=${SETUPS:-nightshift-10s nightshift-1s peer-typical peer-fast}
 TCP_RUNS=${TCP_RUNS:-$RUNS}
+PROBES=${PROBES:-icmp tcp}    # the nightshift target's probes; PROBES=tcp: the link cuts measure TCP alone
 NETNS_PREFIX=${NETNS_PREFIX:-pb}
 has_setup() { case " $SETUPS " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -168,6 +170,16 @@ for _ in $(seq 50); do grep -q listening "$out/receiver.out" && break; sleep 0.1
 # --- per-run daemons ---------------------------------------------------------
 run_pids=()
 
+probe_lines() {  # the nightshift target's probes, from PROBES
+  for k in $PROBES; do
+    case $k in
+      icmp) printf '  [[target.probe]]\n  kind = "icmp"\n' ;;
+      tcp) printf '  [[target.probe]]\n  kind = "tcp"\n  port = %s\n' "$SVC_PORT" ;;
+      *) echo "page_latency: PROBES: unknown kind $k" >&2; exit 2 ;;
+    esac
+  done
+}
+
 nightshift_config() {  # DIR NAME INTERVAL_LINES
   cat >"$1/agent.toml" <<EOF
 [agent]
@@ -180,11 +192,7 @@ $3
 name = "target"
 address = "198.51.100.2"
 site = "bench"
-  [[target.probe]]
-  kind = "icmp"
-  [[target.probe]]
-  kind = "tcp"
-  port = $SVC_PORT
+$(probe_lines)
 
 [[sink]]
 name = "page"

@@ -45,7 +45,20 @@ IncidentManager::IncidentManager(const Clock& clock, IncidentPolicy policy) : cl
 
 void IncidentManager::set_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
   targets_.clear();
+  behind_.clear();
+  roots_ = 0;
   for (const auto& t : targets) targets_[t->name] = t;
+  for (const auto& [name, t] : targets_) {
+    if (t->depends_on.empty()) ++roots_;
+    // Bounded walk up the chain (config rejects loops; the bound is for safety).
+    std::string at = t->depends_on;
+    for (std::size_t hops = 0; !at.empty() && hops < targets_.size(); ++hops) {
+      ++behind_[at];
+      auto parent = targets_.find(at);
+      if (parent == targets_.end()) break;
+      at = parent->second->depends_on;
+    }
+  }
 }
 
 SystemTime IncidentManager::wall(SteadyTime t) const {
@@ -166,6 +179,13 @@ void IncidentManager::retitle(Incident& inc) const {
     return;
   }
   if (active.empty()) return;
+  // The targets configured behind one (depends_on) are cut off with it: the
+  // first page says so before their own confirmations join.
+  auto behind_of = [&](const std::string& target, std::size_t joined) {
+    auto it = behind_.find(target);
+    const std::size_t n = std::max(joined, it == behind_.end() ? std::size_t{0} : it->second);
+    return n == 0 ? std::string() : " (" + plural(n, "target", "targets") + " behind it)";
+  };
   if (targets.size() == 1) {
     // One target: what failed, once per distinct kind of failure.
     std::set<std::string> whats;
@@ -173,7 +193,8 @@ void IncidentManager::retitle(Incident& inc) const {
     for (const auto* t : active) {
       if (whats.insert(what_failed(*t)).second) what += (what.empty() ? "" : ", ") + what_failed(*t);
     }
-    inc.title = *targets.begin() + (what.rfind("service ", 0) == 0 || whats.size() > 1 ? ": " : " ") + what;
+    inc.title = *targets.begin() + (what.rfind("service ", 0) == 0 || whats.size() > 1 ? ": " : " ") + what +
+                behind_of(*targets.begin(), 0);
     return;
   }
   // One failing target with the rest behind it (depends_on): named after it.
@@ -186,10 +207,9 @@ void IncidentManager::retitle(Incident& inc) const {
     }
   }
   if (roots.size() == 1) {
-    const std::size_t behind = targets.size() - 1;
     const std::string what = what_failed(*root);
-    inc.title = root->target + (what.rfind("service ", 0) == 0 ? ": " : " ") + what + " (" +
-                plural(behind, "target", "targets") + " behind it)";
+    inc.title = root->target + (what.rfind("service ", 0) == 0 ? ": " : " ") + what +
+                behind_of(root->target, targets.size() - 1);
     return;
   }
   std::string scope;
@@ -313,6 +333,18 @@ std::size_t IncidentManager::depth(const std::string& target) const {
     ++d;
   }
   return d;
+}
+
+bool IncidentManager::behind_down_parent(const std::string& target) const {
+  auto it = targets_.find(target);
+  std::string at = it == targets_.end() ? std::string() : it->second->depends_on;
+  for (std::size_t hops = 0; !at.empty() && hops < targets_.size(); ++hops) {
+    if (critical_targets_.count(at)) return true;
+    auto parent = targets_.find(at);
+    if (parent == targets_.end()) break;
+    at = parent->second->depends_on;
+  }
+  return false;
 }
 
 std::set<std::string> IncidentManager::evidence_for(const std::string& target) {
@@ -590,20 +622,31 @@ std::vector<IncidentEvent> IncidentManager::check_vantage() {
   for (const auto& [id, s] : incidents_) {
     if (s.incident.open() && s.incident.vantage) return {};
   }
-  const std::size_t total = targets_.size();
-  if (total < policy_.vantage_min_targets) return {};
-  // Cheap bound first: this runs for every alert of a mass outage.
-  if (static_cast<double>(critical_targets_.size()) < policy_.vantage_ratio * static_cast<double>(total)) return {};
+  // Only targets whose state says something of their own count: one behind
+  // a down parent (depends_on) is explained by it, so a router and everything
+  // behind it going dark is one failure, the router's, never isolation.
+  // Cheap bound first (every root counts): this runs for every alert of a
+  // mass outage.
+  if (targets_.size() < policy_.vantage_min_targets) return {};
+  if (static_cast<double>(critical_targets_.size()) < policy_.vantage_ratio * static_cast<double>(roots_)) return {};
+  std::size_t total = 0;
   std::size_t down = 0;
   bool canaries = false, all_canaries_down = true;
+  std::vector<const std::string*> independent;
   for (const auto& [name, t] : targets_) {
     const bool is_down = critical_targets_.count(name) > 0;
-    if (is_down) ++down;
     if (t->canary) {
       canaries = true;
       if (!is_down) all_canaries_down = false;
     }
+    if (behind_down_parent(name)) continue;
+    ++total;
+    if (is_down) ++down;
+    independent.push_back(&name);
   }
+  // Without canaries the independent targets alone are the evidence, so
+  // there must be enough of them; a canary is evidence of its own.
+  if (total == 0 || (!canaries && total < policy_.vantage_min_targets)) return {};
   if (static_cast<double>(down) < policy_.vantage_ratio * static_cast<double>(total)) return {};
   if (canaries) {
     if (!all_canaries_down) return {};
@@ -611,7 +654,7 @@ std::vector<IncidentEvent> IncidentManager::check_vantage() {
     // Without canaries, a whole site going dark looks like isolation by ratio
     // alone; isolation is when *every* scope has lost targets.
     std::map<std::map<std::string, std::string>, bool> scope_down;
-    for (const auto& [name, t] : targets_) scope_down[scope_of(name)] |= critical_targets_.count(name) > 0;
+    for (const std::string* name : independent) scope_down[scope_of(*name)] |= critical_targets_.count(*name) > 0;
     if (scope_down.size() < 2) return {};
     for (const auto& [scope, any_down] : scope_down) {
       if (!any_down) return {};

@@ -9,9 +9,11 @@
 //   joins that incident as impact (via_parent) and never pages on its own; when
 //   a parent goes down after its children, the children's incidents merge into
 //   the parent's.
-// - Vantage: when at least `vantage_ratio` of all targets have critical alerts
-//   at once, and every canary is down (or, with no canaries configured, every
-//   scope has lost targets — one dark site is an outage, not isolation), one
+// - Vantage: when at least `vantage_ratio` of the targets not behind a down
+//   parent (depends_on: the parent explains them) have critical alerts at
+//   once, and every canary is down (or, with no canaries configured, at least
+//   `vantage_min_targets` of them count and every scope among them has lost
+//   targets — one dark site is an outage, not isolation), one
 //   "this agent is isolated" incident replaces the per-target ones. Declarations are held for
 //   `vantage_hold` only while a canary is failing — the one case where
 //   isolation is plausible.
@@ -149,6 +151,9 @@ class IncidentManager {
   // those whose hold ran out.
   std::vector<IncidentEvent> release_held(bool expired);
   std::size_t depth(const std::string& target) const;
+  // Whether an ancestor of `target` (depends_on, transitively) has a critical
+  // alert: its own state is explained by that ancestor.
+  bool behind_down_parent(const std::string& target) const;
   std::vector<IncidentEvent> place_in_scope(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> on_resolved(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> check_vantage();
@@ -163,6 +168,10 @@ class IncidentManager {
   const Clock& clock_;
   IncidentPolicy policy_;
   std::map<std::string, std::shared_ptr<const Target>> targets_;
+  // Configured targets behind each target (depends_on, transitively), and the
+  // number of topology roots (targets with no depends_on).
+  std::map<std::string, std::size_t> behind_;
+  std::size_t roots_ = 0;
   std::map<std::string, State> incidents_;  // by id
   std::set<std::string> critical_targets_;  // targets with a firing critical alert
   std::vector<Held> held_;

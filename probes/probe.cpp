@@ -3,6 +3,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace nightshift {
@@ -76,6 +78,24 @@ std::string_view to_string(FailureReason reason) {
     case FailureReason::kError: return "error";
   }
   return "error";
+}
+
+Duration suspect_wait(std::optional<double> srtt_seconds, double rttvar_seconds, Duration floor, Duration cap) {
+  if (cap < floor) return cap;
+  if (!srtt_seconds) return cap;
+  const double rto = *srtt_seconds + 4 * rttvar_seconds;
+  const auto wait = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(rto));
+  return std::clamp(wait, floor, cap);
+}
+
+void RttEstimate::add(double rtt_seconds) {
+  if (!srtt) {
+    srtt = rtt_seconds;
+    rttvar = rtt_seconds / 2;
+    return;
+  }
+  rttvar += (std::fabs(*srtt - rtt_seconds) - rttvar) / 4;
+  *srtt += (rtt_seconds - *srtt) / 8;
 }
 
 }  // namespace nightshift

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -99,5 +100,18 @@ void add_address_series(Sample& sample, Duration lookup, const SocketAddress* ad
 // One label-free gauge in `sample.series` under exactly `metric`.
 void add_gauge(Sample& sample, std::string metric, double value,
                std::vector<std::pair<std::string, std::string>> labels = {});
+
+// How long a packet (an echo, a SYN) may stay unanswered before the probe
+// suspects the target and asks for a confirmation, from the target's smoothed
+// RTT and its variation (RFC 6298: srtt + 4 rttvar), between `floor` and
+// `cap`; `cap` while no RTT is known. Pure.
+Duration suspect_wait(std::optional<double> srtt_seconds, double rttvar_seconds, Duration floor, Duration cap);
+
+// The smoothed RTT of one target (RFC 6298's gains: 1/8 and 1/4).
+struct RttEstimate {
+  std::optional<double> srtt;  // seconds; none before the first answer
+  double rttvar = 0;
+  void add(double rtt_seconds);
+};
 
 }  // namespace nightshift

@@ -648,14 +648,6 @@ SpreadPlan spread_plan(int count, Duration interval, Duration timeout) {
   return plan;
 }
 
-Duration suspect_wait(std::optional<double> srtt_seconds, double rttvar_seconds, Duration floor, Duration cap) {
-  if (cap < floor) return cap;
-  if (!srtt_seconds) return cap;
-  const double rto = *srtt_seconds + 4 * rttvar_seconds;
-  const auto wait = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(rto));
-  return std::clamp(wait, floor, cap);
-}
-
 Duration fitted_spacing(int count, Duration spacing, Duration timeout) {
   if (count <= 1 || timeout <= Duration::zero()) return spacing;
   return std::min(spacing, timeout / 2 / (count - 1));

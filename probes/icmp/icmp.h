@@ -129,9 +129,8 @@ struct SpreadPlan {
 SpreadPlan spread_plan(int count, Duration interval, Duration timeout);
 
 // How long an echo may stay unanswered before the round asks for a
-// confirmation, from the target's smoothed RTT and its variation (RFC 6298:
-// srtt + 4 rttvar), between `floor` and `cap`; `cap` while no RTT is known. Pure.
-Duration suspect_wait(std::optional<double> srtt_seconds, double rttvar_seconds, Duration floor, Duration cap);
+// confirmation (probes/probe.h, shared with TCP's connects).
+using ::nightshift::suspect_wait;
 
 struct RoundResult {
   std::vector<PacketResult> packets;  // in send order

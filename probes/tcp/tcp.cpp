@@ -233,10 +233,20 @@ struct TcpEngine::Run {
   int count = 1;
   int next = 0;  // connects started
   Reactor::TimerId timer = 0;
+  // The scheduled connect in flight (0: none), and its suspicion timer.
+  std::uint64_t attempt = 0;
+  Reactor::TimerId suspect_timer = 0;
+  // A confirmation of this run in flight (0: none); what the connect that
+  // started it ended with meanwhile; whether it found the target alive while
+  // the connect was still waiting.
+  std::uint64_t confirmation = 0;
+  std::optional<Sample> failed;
+  std::optional<Sample> alive;
 };
 
-// Quick connects after a failure, 100 ms apart, until one succeeds, three are
-// refused in a row, or kConfirmAttempts have failed.
+// Quick connects after a failure or a suspect silence, kConfirmSpacing apart,
+// until one succeeds, three are refused in a row, or kConfirmAttempts have
+// failed.
 struct TcpEngine::Confirmation {
   ProbeRequest like;
   Duration timeout{};
@@ -260,7 +270,10 @@ TcpEngine::~TcpEngine() {
     }
     reactor_.cancel(a->deadline_timer);
   }
-  for (auto& [id, r] : runs_) reactor_.cancel(r->timer);
+  for (auto& [id, r] : runs_) {
+    reactor_.cancel(r->timer);
+    reactor_.cancel(r->suspect_timer);
+  }
   for (auto& [id, c] : confirmations_) reactor_.cancel(c->timer);
 }
 
@@ -292,16 +305,99 @@ void TcpEngine::run_next(std::uint64_t run_id) {
   one.target = r.req.target;
   one.spec = r.req.spec;
   one.done = [this, run_id](Sample s) { on_run_attempt(run_id, std::move(s)); };
-  start_attempt(std::move(one), r.timeout);
+  r.attempt = start_attempt(std::move(one), r.timeout);
+  // Spread runs confirm a silent connect after the target's learned connect
+  // time (a link cut: the SYN waits for ARP, 3 s, or is lost), not at its
+  // timeout; one connect per run leaves the confirmation to the agent.
+  // A connect whose own timeout is that short already ends soon: no suspicion.
+  const Duration cap = std::min<Duration>(std::chrono::seconds(1), r.timeout * 3 / 4);
+  if (r.count > 1 && !down_.count(state_key(r.req)) && cap >= kSuspectFloor) {
+    const Duration wait = suspect_wait_for(r.req, cap);
+    r.suspect_timer = reactor_.call_after(wait, [this, run_id] { on_suspect(run_id); });
+  }
+}
+
+Duration TcpEngine::suspect_wait_for(const ProbeRequest& req, Duration cap) const {
+  auto it = rtt_.find(state_key(req));
+  if (it == rtt_.end()) return suspect_wait(std::nullopt, 0, kSuspectFloor, cap);
+  return suspect_wait(it->second.srtt, it->second.rttvar, kSuspectFloor, cap);
+}
+
+bool TcpEngine::attempt_pending(std::uint64_t id) const {
+  auto it = attempts_.find(id);
+  return it != attempts_.end() && !it->second->connected;
+}
+
+void TcpEngine::on_suspect(std::uint64_t run_id) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  Run& r = *it->second;
+  r.suspect_timer = 0;
+  if (r.confirmation != 0 || !attempt_pending(r.attempt) || down_.count(state_key(r.req))) return;
+  begin_run_confirmation(run_id);
+}
+
+void TcpEngine::begin_run_confirmation(std::uint64_t run_id) {
+  Run& r = *runs_.at(run_id);
+  const std::string key = state_key(r.req);
+  const Duration timeout = suspect_wait_for(r.req, std::min<Duration>(r.timeout, std::chrono::seconds(1)));
+  r.confirmation = start_confirmation(r.req, timeout, [this, run_id, key](bool down, Sample last, int tried,
+                                                                          int refused) {
+    auto rit = runs_.find(run_id);
+    if (rit == runs_.end()) return;
+    Run& run = *rit->second;
+    run.confirmation = 0;
+    if (down) {
+      down_[key] = true;
+      // The scheduled connect's own failure when it came, else the last
+      // confirmation connect's (the scheduled one is still waiting).
+      const std::string answer = last.reason == FailureReason::kUnreachable ? " unreachable" : " refused";
+      const bool waiting = !run.failed;
+      Sample out = run.failed ? std::move(*run.failed) : std::move(last);
+      if (waiting) out.started = run.started + run.spacing * (run.next - 1);
+      out.duration = reactor_.clock().now() - out.started;
+      out.detail += "; " + (refused == tried ? std::to_string(refused) + " of " + std::to_string(tried) +
+                                                   " confirmation connects" + answer
+                                             : std::to_string(tried) + " of " + std::to_string(tried) +
+                                                   " confirmation connects failed (" + std::to_string(refused) +
+                                                   " refused)");
+      out.values.emplace_back("confirmation", 1.0);
+      finish_run(run_id, std::move(out));
+      return;
+    }
+    // Alive after all: one connect was lost or refused by chance.
+    if (run.attempt != 0) {
+      run.alive = std::move(last);  // the scheduled connect is still waiting: its end continues the run
+      return;
+    }
+    run.failed.reset();
+    continue_run(run_id, std::move(last));
+  });
+}
+
+void TcpEngine::continue_run(std::uint64_t run_id, Sample s) {
+  Run& run = *runs_.at(run_id);
+  if (run.next >= run.count || run.started + run.spacing * run.next <= reactor_.clock().now()) {
+    finish_run(run_id, std::move(s));
+    return;
+  }
+  run.timer = reactor_.call_at(run.started + run.spacing * run.next, [this, run_id] { run_next(run_id); });
 }
 
 void TcpEngine::on_run_attempt(std::uint64_t run_id, Sample s) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return;
   Run& r = *it->second;
+  r.attempt = 0;
+  if (r.suspect_timer != 0) reactor_.cancel(r.suspect_timer);
+  r.suspect_timer = 0;
   const std::string key = state_key(r.req);
   if (s.ok) {
     down_.erase(key);
+    // The connect answered while its confirmation ran: the target is alive.
+    if (r.confirmation != 0) cancel_confirmation(r.confirmation);
+    r.confirmation = 0;
+    r.alive.reset();
     if (r.next >= r.count) {
       finish_run(run_id, std::move(s));
       return;
@@ -315,32 +411,19 @@ void TcpEngine::on_run_attempt(std::uint64_t run_id, Sample s) {
     finish_run(run_id, std::move(s));
     return;
   }
-  const Duration timeout = std::min<Duration>(r.timeout, std::chrono::seconds(1));
-  start_confirmation(r.req, timeout, [this, run_id, key, first = std::move(s)](bool down, Sample last, int tried,
-                                                                                int refused) mutable {
-    auto rit = runs_.find(run_id);
-    if (rit == runs_.end()) return;
-    Run& run = *rit->second;
-    if (down) {
-      down_[key] = true;
-      Sample out = std::move(first);
-      const std::string answer = last.reason == FailureReason::kUnreachable ? " unreachable" : " refused";
-      out.detail += "; " + (refused == tried ? std::to_string(refused) + " of " + std::to_string(tried) +
-                                                   " confirmation connects" + answer
-                                             : std::to_string(tried) + " of " + std::to_string(tried) +
-                                                   " confirmation connects failed (" + std::to_string(refused) +
-                                                   " refused)");
-      out.values.emplace_back("confirmation", 1.0);
-      finish_run(run_id, std::move(out));
-      return;
-    }
-    // Alive after all: one connect was lost or refused by chance.
-    if (run.next >= run.count || run.started + run.spacing * run.next <= reactor_.clock().now()) {
-      finish_run(run_id, std::move(last));
-      return;
-    }
-    run.timer = reactor_.call_at(run.started + run.spacing * run.next, [this, run_id] { run_next(run_id); });
-  });
+  if (r.confirmation != 0) {
+    r.failed = std::move(s);  // its confirmation decides
+    return;
+  }
+  if (r.alive) {
+    // Its confirmation already found the target alive: this one was lost.
+    Sample alive = std::move(*r.alive);
+    r.alive.reset();
+    continue_run(run_id, std::move(alive));
+    return;
+  }
+  r.failed = std::move(s);
+  begin_run_confirmation(run_id);
 }
 
 void TcpEngine::finish_run(std::uint64_t run_id, Sample s) {
@@ -349,6 +432,13 @@ void TcpEngine::finish_run(std::uint64_t run_id, Sample s) {
   std::unique_ptr<Run> r = std::move(it->second);
   runs_.erase(it);
   if (r->timer != 0) reactor_.cancel(r->timer);
+  if (r->suspect_timer != 0) reactor_.cancel(r->suspect_timer);
+  if (r->confirmation != 0) cancel_confirmation(r->confirmation);
+  if (auto a = attempts_.find(r->attempt); r->attempt != 0 && a != attempts_.end()) {
+    // Confirmed down while its own connect still waits: close that socket now.
+    a->second->req.done = [](Sample) {};
+    finish(r->attempt, FailureReason::kTimeout, "");
+  }
   r->req.done(std::move(s));
 }
 
@@ -356,7 +446,7 @@ bool TcpEngine::confirm(ProbeRequest req) {
   if (down_.count(state_key(req))) return false;  // the evidence is in already
   auto shared = std::make_shared<ProbeRequest>(std::move(req));
   const SteadyTime started = reactor_.clock().now();
-  const Duration timeout = std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1));
+  const Duration timeout = suspect_wait_for(*shared, std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1)));
   start_confirmation(*shared, timeout, [this, shared, started](bool down, Sample last, int tried, int refused) {
     if (down) down_[state_key(*shared)] = true;
     Sample out = std::move(last);
@@ -372,8 +462,8 @@ bool TcpEngine::confirm(ProbeRequest req) {
   return true;
 }
 
-void TcpEngine::start_confirmation(const ProbeRequest& like, Duration timeout,
-                                   std::function<void(bool, Sample, int, int)> done) {
+std::uint64_t TcpEngine::start_confirmation(const ProbeRequest& like, Duration timeout,
+                                            std::function<void(bool, Sample, int, int)> done) {
   const std::uint64_t id = next_id_++;
   auto c = std::make_unique<Confirmation>();
   c->like.target = like.target;
@@ -382,6 +472,18 @@ void TcpEngine::start_confirmation(const ProbeRequest& like, Duration timeout,
   c->done = std::move(done);
   confirmations_.emplace(id, std::move(c));
   confirmation_step(id);
+  return id;
+}
+
+void TcpEngine::cancel_confirmation(std::uint64_t id) {
+  auto it = confirmations_.find(id);
+  if (it == confirmations_.end()) return;
+  Confirmation& c = *it->second;
+  c.over = true;
+  c.done = nullptr;
+  if (c.timer != 0) reactor_.cancel(c.timer);
+  c.timer = 0;
+  if (c.finished == c.started) confirmations_.erase(it);
 }
 
 void TcpEngine::confirmation_step(std::uint64_t id) {
@@ -432,11 +534,11 @@ void TcpEngine::confirmation_step(std::uint64_t id) {
   start_attempt(std::move(one), c.timeout);
   // start_attempt never calls back from inside: `c` is still valid here.
   if (c.started < kConfirmAttempts && !c.over) {
-    c.timer = reactor_.call_after(std::chrono::milliseconds(100), [this, id] { confirmation_step(id); });
+    c.timer = reactor_.call_after(kConfirmSpacing, [this, id] { confirmation_step(id); });
   }
 }
 
-void TcpEngine::start_attempt(ProbeRequest req, Duration timeout) {
+std::uint64_t TcpEngine::start_attempt(ProbeRequest req, Duration timeout) {
   const std::uint64_t id = next_id_++;
   auto a = std::make_unique<Attempt>();
   a->id = id;
@@ -475,6 +577,7 @@ void TcpEngine::start_attempt(ProbeRequest req, Duration timeout) {
                     [self = std::weak_ptr<TcpEngine*>(self_), id](Result<std::vector<SocketAddress>> addresses) {
                       if (auto engine = self.lock()) (*engine)->on_resolved(id, std::move(addresses));
                     });
+  return id;
 }
 
 static FailureReason classify_errno(int err) {
@@ -557,6 +660,8 @@ void TcpEngine::on_socket_event(std::uint64_t id, std::uint32_t events) {
 void TcpEngine::on_connected(Attempt& a) {
   a.connected = true;
   a.connected_at = reactor_.clock().now();
+  // The handshake alone (name resolution excluded) teaches the suspicion wait.
+  rtt_[state_key(a.req)].add(std::chrono::duration<double>(a.connected_at - a.started - a.lookup).count());
   if (a.opts->tls) {
     start_tls(a);
     return;

@@ -264,17 +264,19 @@ canary = true
   }, 5s)) << agent->stderr_text();
   ASSERT_TRUE(peer_->set_link(false)) << peer_->error();
   ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << agent->stderr_text();
-  // Whichever failed first, the incident ends up named after the router, with
-  // the hosts behind it, in one batched update (batch: 5 s).
+  // Whichever failed first, the incident is named after the router and what
+  // is behind it; the hosts join it in one batched update (batch: 5 s).
   ASSERT_TRUE(agent->wait_for_stderr("title=\"edge-host unreachable (2 targets behind it)\"", 10s))
       << agent->stderr_text();
+  ASSERT_TRUE(agent->wait_for_stderr("impacted=3", 10s)) << agent->stderr_text();
+  // The log line comes just before the gauges move: poll briefly.
+  EXPECT_TRUE(wait_until([&] { return metric("nightshift_incidents_open", {{"severity", "critical"}}) == 1.0; }, 2s));
   const std::string log = agent->stderr_text();
   EXPECT_EQ(count(log, "msg=\"incident declared\""), 1u) << log;
   EXPECT_THAT(log, ::testing::Not(HasSubstr("isolated")));
   std::size_t pages = 0;
   for (const auto& e : events_received()) pages += (e == "declared" || e == "reopened") ? 1 : 0;
   EXPECT_EQ(pages, 1u);
-  EXPECT_EQ(metric("nightshift_incidents_open", {{"severity", "critical"}}), 1.0);
 }
 
 TEST_F(FaultsTest, LatencySpikeThroughNfqueueRaisesALatencyIncident) {

@@ -292,7 +292,7 @@ TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   for (const auto& r : receiver_.requests()) {
     EXPECT_EQ(r.body.find("\"critical\""), std::string::npos) << "never critical: " << r.body;
   }
-  EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0);
+  EXPECT_EQ(agents_[0].metric("probe_success", {{"target", "svc"}}), 1.0) << logs();
   // Its local incident's timeline says so too.
   const json listed = json::parse(http_get(agents_[2].url("/api/v1/incidents?status=open")).body, nullptr, false);
   ASSERT_TRUE(listed.is_array() && listed.size() == 1) << listed.dump();

@@ -530,8 +530,10 @@ TEST(TcpProbeTest, StoppedServiceIsConfirmedWithinMilliseconds) {
   EXPECT_FALSE(h.engine->confirm({t, &t->probes.front(), [](Sample) { ADD_FAILURE(); }}));
 }
 
-// A host that went silent: the run's connect times out, then 20 quick connects
-// (1 s each) all fail: at 30 % loss that happens with p = 0.51^20 = 1.4e-6.
+// A host that went silent (never seen answering): the run's connect is suspect
+// after 3/4 of its timeout, then 20 quick connects 100 ms apart (each waiting
+// the timeout, no connect time being known) all fail: at 30 % loss that
+// happens with p = 0.51^20 = 1.4e-6.
 TEST(TcpProbeTest, SilentPeerIsConfirmedByTwentyConnects) {
   NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
   PeerHost peer;
@@ -544,10 +546,40 @@ TEST(TcpProbeTest, SilentPeerIsConfirmedByTwentyConnects) {
   EXPECT_EQ(s[0].reason, FailureReason::kTimeout) << s[0].detail;
   EXPECT_EQ(value(s[0], "confirmation"), 1.0);
   EXPECT_NE(s[0].detail.find("20 of 20 confirmation connects failed"), std::string::npos) << s[0].detail;
-  EXPECT_LT(took, 4500ms) << "0.9 s connect + 19 x 100 ms + 1 s";
+  EXPECT_LT(took, 4000ms) << "0.675 s to suspect + 19 x 100 ms + 0.9 s";
   EXPECT_EQ(h.engine->in_flight(), 0u);
   h.spin(200ms);
   EXPECT_EQ(h.reactor.watched_fds(), 0u);
+}
+
+// A link cut (the far end's carrier lost): the kernel flushes the neighbour
+// and queues the SYN behind ARP, which gives up only after 3 s. A connect that
+// stays unanswered past the target's learned connect time (200 ms here)
+// starts the confirmation at once, and its connects wait as long (not 1 s):
+// confirmed in 0.2 + 19 x 100 ms + 0.2 s, at the default interval and timeout.
+TEST(TcpProbeTest, LinkCutIsConfirmedBeforeArpGivesUp) {
+  NIGHTSHIFT_REQUIRE_TESTNET(kNetnsError);
+  PeerHost peer;
+  NIGHTSHIFT_REQUIRE_TESTNET(peer.error());
+  Listener l(peer.listen_tcp(PeerHost::kPeer));
+  ASSERT_GE(l.fd, 0) << peer.error();
+  Harness h;
+  // A quick run first teaches the engine this service's connect time.
+  auto learn = h.run({spread_target(PeerHost::kPeer, l.port, 600ms, 150ms)});
+  ASSERT_EQ(learn.size(), 1u);
+  ASSERT_TRUE(learn[0].ok) << learn[0].detail;
+  ASSERT_TRUE(peer.set_peer_link(false)) << peer.error();
+  const SteadyTime start = h.clock.now();
+  auto s = h.run({spread_target(PeerHost::kPeer, l.port, 10s, 3s)}, 8s);
+  const Duration took = h.clock.now() - start;
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_FALSE(s[0].ok);
+  EXPECT_EQ(value(s[0], "confirmation"), 1.0);
+  EXPECT_NE(s[0].detail.find("20 of 20 confirmation connects failed"), std::string::npos) << s[0].detail;
+  EXPECT_LT(took, 2900ms) << "not ARP's 3 s plus 20 connects of 1 s";
+  EXPECT_EQ(h.engine->in_flight(), 0u);
+  h.spin(400ms);
+  EXPECT_EQ(h.reactor.watched_fds(), 0u) << "the run's own connect is closed with it";
 }
 
 TEST(TcpProbeTest, PeerSilencedByIptablesTimesOutToo) {

@@ -201,7 +201,8 @@ TEST(IncidentsTest, ChildFirstWaitsForItsParentThenJoinsTheParentsPage) {
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out[0].kind, Kind::kDeclared);
   EXPECT_TRUE(out[0].page);
-  EXPECT_EQ(out[0].incident.title, "router unreachable") << "the page names the parent";
+  EXPECT_EQ(out[0].incident.title, "router unreachable (2 targets behind it)")
+      << "the page names the parent and what is cut off behind it";
   f.run_for(10s);
   EXPECT_EQ(f.pages(), 1);
   EXPECT_EQ(f.count(Kind::kDeclared), 1);
@@ -297,6 +298,58 @@ TEST(IncidentsTest, UplinkCutPagesOnceAsIsolation) {
   ASSERT_EQ(all.size(), 1u);
   EXPECT_TRUE(all[0].vantage);
   EXPECT_EQ(all[0].active_impact(), 10u);
+}
+
+// A router in one group and its children in another all go dark: every scope
+// has lost targets, but the children are explained by the router
+// (depends_on), so it is the router's outage, never this agent's isolation.
+TEST(IncidentsTest, RouterAndEverythingBehindItDownIsNotIsolation) {
+  std::vector<std::shared_ptr<const Target>> ts = {target("router", "core")};
+  for (int i = 0; i < 10; ++i) ts.push_back(target("c" + std::to_string(i), "access", "fra", "router"));
+  Fixture f(ts);
+  f.fire("c0");
+  f.clock.advance(1s);
+  f.fire("router");
+  for (int i = 1; i < 10; ++i) {
+    f.clock.advance(100ms);
+    f.fire("c" + std::to_string(i));
+  }
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 1);
+  auto all = f.m->incidents();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_FALSE(all[0].vantage);
+  EXPECT_EQ(all[0].title, "router unreachable (10 targets behind it)");
+  EXPECT_EQ(all[0].active_impact(), 11u);
+}
+
+// The same topology with a canary beside the router: the agent's own uplink
+// goes, the canary with it, and that is isolation (the router and the canary
+// are what counts; the children follow the router).
+TEST(IncidentsTest, UplinkCutWithTopologyAndACanaryIsIsolation) {
+  std::vector<std::shared_ptr<const Target>> ts = {target("router", "core"),
+                                                   target("canary", "ref", "x", "", true)};
+  for (int i = 0; i < 10; ++i) ts.push_back(target("c" + std::to_string(i), "access", "fra", "router"));
+  Fixture f(ts);
+  f.fire("router");
+  f.fire("canary");
+  for (int i = 0; i < 10; ++i) f.fire("c" + std::to_string(i));
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 1);
+  auto all = f.m->incidents();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_TRUE(all[0].vantage);
+}
+
+// The title of a page names what is cut off behind the target (its configured
+// dependants), before their own confirmations join.
+TEST(IncidentsTest, ParentsFirstPageCountsTheTargetsBehindIt) {
+  Fixture f({target("router", "core"), target("sw1", "access", "fra", "router"),
+             target("host", "access", "fra", "sw1"), target("other", "core", "ams")});
+  auto out = f.fire("router");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].incident.title, "router unreachable (2 targets behind it)") << "sw1 and, behind it, host";
+  EXPECT_EQ(f.fire("other")[0].incident.title, "other unreachable") << "nothing behind it";
 }
 
 // 1 000 hosts behind one router go dark together, their misses spread over a

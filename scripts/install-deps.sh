@@ -21,8 +21,8 @@ packages=(
   # paging tests: a real Alertmanager
   prometheus-alertmanager prometheus
   # compatibility test (tests/e2e/compat_test.cpp): the exporters nightshift
-  # stands in for, and openssl for its TLS server and certificates
-  prometheus-blackbox-exporter prometheus-snmp-exporter openssl
+  # stands in for, openssl for its certificates and socat for its TLS server
+  prometheus-blackbox-exporter prometheus-snmp-exporter openssl socat
   # fault tests: delay packets through NFQUEUE
   libnetfilter-queue-dev
   # packaging: man pages rendered by scripts/md2man.py, the .deb checked by

@@ -108,6 +108,26 @@ struct FleetNode::Shared {
     kvEntry_Destroy(e);
     return std::optional<std::pair<std::string, std::uint64_t>>(std::move(out));
   }
+  // Reads the fleet incident at `key`, lets `change` edit it (false: nothing
+  // to write) and compare-and-sets it, again from the top when another agent
+  // wrote first. The incident as stored.
+  Result<FleetIncident> update(const std::string& key, const std::function<Result<bool>(FleetIncident&)>& change) {
+    if (!connected()) return Error::unavailable("not connected to NATS");
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+      auto current = get(incidents, key);
+      if (!current.ok()) return current.error();
+      if (!current->has_value()) return Error::not_found("no fleet incident " + key);
+      auto inc = decode_incident((*current)->first);
+      if (!inc.ok()) return inc.error();
+      auto changed = change(*inc);
+      if (!changed.ok()) return changed.error();
+      if (!*changed) return inc;
+      auto rev = write(incidents, key, encode(*inc), (*current)->second);
+      if (!rev.ok()) return rev.error();
+      if (*rev != 0) return inc;
+    }
+    return Error::unavailable("incident " + key + ": too many concurrent writers");
+  }
   // Creates (last == 0) or compare-and-sets; the new revision, 0 on a conflict.
   Result<std::uint64_t> write(kvStore* kv, const std::string& key, const std::string& value, std::uint64_t last) {
     ++kv_operations;
@@ -845,21 +865,12 @@ void FleetNode::record(const std::string& key, std::string event, std::function<
     auto finish = [&s, &done](Result<FleetIncident> r) {
       s.post([r = std::move(r), done = std::move(done)](FleetNode&) mutable { done(std::move(r)); });
     };
-    if (!s.connected()) return finish(Error::unavailable("not connected to NATS"));
-    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
-      auto current = s.get(s.incidents, key);
-      if (!current.ok()) return finish(current.error());
-      if (!current->has_value()) return finish(Error::not_found("no fleet incident " + key));
-      auto inc = decode_incident((*current)->first);
-      if (!inc.ok()) return finish(inc.error());
-      mutate(*inc);
-      inc->seq += 1;
-      inc->last_event = event;
-      auto rev = s.write(s.incidents, key, encode(*inc), (*current)->second);
-      if (!rev.ok()) return finish(rev.error());
-      if (*rev != 0) return finish(std::move(inc.value()));
-    }
-    finish(Error::unavailable("incident " + key + ": too many concurrent writers"));
+    finish(s.update(key, [&](FleetIncident& inc) -> Result<bool> {
+      mutate(inc);
+      inc.seq += 1;
+      inc.last_event = event;
+      return true;
+    }));
   });
 }
 
@@ -872,21 +883,7 @@ void FleetNode::amend(const std::string& key, OperatorAction action, std::functi
     auto finish = [&s, &done](Result<FleetIncident> r) {
       s.post([r = std::move(r), done = std::move(done)](FleetNode&) mutable { done(std::move(r)); });
     };
-    if (!s.connected()) return finish(Error::unavailable("not connected to NATS"));
-    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
-      auto current = s.get(s.incidents, key);
-      if (!current.ok()) return finish(current.error());
-      if (!current->has_value()) return finish(Error::not_found("no fleet incident " + key));
-      auto inc = decode_incident((*current)->first);
-      if (!inc.ok()) return finish(inc.error());
-      auto changed = apply(*inc, action);
-      if (!changed.ok()) return finish(changed.error());
-      if (!*changed) return finish(std::move(inc.value()));
-      auto rev = s.write(s.incidents, key, encode(*inc), (*current)->second);
-      if (!rev.ok()) return finish(rev.error());
-      if (*rev != 0) return finish(std::move(inc.value()));
-    }
-    finish(Error::unavailable("incident " + key + ": too many concurrent writers"));
+    finish(s.update(key, [&](FleetIncident& inc) { return apply(inc, action); }));
   });
 }
 

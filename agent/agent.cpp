@@ -67,9 +67,10 @@ std::string scope_text(const std::map<std::string, std::string>& scope) {
   return out;
 }
 
-std::string joined(const std::vector<std::string>& v) {
+// "a,b" for log fields; ", " in text for people.
+std::string joined(const std::vector<std::string>& v, const char* separator = ",") {
   std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  for (const auto& s : v) out += (out.empty() ? "" : separator) + s;
   return out;
 }
 
@@ -612,8 +613,8 @@ void Agent::decide_fleet(const std::string& local_id) {
       status_changed();  // off the public page
       // Visible as a warning when the fleet's view agrees this vantage sees it down.
       if (std::find(a.down_vantages.begin(), a.down_vantages.end(), config_.agent.name) != a.down_vantages.end()) {
-        link.path_problem = target + " is down from " + joined(a.down_vantages) + " only (up from " +
-                            (a.up_vantages.empty() ? std::string("the other agents") : joined(a.up_vantages)) +
+        link.path_problem = target + " is down from " + joined(a.down_vantages, ", ") + " only (up from " +
+                            (a.up_vantages.empty() ? std::string("the other agents") : joined(a.up_vantages, ", ")) +
                             "): this vantage's path, not an outage";
         pipeline_->add_finding(local_id, "fleet: " + link.path_problem);
         enqueue(path_problem_rows(link, std::move(link.held)));
@@ -621,7 +622,10 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.held.clear();
       return;
     }
-    fleet_->claim(fleet_draft(link.incident), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
+    link.quorum_target = target;
+    link.down_from = a.down_vantages;
+    link.watchers = a.watchers;
+    fleet_->claim(fleet_draft(link), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
       auto found = fleet_links_.find(local_id);
       if (found == fleet_links_.end()) return;
       FleetLink& l = found->second;
@@ -683,7 +687,8 @@ void Agent::decide_fleet(const std::string& local_id) {
   });
 }
 
-fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
+fleet::FleetIncident Agent::fleet_draft(const FleetLink& link) const {
+  const Incident& incident = link.incident;
   fleet::FleetIncident draft;
   draft.key = fleet::scope_key(scope_text(incident.scope));
   draft.id = incident.id;
@@ -693,7 +698,14 @@ fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
   draft.declared_by = config_.agent.name;
   draft.declared_ms = unix_ms(incident.declared_at);
   for (const auto& t : incident.impacted) {
-    if (t.active) draft.impacted.push_back({t.target, t.probe, t.rule, {config_.agent.name}, true});
+    if (!t.active) continue;
+    std::vector<std::string> vantages = {config_.agent.name};
+    if (t.target == link.quorum_target) {
+      for (const auto& v : link.down_from) {
+        if (std::find(vantages.begin(), vantages.end(), v) == vantages.end()) vantages.push_back(v);
+      }
+    }
+    draft.impacted.push_back({t.target, t.probe, t.rule, std::move(vantages), true});
   }
   draft.seq = 1;
   draft.last_event = "declared";
@@ -716,7 +728,9 @@ void Agent::reconcile_with_fleet() {
       continue;
     }
     ++it;
-    fleet::FleetIncident draft = fleet_draft(*inc);
+    FleetLink alone;  // paged alone: no quorum was asked
+    alone.incident = *inc;
+    fleet::FleetIncident draft = fleet_draft(alone);
     draft.notified = draft.seq;
     fleet_->claim(std::move(draft), [this, local = *inc](Result<fleet::FleetNode::Claim> claim) {
       if (!claim.ok()) {
@@ -743,6 +757,16 @@ std::vector<OutboxEntry> Agent::fleet_rows(const FleetLink& l, std::vector<Outbo
                                            const std::string& suffix) {
   Incident shown = l.incident;
   shown.id = l.fleet_id;
+  // The on-call reads that it is an outage, not one agent's path: the
+  // vantages that saw it down when the fleet decided.
+  if (shown.open() && !l.down_from.empty()) {
+    const std::string seen = "; down from " + std::to_string(l.down_from.size()) + " of " +
+                             std::to_string(std::max(l.watchers, l.down_from.size())) + " agents watching it (" +
+                             joined(l.down_from, ", ") + ")";
+    for (auto& t : shown.impacted) {
+      if (t.active && t.target == l.quorum_target) t.summary += seen;
+    }
+  }
   const NotifyPolicy policy = notify_policy();
   for (auto& r : rows) {
     // A periodic row keeps its own unique suffix (its time stamp).

@@ -95,11 +95,16 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
     // warning naming this vantage (never a critical page), to the sinks
     // that take warnings; renotify and escalation are not sent.
     std::string path_problem;  // the text naming the vantage; empty: not one
+    // Decided as the fleet's: the agents that saw `quorum_target` down then,
+    // of how many watching it; the pages list them.
+    std::string quorum_target;
+    std::vector<std::string> down_from;
+    std::size_t watchers = 0;
   };
   void start_fleet();
   std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
   void decide_fleet(const std::string& local_id);
-  fleet::FleetIncident fleet_draft(const Incident& incident) const;
+  fleet::FleetIncident fleet_draft(const FleetLink& link) const;
   // Claims the incidents in paged_alone_ as already announced (back on NATS).
   void reconcile_with_fleet();
   void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);

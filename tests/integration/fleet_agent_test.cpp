@@ -243,6 +243,15 @@ TEST_F(FleetAgentTest, ThreeAgentsOneOutageOnePageAndTheResolveSurvivesTheOwner)
   ASSERT_EQ(declared.size(), 1u) << logs();
   const std::string id = incident_of(declared[0]);
   EXPECT_EQ(declared[0].headers.at("idempotency-key"), id + ":declared:1") << "keys come from the fleet incident";
+  // The page says it is an outage seen by the fleet, naming the vantages (a
+  // quorum of the three at least).
+  const json page = json::parse(declared[0].body, nullptr, false);
+  const std::string summary = page["incident"]["impacted"][0].value("summary", "");
+  std::printf("the page's summary: %s\n", summary.c_str());
+  EXPECT_NE(summary.find(" agents watching it ("), std::string::npos) << declared[0].body;
+  int named = 0;
+  for (const char* name : {"edge-a", "edge-b", "edge-c"}) named += summary.find(name) != std::string::npos;
+  EXPECT_GE(named, 2) << summary;
   const int paged_by = owner();
   ASSERT_GE(paged_by, 0) << logs();
   int recorded = 0;

@@ -296,7 +296,10 @@ bool Agent::open_store() {
 
 void Agent::restore_from_store() {
   std::size_t open = 0;
-  for (const auto& inc : restored_incidents_) open += inc.open() ? 1 : 0;
+  for (const auto& inc : restored_incidents_) {
+    open += inc.open() ? 1 : 0;
+    if (inc.open() && config_.fleet.enabled) restored_unlinked_.insert(inc.id);
+  }
   pipeline_->restore(std::move(restored_incidents_), restored_sequence_, std::move(restored_silences_));
   restored_incidents_.clear();
   restored_silences_.clear();
@@ -845,6 +848,7 @@ void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> 
 
 void Agent::fleet_incident_changed(const fleet::FleetIncident& changed) {
   const fleet::FleetIncident inc = changed;  // the node's copy may change under the pipeline's effects
+  relink_restored(inc);
   if (const Incident* local = local_copy_of(inc)) sync_with_fleet(local->id, inc, /*push=*/false);
   status_changed();  // every agent's page shows the fleet's incidents
 }
@@ -877,6 +881,36 @@ void Agent::sync_with_fleet(const std::string& local_id, const fleet::FleetIncid
                   {{"id", local_id}, {"action", fleet::to_string(kind)}, {"error", stored.error().message}});
       }
     });
+  }
+}
+
+// After a restart the links to the fleet are gone (memory only), not the
+// incidents: an open one restored from the store whose scope has an open
+// fleet incident is this agent's copy of it again, so its later events go
+// through the fleet under the fleet id (a non-owner's resolve is kept for a
+// takeover, not sent under the local id the receivers never heard of).
+void Agent::relink_restored(const fleet::FleetIncident& inc) {
+  if (!inc.open) return;
+  for (auto it = restored_unlinked_.begin(); it != restored_unlinked_.end();) {
+    const Incident* local = pipeline_->incidents().find(*it);
+    if (!local || !local->open() || fleet_links_.count(*it) || paged_alone_.count(*it)) {
+      it = restored_unlinked_.erase(it);
+      continue;
+    }
+    if (local->vantage || fleet::scope_key(scope_text(local->scope)) != inc.key) {
+      ++it;
+      continue;
+    }
+    FleetLink& l = fleet_links_[*it];
+    l.incident = *local;
+    l.decided = true;
+    l.fleet = true;
+    l.key = inc.key;
+    l.fleet_id = inc.id;
+    l.page = fleet_->owns(inc.key);
+    log::info("fleet: an incident restored from the store is again this agent's copy of the fleet incident",
+              {{"id", *it}, {"fleet_id", inc.id}, {"owner", l.page ? "yes" : "no"}});
+    it = restored_unlinked_.erase(it);
   }
 }
 

@@ -107,6 +107,7 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   fleet::FleetIncident fleet_draft(const FleetLink& link) const;
   // Claims the incidents in paged_alone_ as already announced (back on NATS).
   void reconcile_with_fleet();
+  void relink_restored(const fleet::FleetIncident& inc);
   void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);
   void fleet_became_owner(const fleet::FleetIncident& inc, bool takeover);
   void answer_fleet_confirm(const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done);
@@ -181,6 +182,8 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   // Critical outages this agent declared and paged by itself while alone (or
   // when its claim failed): the fleet does not know their ids yet.
   std::set<std::string> paged_alone_;
+  // Open incidents restored from the store, not yet linked to their fleet incident.
+  std::set<std::string> restored_unlinked_;
   std::atomic<bool> fleet_alone_{false};       // for /healthz (event threads)
   prometheus::Gauge* fleet_connected_ = nullptr;  // nightshift_fleet_connected
   EarliestTimer schedule_timer_;  // the scheduler's next due probe

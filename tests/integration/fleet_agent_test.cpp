@@ -278,6 +278,40 @@ TEST_F(FleetAgentTest, ThreeAgentsOneOutageOnePageAndTheResolveSurvivesTheOwner)
   EXPECT_TRUE(took_over) << logs();
 }
 
+// An agent restarted mid-incident (kill -9: no goodbye) restores its open
+// incident from its store and is again a copy of the fleet incident: its
+// resolve is not a second one under its own id.
+TEST_F(FleetAgentTest, AnAgentRestartedMidIncidentResolvesUnderTheFleetIdOnce) {
+  ASSERT_NO_FATAL_FAILURE(start_agents());
+  service_.stop();
+  ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << logs();
+  std::this_thread::sleep_for(2s);
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 1u) << logs();
+  const std::string id = incident_of(declared[0]);
+  const int paged_by = owner();
+  ASSERT_GE(paged_by, 0) << logs();
+  const std::size_t other = paged_by == 0 ? 1 : 0;
+  agents_[other].process->kill_and_wait();
+  agents_[other] = start_agent(dir_.file(names_[other] + ".toml"));
+  ASSERT_NE(agents_[other].port, 0) << agents_[other].process->stderr_text();
+  ASSERT_TRUE(wait_until(
+      [&] { return agents_[other].metric("nightshift_fleet_connected", {{"agent", names_[other]}}) == 1.0; }, 10s))
+      << logs();
+  std::this_thread::sleep_for(1s);
+  service_.start();
+  ASSERT_TRUE(service_.ok());
+  ASSERT_TRUE(wait_until([&] { return !with_event(receiver_, "resolved").empty(); }, 20s)) << logs();
+  std::this_thread::sleep_for(3s);
+  const auto resolved = with_event(receiver_, "resolved");
+  ASSERT_EQ(resolved.size(), 1u) << logs();
+  EXPECT_EQ(incident_of(resolved[0]), id);
+  for (const auto& r : receiver_.accepted()) EXPECT_EQ(incident_of(r), id) << "one id for the outage: " << r.body;
+  EXPECT_NE(agents_[other].process->stderr_text().find("is again this agent's copy of the fleet incident"),
+            std::string::npos)
+      << logs();
+}
+
 TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   // edge-c reaches "svc" through a path of its own (another listener); cutting
   // that path leaves the service up for edge-a and edge-b.

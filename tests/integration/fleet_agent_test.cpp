@@ -7,10 +7,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -37,6 +39,9 @@ constexpr int kOpsNatsPort = 19460;  // the operator-action tests' own
 constexpr const char* kToken = "fleet-ops-token-0123456789";
 
 // A TCP service on 127.0.0.1 the agents probe; stop() makes connects refused.
+// It accepts and closes, as a real service does: connections nobody accepts
+// stay in the listen queue (a reset from the prober does not take them out),
+// and once it is full every connect times out as if the service hung.
 class Service {
  public:
   Service() { start(); }
@@ -57,8 +62,19 @@ class Service {
     socklen_t len = sizeof a;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
+    running_ = true;
+    acceptor_ = std::thread([this] {
+      while (running_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0) ::close(c);
+      }
+    });
   }
   void stop() {
+    running_ = false;
+    if (acceptor_.joinable()) acceptor_.join();
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
@@ -68,6 +84,8 @@ class Service {
  private:
   int fd_ = -1;
   int port_ = 0;
+  std::atomic<bool> running_{false};
+  std::thread acceptor_;
 };
 
 std::string event_of(const ReceivedRequest& r) {

@@ -692,7 +692,7 @@ void FleetNode::on_message(const std::string& subj, const std::string& data, con
     view_.apply_confirmation(r->agent, r->verdicts);
     if (it == pending_.end()) return;  // late: the verdicts still count
     it->second.waiting.erase(r->agent);
-    if (it->second.waiting.empty()) finish_confirm(r->id);
+    if (it->second.waiting.empty() || quorum_confirmed(it->second)) finish_confirm(r->id);
   }
 }
 
@@ -713,6 +713,18 @@ void FleetNode::confirm(const std::string& target, const std::string& probe, std
   p.timer = reactor_.call_after(settings_.confirm_timeout, [this, id] { finish_confirm(id); });
   ConfirmRequest req{agent_, id, target, probe};
   publish(subject("confirm"), encode(req), confirm_inbox_);
+}
+
+// A quorum of fresh verdicts says down (this agent's and the replies so far):
+// the rest cannot undo it, so the decision need not wait for the slowest
+// watcher. Agents yet to reply count only through their fresh answer, never
+// through an older observation.
+bool FleetNode::quorum_confirmed(const Pending& p) const {
+  const Assessment a = view_.assess(p.target, p.probe);
+  if (a.verdict != Assessment::Verdict::kDown) return false;
+  std::size_t fresh = 0;
+  for (const auto& v : a.down_vantages) fresh += p.waiting.count(v) == 0 ? 1 : 0;
+  return fresh >= a.needed;
 }
 
 void FleetNode::finish_confirm(std::uint64_t id) {

@@ -7,10 +7,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -37,11 +39,37 @@ constexpr int kOpsNatsPort = 19460;  // the operator-action tests' own
 constexpr const char* kToken = "fleet-ops-token-0123456789";
 
 // A TCP service on 127.0.0.1 the agents probe; stop() makes connects refused.
+// It accepts (and closes) what connects: a listener that never accepts fails
+// every connect after its backlog's 65th, so a slow run of a test saw the
+// healthy vantages' probes time out (a false outage from the harness).
 class Service {
  public:
   Service() { start(); }
   ~Service() { stop(); }
   void start() {
+    start_listening();
+    if (fd_ < 0) return;
+    running_ = true;
+    acceptor_ = std::thread([this] {
+      while (running_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c >= 0) ::close(c);
+      }
+    });
+  }
+  void stop() {
+    running_ = false;
+    if (acceptor_.joinable()) acceptor_.join();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool ok() const { return fd_ >= 0; }
+  int port() const { return port_; }
+
+ private:
+  void start_listening() {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -58,16 +86,10 @@ class Service {
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
   }
-  void stop() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool ok() const { return fd_ >= 0; }
-  int port() const { return port_; }
-
- private:
   int fd_ = -1;
   int port_ = 0;
+  std::atomic<bool> running_{false};
+  std::thread acceptor_;
 };
 
 std::string event_of(const ReceivedRequest& r) {

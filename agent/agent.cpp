@@ -638,6 +638,7 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.decided = true;
       link.fleet = false;
       link.page = false;
+      status_changed();  // off the public page
       // Visible as a warning when the fleet's view agrees this vantage sees it down.
       if (std::find(a.down_vantages.begin(), a.down_vantages.end(), config_.agent.name) != a.down_vantages.end()) {
         link.path_problem = target + " is down from " + joined(a.down_vantages) + " only (up from " +
@@ -1237,6 +1238,14 @@ void Agent::publish_status() {
         if (!st.ok) h.state = TargetHealth::State::kDown;
       }
     }
+    // Down from here but up for the fleet: this vantage's path, and the page
+    // shows the service as every agent's page does.
+    if (h.state == TargetHealth::State::kDown && fleet_ && !fleet_->alone()) {
+      const auto verdict = fleet_->assess(t->name).verdict;
+      if (verdict == fleet::Assessment::Verdict::kPathProblem || verdict == fleet::Assessment::Verdict::kUp) {
+        h.state = TargetHealth::State::kUp;
+      }
+    }
     now.targets.push_back(std::move(h));
   }
   now.dead_letters = notifier_ ? notifier_->dead_letters() : 0;
@@ -1247,6 +1256,10 @@ void Agent::publish_status() {
     // Open ones only: a resolved one stays in the history of the agents that had a copy.
     for (const auto& [key, inc] : fleet_->incidents()) {
       if (inc.open && !local_copy_of(inc)) now.fleet_incidents.push_back(fleet::as_incident(inc));
+    }
+    // Decided as not the fleet's and not paged: down from this vantage only.
+    for (const auto& [id, link] : fleet_links_) {
+      if (link.decided && !link.fleet && !link.page) now.not_public.insert(id);
     }
   }
   status_.publish(now);

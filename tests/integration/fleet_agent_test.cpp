@@ -319,6 +319,20 @@ TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   const json listed = json::parse(http_get(agents_[2].url("/api/v1/incidents?status=open")).body, nullptr, false);
   ASSERT_TRUE(listed.is_array() && listed.size() == 1) << listed.dump();
   EXPECT_NE(listed[0]["timeline"].dump().find("down from edge-c only"), std::string::npos) << listed[0].dump();
+  // Customers reading edge-c's status page see the service as the fleet does:
+  // no incident, no outage, as on every other agent's page.
+  json page;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        HttpResult r = http_get(agents_[2].url("/status.json"));
+        page = r.status == 200 ? json::parse(r.body, nullptr, false) : json();
+        return page["open_incidents"].is_array() && page["open_incidents"].empty();
+      },
+      5s))
+      << page.dump();
+  for (const auto& component : page["components"]) {
+    EXPECT_EQ(component.value("state", ""), "ok") << page.dump();
+  }
 }
 
 TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {

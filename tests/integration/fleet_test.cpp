@@ -280,6 +280,43 @@ TEST_F(FleetTest, AQuorumOfFreshAnswersDecidesWithoutWaitingForTheSlowestWatcher
   EXPECT_EQ(got->down_vantages, (std::vector<std::string>{"edge-a"}));
 }
 
+// Agents whose rounds share a phase declare an outage in the same
+// millisecond: each claim must still join the one incident (not give up on
+// the compare-and-set race and page alone, as 25 of 50 real agents did).
+TEST_F(FleetTest, ManyAgentsClaimingAtOnceMakeOneIncidentAndOneOwner) {
+  NatsServer nats(dir_.file("js"), 19418);
+  ASSERT_TRUE(nats.ready()) << nats.log();
+  const FleetSettings s = settings({nats.url()});
+  constexpr std::size_t kAgents = 24;
+  std::vector<std::unique_ptr<Member>> m;
+  for (std::size_t i = 0; i < kAgents; ++i) {
+    m.push_back(std::make_unique<Member>(reactor_, "edge-" + std::to_string(i), s));
+  }
+  ASSERT_TRUE(pump_until(reactor_, [&] {
+    for (auto& x : m) {
+      if (x->alone) return false;
+    }
+    return true;
+  }, 20s)) << "not every agent connected";
+  std::vector<Result<FleetNode::Claim>> claims;
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    m[i]->node->claim(draft("NS-20261201-tag" + std::to_string(i) + "-0001", m[i]->name),
+                      [&](Result<FleetNode::Claim> r) { claims.push_back(std::move(r)); });
+  }
+  ASSERT_TRUE(pump_until(reactor_, [&] { return claims.size() == kAgents; }, 30s));
+  int created = 0, owners = 0;
+  std::set<std::string> ids;
+  for (auto& c : claims) {
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    created += c->created;
+    owners += c->owner;
+    ids.insert(c->incident.id);
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(owners, 1);
+  EXPECT_EQ(ids.size(), 1u);
+}
+
 TEST_F(FleetTest, SilentOwnerIsReplacedWithinSecondsAndTheResolveGoesOutOnce) {
   NatsServer nats(dir_.file("js"), 19412);
   ASSERT_TRUE(nats.ready()) << nats.log();

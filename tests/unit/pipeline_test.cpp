@@ -98,7 +98,7 @@ class Timeline {
 
   // One SNMP poll of `target` that answered, with `interfaces_down` of 4
   // selected interfaces admin up and oper down.
-  void poll(const std::string& target, Duration t, int interfaces_down) {
+  void poll(const std::string& target, Duration t, int interfaces_down, int rebooted = 0) {
     at(t);
     const auto& tg = targets_.at(target);
     const ProbeSpec& spec = tg->probes.front();
@@ -109,7 +109,7 @@ class Timeline {
     s.started = clock_.now();
     s.duration = 20ms;
     s.ok = true;
-    s.values = {{"interfaces", 4}, {"interfaces_down", interfaces_down}, {"rebooted", 0}};
+    s.values = {{"interfaces", 4}, {"interfaces_down", interfaces_down}, {"rebooted", rebooted}};
     pipeline_->on_sample(tg, s);
   }
 
@@ -462,6 +462,48 @@ TEST(PipelineTimeline, OneDownAndUpIsNotFlapping) {
     EXPECT_EQ(inc.title.find("flapping"), std::string::npos) << inc.title;
     EXPECT_EQ(count_kind(inc, "flapping"), 0u);
   }
+}
+
+// The built-in SNMP rules: an interface the operator left up going oper-down
+// pages at the poll that sees it; a device that rebooted is a notice to the
+// sinks that take info, never a page.
+TEST(PipelineTimeline, AnInterfaceDownPagesAtThePollThatSeesIt) {
+  Timeline tl({host("sw1", "snmp", "access", "fra")});
+  for (int i = 0; i < 3; ++i) tl.poll("sw1", std::chrono::seconds(10 * i), 0);
+  tl.poll("sw1", 30s, 1);
+  tl.at(31s);
+  tl.expect_page_between(30s, 30s + 100ms, "sw1");
+  ASSERT_EQ(tl.pages().size(), 1u);
+  const Incident* inc = tl.pipeline().incidents().find(tl.pages().front().entry.incident);
+  ASSERT_NE(inc, nullptr);
+  EXPECT_EQ(inc->impacted.front().rule, "interface_down");
+  // Up again: resolved after clear_for (30 s), once.
+  for (int i = 4; i < 12; ++i) tl.poll("sw1", std::chrono::seconds(10 * i), 0);
+  tl.at(120s);
+  EXPECT_EQ(tl.rows("pager", "resolved").size(), 1u);
+  EXPECT_EQ(tl.pages().size(), 1u);
+}
+
+TEST(PipelineTimeline, ADeviceRebootIsANoticeNotAPage) {
+  NotifyPolicy notify;
+  Timeline tl({host("sw1", "snmp", "access", "fra")}, notify);
+  tl.poll("sw1", 0s, 0);
+  tl.poll("sw1", 10s, 0, /*rebooted=*/1);
+  tl.poll("sw1", 20s, 0);
+  tl.at(60s);
+  EXPECT_TRUE(tl.pages().empty()) << "a reboot that is over pages no one";
+  EXPECT_TRUE(tl.rows("pager").empty());
+  EXPECT_TRUE(tl.rows("chat").empty()) << "chat takes warnings and worse; a reboot is info";
+  // It is recorded: an info incident about the device, resolved at the next poll.
+  bool recorded = false;
+  for (const auto& inc : tl.pipeline().incidents().incidents()) {
+    bool about_reboot = false;
+    for (const auto& t : inc.impacted) about_reboot = about_reboot || (t.rule == "device_rebooted" && t.target == "sw1");
+    if (!about_reboot) continue;
+    recorded = true;
+    EXPECT_EQ(inc.severity, Severity::kInfo);
+  }
+  EXPECT_TRUE(recorded);
 }
 
 TEST(PipelineTimeline, TheSameFaultSoonAfterReopensTheIncident) {

@@ -647,7 +647,9 @@ each() { awk -v s="$2" -v f="$3" '$2 == s { printf "%s%s", sep, $f; sep = ", " }
   echo "scenarios: $SCENARIOS; total $((SECONDS - bench_start)) s"
   if [ "$CUT_RUNS" -gt 0 ]; then
     echo
-    echo "Link cut, $CUT_RUNS runs; loss ${LOSS_PERCENT}% for ${LOSS_SECONDS}s ($dropped of $seen packets from the probers dropped):"
+    loss_note="no loss run"
+    has_scenario loss && loss_note="loss ${LOSS_PERCENT}% for ${LOSS_SECONDS}s ($dropped of $seen packets from the probers dropped)"
+    echo "Link cut, $CUT_RUNS runs; $loss_note:"
     echo
     echo "| setup | median s | p95 s (nearest rank) | min s | max s | missed | false pages in ${LOSS_SECONDS}s at ${LOSS_PERCENT}% loss | other notifications (info sink) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"

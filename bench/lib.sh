@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared setup of the namespaced page benchmarks (page_latency.sh, fleet_page.sh).
 # Sourced, not run. Before sourcing, the script sets BENCH (its name, for
 # messages), NETNS_PREFIX, and `cd`s to the repo root. It gets:
@@ -28,6 +29,7 @@ bench_binary() {  # NIGHTSHIFT_BIN, or a Release build in build-bench
     cmake --build build-bench --target nightshift -j2 >/dev/null
     NIGHTSHIFT_BIN=$root/build-bench/nightshift
   fi
+  # shellcheck disable=SC2034  # used by the scripts that source this
   bin=$(readlink -f "$NIGHTSHIFT_BIN")
 }
 

@@ -688,13 +688,13 @@ each() { awk -v s="$2" -v f="$3" '$2 == s { printf "%s%s", sep, $f; sep = ", " }
     echo "Mass outage: the router and $MASS_TARGETS hosts behind it ($(impacted_count mass) targets) dark at once, $MASS_RUNS runs;"
     echo "pages, incidents and notifications per run until ${SETTLE}s after the last setup's page and full list:"
     echo
-    echo "| setup | first page: median s | max s | pages | incidents (AM: groups) | notifications | all listed, one incident: median s | max s | all listed, summed over incidents: median s | max s | largest list | missed pages |"
-    echo "|---|---:|---:|---|---|---|---:|---:|---:|---:|---|---:|"
+    echo "| setup | first page: median s | max s | pages | incidents (AM: groups) | notifications | all listed, one incident: median s | max s | all listed, summed over incidents: median s | max s | largest list | runs not all listed | missed pages |"
+    echo "|---|---:|---:|---|---|---|---:|---:|---:|---:|---|---:|---:|"
     for s in $MASS_SETUPS; do
       read -r med _ _ mx <<<"$(stats "$mass_results" "$s" 3)"
       read -r omed _ _ omx <<<"$(stats "$mass_results" "$s" 8)"
       read -r amed _ _ amx <<<"$(stats "$mass_results" "$s" 7)"
-      echo "| $s | $med | $mx | $(each "$mass_results" "$s" 4) | $(each "$mass_results" "$s" 5) | $(each "$mass_results" "$s" 6) | $omed | $omx | $amed | $amx | $(each "$mass_results" "$s" 10) | $(misses "$mass_results" "$s" 3) |"
+      echo "| $s | $med | $mx | $(each "$mass_results" "$s" 4) | $(each "$mass_results" "$s" 5) | $(each "$mass_results" "$s" 6) | $omed | $omx | $amed | $amx | $(each "$mass_results" "$s" 10) | $(misses "$mass_results" "$s" 7) | $(misses "$mass_results" "$s" 3) |"
     done
   fi
   if [ "$UPLINK_RUNS" -gt 0 ]; then

@@ -67,9 +67,10 @@ std::string scope_text(const std::map<std::string, std::string>& scope) {
   return out;
 }
 
-std::string joined(const std::vector<std::string>& v) {
+// "a,b" for log fields; ", " in text for people.
+std::string joined(const std::vector<std::string>& v, const char* separator = ",") {
   std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  for (const auto& s : v) out += (out.empty() ? "" : separator) + s;
   return out;
 }
 
@@ -295,7 +296,10 @@ bool Agent::open_store() {
 
 void Agent::restore_from_store() {
   std::size_t open = 0;
-  for (const auto& inc : restored_incidents_) open += inc.open() ? 1 : 0;
+  for (const auto& inc : restored_incidents_) {
+    open += inc.open() ? 1 : 0;
+    if (inc.open() && config_.fleet.enabled) restored_unlinked_.insert(inc.id);
+  }
   pipeline_->restore(std::move(restored_incidents_), restored_sequence_, std::move(restored_silences_));
   restored_incidents_.clear();
   restored_silences_.clear();
@@ -609,10 +613,11 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.decided = true;
       link.fleet = false;
       link.page = false;
+      status_changed();  // off the public page
       // Visible as a warning when the fleet's view agrees this vantage sees it down.
       if (std::find(a.down_vantages.begin(), a.down_vantages.end(), config_.agent.name) != a.down_vantages.end()) {
-        link.path_problem = target + " is down from " + joined(a.down_vantages) + " only (up from " +
-                            (a.up_vantages.empty() ? std::string("the other agents") : joined(a.up_vantages)) +
+        link.path_problem = target + " is down from " + joined(a.down_vantages, ", ") + " only (up from " +
+                            (a.up_vantages.empty() ? std::string("the other agents") : joined(a.up_vantages, ", ")) +
                             "): this vantage's path, not an outage";
         pipeline_->add_finding(local_id, "fleet: " + link.path_problem);
         enqueue(path_problem_rows(link, std::move(link.held)));
@@ -620,7 +625,10 @@ void Agent::decide_fleet(const std::string& local_id) {
       link.held.clear();
       return;
     }
-    fleet_->claim(fleet_draft(link.incident), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
+    link.quorum_target = target;
+    link.down_from = a.down_vantages;
+    link.watchers = a.watchers;
+    fleet_->claim(fleet_draft(link), [this, local_id](Result<fleet::FleetNode::Claim> claim) {
       auto found = fleet_links_.find(local_id);
       if (found == fleet_links_.end()) return;
       FleetLink& l = found->second;
@@ -682,7 +690,8 @@ void Agent::decide_fleet(const std::string& local_id) {
   });
 }
 
-fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
+fleet::FleetIncident Agent::fleet_draft(const FleetLink& link) const {
+  const Incident& incident = link.incident;
   fleet::FleetIncident draft;
   draft.key = fleet::scope_key(scope_text(incident.scope));
   draft.id = incident.id;
@@ -692,7 +701,14 @@ fleet::FleetIncident Agent::fleet_draft(const Incident& incident) const {
   draft.declared_by = config_.agent.name;
   draft.declared_ms = unix_ms(incident.declared_at);
   for (const auto& t : incident.impacted) {
-    if (t.active) draft.impacted.push_back({t.target, t.probe, t.rule, {config_.agent.name}, true});
+    if (!t.active) continue;
+    std::vector<std::string> vantages = {config_.agent.name};
+    if (t.target == link.quorum_target) {
+      for (const auto& v : link.down_from) {
+        if (std::find(vantages.begin(), vantages.end(), v) == vantages.end()) vantages.push_back(v);
+      }
+    }
+    draft.impacted.push_back({t.target, t.probe, t.rule, std::move(vantages), true});
   }
   draft.seq = 1;
   draft.last_event = "declared";
@@ -715,7 +731,9 @@ void Agent::reconcile_with_fleet() {
       continue;
     }
     ++it;
-    fleet::FleetIncident draft = fleet_draft(*inc);
+    FleetLink alone;  // paged alone: no quorum was asked
+    alone.incident = *inc;
+    fleet::FleetIncident draft = fleet_draft(alone);
     draft.notified = draft.seq;
     fleet_->claim(std::move(draft), [this, local = *inc](Result<fleet::FleetNode::Claim> claim) {
       if (!claim.ok()) {
@@ -742,6 +760,16 @@ std::vector<OutboxEntry> Agent::fleet_rows(const FleetLink& l, std::vector<Outbo
                                            const std::string& suffix) {
   Incident shown = l.incident;
   shown.id = l.fleet_id;
+  // The on-call reads that it is an outage, not one agent's path: the
+  // vantages that saw it down when the fleet decided.
+  if (shown.open() && !l.down_from.empty()) {
+    const std::string seen = "; down from " + std::to_string(l.down_from.size()) + " of " +
+                             std::to_string(std::max(l.watchers, l.down_from.size())) + " agents watching it (" +
+                             joined(l.down_from, ", ") + ")";
+    for (auto& t : shown.impacted) {
+      if (t.active && t.target == l.quorum_target) t.summary += seen;
+    }
+  }
   const NotifyPolicy policy = notify_policy();
   for (auto& r : rows) {
     // A periodic row keeps its own unique suffix (its time stamp).
@@ -820,6 +848,7 @@ void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> 
 
 void Agent::fleet_incident_changed(const fleet::FleetIncident& changed) {
   const fleet::FleetIncident inc = changed;  // the node's copy may change under the pipeline's effects
+  relink_restored(inc);
   if (const Incident* local = local_copy_of(inc)) sync_with_fleet(local->id, inc, /*push=*/false);
   status_changed();  // every agent's page shows the fleet's incidents
 }
@@ -852,6 +881,36 @@ void Agent::sync_with_fleet(const std::string& local_id, const fleet::FleetIncid
                   {{"id", local_id}, {"action", fleet::to_string(kind)}, {"error", stored.error().message}});
       }
     });
+  }
+}
+
+// After a restart the links to the fleet are gone (memory only), not the
+// incidents: an open one restored from the store whose scope has an open
+// fleet incident is this agent's copy of it again, so its later events go
+// through the fleet under the fleet id (a non-owner's resolve is kept for a
+// takeover, not sent under the local id the receivers never heard of).
+void Agent::relink_restored(const fleet::FleetIncident& inc) {
+  if (!inc.open) return;
+  for (auto it = restored_unlinked_.begin(); it != restored_unlinked_.end();) {
+    const Incident* local = pipeline_->incidents().find(*it);
+    if (!local || !local->open() || fleet_links_.count(*it) || paged_alone_.count(*it)) {
+      it = restored_unlinked_.erase(it);
+      continue;
+    }
+    if (local->vantage || fleet::scope_key(scope_text(local->scope)) != inc.key) {
+      ++it;
+      continue;
+    }
+    FleetLink& l = fleet_links_[*it];
+    l.incident = *local;
+    l.decided = true;
+    l.fleet = true;
+    l.key = inc.key;
+    l.fleet_id = inc.id;
+    l.page = fleet_->owns(inc.key);
+    log::info("fleet: an incident restored from the store is again this agent's copy of the fleet incident",
+              {{"id", *it}, {"fleet_id", inc.id}, {"owner", l.page ? "yes" : "no"}});
+    it = restored_unlinked_.erase(it);
   }
 }
 
@@ -1207,6 +1266,14 @@ void Agent::publish_status() {
         if (!st.ok) h.state = TargetHealth::State::kDown;
       }
     }
+    // Down from here but up for the fleet: this vantage's path, and the page
+    // shows the service as every agent's page does.
+    if (h.state == TargetHealth::State::kDown && fleet_ && !fleet_->alone()) {
+      const auto verdict = fleet_->assess(t->name).verdict;
+      if (verdict == fleet::Assessment::Verdict::kPathProblem || verdict == fleet::Assessment::Verdict::kUp) {
+        h.state = TargetHealth::State::kUp;
+      }
+    }
     now.targets.push_back(std::move(h));
   }
   now.dead_letters = notifier_ ? notifier_->dead_letters() : 0;
@@ -1217,6 +1284,10 @@ void Agent::publish_status() {
     // Open ones only: a resolved one stays in the history of the agents that had a copy.
     for (const auto& [key, inc] : fleet_->incidents()) {
       if (inc.open && !local_copy_of(inc)) now.fleet_incidents.push_back(fleet::as_incident(inc));
+    }
+    // Decided as not the fleet's and not paged: down from this vantage only.
+    for (const auto& [id, link] : fleet_links_) {
+      if (link.decided && !link.fleet && !link.page) now.not_public.insert(id);
     }
   }
   status_.publish(now);

@@ -95,13 +95,19 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
     // warning naming this vantage (never a critical page), to the sinks
     // that take warnings; renotify and escalation are not sent.
     std::string path_problem;  // the text naming the vantage; empty: not one
+    // Decided as the fleet's: the agents that saw `quorum_target` down then,
+    // of how many watching it; the pages list them.
+    std::string quorum_target;
+    std::vector<std::string> down_from;
+    std::size_t watchers = 0;
   };
   void start_fleet();
   std::vector<OutboxEntry> route_through_fleet(const Incident* incident, std::vector<OutboxEntry> rows);
   void decide_fleet(const std::string& local_id);
-  fleet::FleetIncident fleet_draft(const Incident& incident) const;
+  fleet::FleetIncident fleet_draft(const FleetLink& link) const;
   // Claims the incidents in paged_alone_ as already announced (back on NATS).
   void reconcile_with_fleet();
+  void relink_restored(const fleet::FleetIncident& inc);
   void send_as_owner(const std::string& local_id, std::vector<OutboxEntry> rows);
   void fleet_became_owner(const fleet::FleetIncident& inc, bool takeover);
   void answer_fleet_confirm(const fleet::ConfirmRequest& req, std::function<void(std::vector<fleet::Verdict>)> done);
@@ -176,6 +182,8 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   // Critical outages this agent declared and paged by itself while alone (or
   // when its claim failed): the fleet does not know their ids yet.
   std::set<std::string> paged_alone_;
+  // Open incidents restored from the store, not yet linked to their fleet incident.
+  std::set<std::string> restored_unlinked_;
   std::atomic<bool> fleet_alone_{false};       // for /healthz (event threads)
   prometheus::Gauge* fleet_connected_ = nullptr;  // nightshift_fleet_connected
   EarliestTimer schedule_timer_;  // the scheduler's next due probe

@@ -212,11 +212,44 @@ void IncidentManager::retitle(Incident& inc) const {
                 behind_of(root->target, targets.size() - 1);
     return;
   }
+  // Several failing on their own: where (the scope in words, site first),
+  // what, counted as it is (services when only services failed), and the
+  // first few names, so the page says which without opening the incident.
   std::string scope;
+  auto add_scope = [&](const std::string& key, const std::string& value) {
+    if (!value.empty()) scope += (scope.empty() ? "" : ", ") + key + " " + value;
+  };
+  if (auto it = inc.scope.find("site"); it != inc.scope.end()) add_scope("site", it->second);
   for (const auto& [k, v] : inc.scope) {
-    if (!v.empty()) scope += (scope.empty() ? "" : " ") + k + "=" + v;
+    if (k != "site") add_scope(k, v);
   }
-  inc.title = (scope.empty() ? std::string() : scope + ": ") + plural(targets.size(), "target", "targets") + " affected";
+  // Named in the order they joined: the first to fail first.
+  bool all_unreachable = true, all_services = true;
+  std::vector<std::string> services, target_order;
+  std::set<std::string> seen_services, seen_targets;
+  for (const auto* t : active) {
+    const std::string what = what_failed(*t);
+    all_unreachable = all_unreachable && what == "unreachable";
+    all_services = all_services && what.rfind("service ", 0) == 0;
+    if (seen_services.insert(t->target + " " + t->probe).second) services.push_back(t->target + " " + t->probe);
+    if (seen_targets.insert(t->target).second) target_order.push_back(t->target);
+  }
+  const std::vector<std::string>& named = all_services ? services : target_order;
+  std::string what = all_services      ? plural(services.size(), "service", "services") + " down"
+                     : all_unreachable ? plural(targets.size(), "target", "targets") + " unreachable"
+                                       : plural(targets.size(), "target", "targets") + " down";
+  constexpr std::size_t kNamed = 3;
+  std::string names;
+  std::size_t n = 0;
+  for (const auto& name : named) {
+    if (n == kNamed && named.size() > kNamed + 1) {
+      names += " and " + std::to_string(named.size() - kNamed) + " more";
+      break;
+    }
+    names += (n == 0 ? "" : n + 1 == named.size() ? " and " : ", ") + name;
+    ++n;
+  }
+  inc.title = (scope.empty() ? std::string() : scope + ": ") + what + " (" + names + ")";
 }
 
 void IncidentManager::touch(State& s, const std::string& kind, const std::string& text) {

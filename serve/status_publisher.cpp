@@ -30,7 +30,9 @@ bool StatusPublisher::publish(const Now& now) {
   }
   in.incidents.reserve(history_.size() + now.fleet_incidents.size());
   std::set<std::string> shown;
+  for (const auto& id : now.not_public) hidden_.insert(id);  // for good: its past is not public either
   for (const auto& [id, inc] : history_) {
+    if (hidden_.count(id)) continue;
     in.incidents.push_back(inc);
     if (auto fleet_id = now.fleet_ids.find(id); fleet_id != now.fleet_ids.end())
       in.incidents.back().id = fleet_id->second;

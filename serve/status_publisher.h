@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,10 @@ class StatusPublisher {
     // are shown too (ids: the fleet's; one with the id of a shown one is not).
     std::map<std::string, std::string> fleet_ids;
     std::vector<Incident> fleet_incidents;
+    // [fleet]: local incidents the fleet judged this vantage's own path (the
+    // others see the target up): like the agent's isolation, about monitoring,
+    // not the service, so customers never see them (open or past).
+    std::set<std::string> not_public;
   };
   enum class Format { kHtml, kJson, kAtom };
 
@@ -71,6 +76,7 @@ class StatusPublisher {
  private:
   Settings settings_;
   std::map<std::string, Incident> history_;  // by id; reactor thread
+  std::set<std::string> hidden_;             // Now::not_public ever given; reactor thread
   SystemTime monitoring_since_{};
   mutable std::mutex mu_;  // guards page_
   std::shared_ptr<const StatusPage> page_;

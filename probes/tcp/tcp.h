@@ -77,9 +77,8 @@ class TcpEngine final : public ProbeEngine {
   static constexpr int kConfirmAttempts = 20;
   static constexpr int kConfirmRefusals = 3;
   // Between a confirmation's connects (a refusal or "no route" goes on at
-  // once). 50 ms made FleetAgentTest.DownFromOneVantageOfThree... fail (a
-  // healthy vantage's last sample failed; not understood yet): kept at 100.
-  static constexpr Duration kConfirmSpacing = std::chrono::milliseconds(100);
+  // once): 19 x 50 ms + the wait keeps a link cut's page under 5 s.
+  static constexpr Duration kConfirmSpacing = std::chrono::milliseconds(50);
   // The shortest wait before a connect is suspect (a LAN's connect time).
   static constexpr Duration kSuspectFloor = std::chrono::milliseconds(200);
 

@@ -7,10 +7,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -37,6 +39,9 @@ constexpr int kOpsNatsPort = 19460;  // the operator-action tests' own
 constexpr const char* kToken = "fleet-ops-token-0123456789";
 
 // A TCP service on 127.0.0.1 the agents probe; stop() makes connects refused.
+// It accepts and closes, as a real service does: connections nobody accepts
+// stay in the listen queue (a reset from the prober does not take them out),
+// and once it is full every connect times out as if the service hung.
 class Service {
  public:
   Service() { start(); }
@@ -57,8 +62,19 @@ class Service {
     socklen_t len = sizeof a;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
+    running_ = true;
+    acceptor_ = std::thread([this] {
+      while (running_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0) ::close(c);
+      }
+    });
   }
   void stop() {
+    running_ = false;
+    if (acceptor_.joinable()) acceptor_.join();
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
@@ -68,6 +84,8 @@ class Service {
  private:
   int fd_ = -1;
   int port_ = 0;
+  std::atomic<bool> running_{false};
+  std::thread acceptor_;
 };
 
 std::string event_of(const ReceivedRequest& r) {
@@ -243,6 +261,15 @@ TEST_F(FleetAgentTest, ThreeAgentsOneOutageOnePageAndTheResolveSurvivesTheOwner)
   ASSERT_EQ(declared.size(), 1u) << logs();
   const std::string id = incident_of(declared[0]);
   EXPECT_EQ(declared[0].headers.at("idempotency-key"), id + ":declared:1") << "keys come from the fleet incident";
+  // The page says it is an outage seen by the fleet, naming the vantages (a
+  // quorum of the three at least).
+  const json page = json::parse(declared[0].body, nullptr, false);
+  const std::string summary = page["incident"]["impacted"][0].value("summary", "");
+  std::printf("the page's summary: %s\n", summary.c_str());
+  EXPECT_NE(summary.find(" agents watching it ("), std::string::npos) << declared[0].body;
+  int named = 0;
+  for (const char* name : {"edge-a", "edge-b", "edge-c"}) named += summary.find(name) != std::string::npos;
+  EXPECT_GE(named, 2) << summary;
   const int paged_by = owner();
   ASSERT_GE(paged_by, 0) << logs();
   int recorded = 0;
@@ -267,6 +294,40 @@ TEST_F(FleetAgentTest, ThreeAgentsOneOutageOnePageAndTheResolveSurvivesTheOwner)
     took_over = took_over || a.process->stderr_text().find("took over the incident") != std::string::npos;
   }
   EXPECT_TRUE(took_over) << logs();
+}
+
+// An agent restarted mid-incident (kill -9: no goodbye) restores its open
+// incident from its store and is again a copy of the fleet incident: its
+// resolve is not a second one under its own id.
+TEST_F(FleetAgentTest, AnAgentRestartedMidIncidentResolvesUnderTheFleetIdOnce) {
+  ASSERT_NO_FATAL_FAILURE(start_agents());
+  service_.stop();
+  ASSERT_TRUE(receiver_.wait_accepted(1, 10s)) << logs();
+  std::this_thread::sleep_for(2s);
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 1u) << logs();
+  const std::string id = incident_of(declared[0]);
+  const int paged_by = owner();
+  ASSERT_GE(paged_by, 0) << logs();
+  const std::size_t other = paged_by == 0 ? 1 : 0;
+  agents_[other].process->kill_and_wait();
+  agents_[other] = start_agent(dir_.file(names_[other] + ".toml"));
+  ASSERT_NE(agents_[other].port, 0) << agents_[other].process->stderr_text();
+  ASSERT_TRUE(wait_until(
+      [&] { return agents_[other].metric("nightshift_fleet_connected", {{"agent", names_[other]}}) == 1.0; }, 10s))
+      << logs();
+  std::this_thread::sleep_for(1s);
+  service_.start();
+  ASSERT_TRUE(service_.ok());
+  ASSERT_TRUE(wait_until([&] { return !with_event(receiver_, "resolved").empty(); }, 20s)) << logs();
+  std::this_thread::sleep_for(3s);
+  const auto resolved = with_event(receiver_, "resolved");
+  ASSERT_EQ(resolved.size(), 1u) << logs();
+  EXPECT_EQ(incident_of(resolved[0]), id);
+  for (const auto& r : receiver_.accepted()) EXPECT_EQ(incident_of(r), id) << "one id for the outage: " << r.body;
+  EXPECT_NE(agents_[other].process->stderr_text().find("is again this agent's copy of the fleet incident"),
+            std::string::npos)
+      << logs();
 }
 
 TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
@@ -297,6 +358,20 @@ TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {
   const json listed = json::parse(http_get(agents_[2].url("/api/v1/incidents?status=open")).body, nullptr, false);
   ASSERT_TRUE(listed.is_array() && listed.size() == 1) << listed.dump();
   EXPECT_NE(listed[0]["timeline"].dump().find("down from edge-c only"), std::string::npos) << listed[0].dump();
+  // Customers reading edge-c's status page see the service as the fleet does:
+  // no incident, no outage, as on every other agent's page.
+  json page;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        HttpResult r = http_get(agents_[2].url("/status.json"));
+        page = r.status == 200 ? json::parse(r.body, nullptr, false) : json();
+        return page["open_incidents"].is_array() && page["open_incidents"].empty();
+      },
+      5s))
+      << page.dump();
+  for (const auto& component : page["components"]) {
+    EXPECT_EQ(component.value("state", ""), "ok") << page.dump();
+  }
 }
 
 TEST_F(FleetAgentTest, AloneSaysSoInTheMetricHealthzAndLogThenJoins) {

@@ -111,7 +111,7 @@ TEST(IncidentsTest, FortyTargetsOfOneSiteAreOneIncidentWithOneBatchedUpdate) {
   auto all = f.m->incidents();
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].active_impact(), 40u);
-  EXPECT_EQ(all[0].title, "group=core site=fra: 40 targets affected");
+  EXPECT_EQ(all[0].title, "site fra, group core: 40 targets unreachable (t0, t1, t2 and 37 more)");
 }
 
 TEST(IncidentsTest, OneDarkSiteIsAnOutageNotIsolation) {
@@ -394,7 +394,38 @@ TEST(IncidentsTest, MassOutageWithoutTopologyIsOneIncidentPerScope) {
   f.run_for(10s);
   EXPECT_EQ(f.pages(), 1);
   EXPECT_EQ(f.count(Kind::kDeclared), 1);
-  EXPECT_EQ(f.m->incidents()[0].title, "group=access site=dc1: 1000 targets affected");
+  EXPECT_EQ(f.m->incidents()[0].title, "site dc1, group access: 1000 targets unreachable (h0, h1, h2 and 997 more)");
+}
+
+// A grouped title counts what failed as it is: services when only services
+// failed, named in the order they failed, every name when there are few.
+TEST(IncidentsTest, AGroupOfStoppedServicesIsTitledAsServices) {
+  auto service_target = [](const std::string& name) {
+    auto t = std::make_shared<Target>();
+    t->name = name;
+    t->group = "shop";
+    t->site = "ams1";
+    ProbeSpec tcp;
+    tcp.name = "tcp_443";
+    tcp.kind = "tcp";
+    t->probes.push_back(tcp);
+    return std::shared_ptr<const Target>(t);
+  };
+  Fixture f({service_target("web-2"), service_target("web-1"), target("router", "shop", "ams1")});
+  auto fire_service = [&](const std::string& name) {
+    auto e = f.alert(name, true);
+    e.probe = "tcp_443";
+    f.m->on_alert(e);
+  };
+  fire_service("web-2");
+  fire_service("web-1");
+  f.run_for(10s);
+  ASSERT_EQ(f.m->incidents().size(), 1u);
+  EXPECT_EQ(f.m->incidents()[0].title, "site ams1, group shop: 2 services down (web-2 tcp_443 and web-1 tcp_443)");
+  // A reachability failure joining makes it targets down, in general words.
+  f.fire("router");
+  f.run_for(10s);
+  EXPECT_EQ(f.m->incidents()[0].title, "site ams1, group shop: 3 targets down (web-2, web-1 and router)");
 }
 
 // A target with two probes is one target; a resolved incident keeps its title.

@@ -175,5 +175,21 @@ TEST_F(StatusPublisherTest, FleetIncidentsShowOnceUnderTheFleetId) {
   }
 }
 
+TEST_F(StatusPublisherTest, AnIncidentOfThisVantagesPathIsNeverPublic) {
+  StatusPublisher pub({"edge-c", "", {}, ""});
+  const SystemTime t0 = clock_.wall_now() - 10min;
+  std::vector<Incident> current = {incident("NS-c-1", t0, true), incident("NS-c-2", t0, true)};
+  StatusPublisher::Now n = now(&current);
+  n.not_public = {"NS-c-1"};
+  ASSERT_TRUE(pub.publish(n));
+  EXPECT_EQ(ids_in(*pub.page()), (std::vector<std::string>{"NS-c-2"}));
+  // Resolved later, when the fleet's decision is no longer handed in: still
+  // not among the past incidents.
+  current = {incident("NS-c-1", t0, false, t0 + 5min), incident("NS-c-2", t0, true)};
+  n = now(&current);
+  pub.publish(n);
+  EXPECT_EQ(ids_in(*pub.page()), (std::vector<std::string>{"NS-c-2"}));
+}
+
 }  // namespace
 }  // namespace nightshift

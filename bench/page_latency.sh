@@ -32,6 +32,8 @@
 # service with the host up (nightshift rows only: the peers probe ICMP).
 #   peer-typical    scrape and evaluation 15s, for: 1m, Alertmanager group_wait 30s (group_interval 5m)
 #   peer-fast       scrape and evaluation 1s (scrape timeout 800ms), for: 5s, group_wait 1s (group_interval 5s)
+# Each peer pipeline is its own blackbox_exporter, Prometheus and Alertmanager
+# (one exporter shared by both is saturated by the fast one at 1 000 targets).
 # Each nightshift sends critical incidents (target_down) to a paging sink and
 # everything (also packet_loss warnings) to an "-info" sink; only the paging
 # sink counts as pages. The peers' only rule is `probe_success == 0 or up == 0`

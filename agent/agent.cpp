@@ -387,6 +387,7 @@ bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec
     }
     pipeline_->on_sample(target, s);
     schedule_pipeline_tick();
+    sample_seen(s);
     if (then) then(s);
   };
   if (!it->second->confirm(std::move(req))) return false;
@@ -417,10 +418,13 @@ std::vector<fleet::Verdict> Agent::watched_verdicts() const {
 // A peer saw a target we watch fail and asks "probe it now": each of our
 // probes of it runs its confirmation out of schedule (the samples feed our own
 // rules too), so a quorum is reached in seconds instead of on our next round.
-// A probe whose kind has no confirmation, whose budget refused, or that is
-// still running shortly before the asker stops waiting answers with its latest
-// verdict. The first probe confirmed down answers at once: it decides this
-// vantage's vote.
+// A probe that cannot start one (its engine is confirming it already, or has
+// it confirmed down; no confirmation for its kind; budget) answers with its
+// next sample, whichever path brings it, or with its latest verdict shortly
+// before the asker stops waiting. The first probe seen down answers at once:
+// it decides this vantage's vote, which any other probe's answer would not
+// change. Only samples count as down (a confirmed failure of this vantage);
+// nothing here turns an unanswered wait into one.
 void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
                                  std::function<void(std::vector<fleet::Verdict>)> done) {
   auto target = std::find_if(config_.targets.begin(), config_.targets.end(),
@@ -430,21 +434,37 @@ void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
     return;
   }
   struct Gathering {
+    std::uint64_t id = 0;
     std::map<std::string, fleet::Verdict> verdicts;  // by probe: fresh ones replace the latest
     std::size_t waiting = 0;
     bool answered = false;
+    bool down = false;  // a probe not asked again is down as last seen
     std::function<void(std::vector<fleet::Verdict>)> done;
     Reactor::TimerId timer = 0;
+    std::vector<std::pair<std::string, std::string>> waits;  // keys in sample_waiters_
   };
   auto g = std::make_shared<Gathering>();
+  g->id = next_fleet_answer_++;
   g->done = std::move(done);
   auto answer = [this, g] {
     if (g->answered) return;
     g->answered = true;
     if (g->timer) reactor_.cancel(g->timer);
+    for (const auto& key : g->waits) {
+      auto it = sample_waiters_.find(key);
+      if (it == sample_waiters_.end()) continue;
+      std::erase_if(it->second, [&](const auto& w) { return w.first == g->id; });
+      if (it->second.empty()) sample_waiters_.erase(it);
+    }
     std::vector<fleet::Verdict> out;
     for (auto& [probe, v] : g->verdicts) out.push_back(std::move(v));
     g->done(std::move(out));
+  };
+  // A fresh sample of one probe: its verdict replaces the latest.
+  auto fresh = [this, g, answer](const Sample& s) {
+    if (g->answered) return;
+    g->verdicts[s.probe] = fleet_verdict(s.target, s.probe, s.ok, std::string(to_string(s.reason)), s.detail, clock_);
+    if (--g->waiting == 0 || !s.ok) answer();
   };
   for (const auto& spec : (*target)->probes) {
     if (!req.probe.empty() && spec.name != req.probe) continue;
@@ -457,17 +477,18 @@ void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
       }
     }
     g->verdicts[spec.name] = fleet_verdict(req.target, spec.name, ok, reason, "", clock_);
-    const bool started = confirm(*target, spec, [this, g, answer](const Sample& s) {
-      if (g->answered) return;
-      g->verdicts[s.probe] = fleet_verdict(s.target, s.probe, s.ok, std::string(to_string(s.reason)), s.detail, clock_);
-      // One probe confirmed down settles this vantage's vote (the target is
-      // down from here whatever the others say): answer now, not when a TCP
-      // connect at a cut link gives up.
-      if (--g->waiting == 0 || !s.ok) answer();
-    });
-    if (started) ++g->waiting;
+    if (confirm(*target, spec, fresh)) {
+      ++g->waiting;
+    } else if (!ok) {
+      g->down = true;  // its last sample failed and it is not being asked again: the vote is down
+    } else {
+      std::pair<std::string, std::string> key{req.target, spec.name};
+      sample_waiters_[key].emplace_back(g->id, fresh);
+      g->waits.push_back(std::move(key));
+      ++g->waiting;
+    }
   }
-  if (g->waiting == 0) {
+  if (g->waiting == 0 || g->down) {
     answer();
     return;
   }
@@ -478,6 +499,14 @@ void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
     g->timer = 0;
     answer();
   });
+}
+
+void Agent::sample_seen(const Sample& s) {
+  auto it = sample_waiters_.find({s.target, s.probe});
+  if (it == sample_waiters_.end()) return;
+  auto waiters = std::move(it->second);
+  sample_waiters_.erase(it);
+  for (auto& [id, fn] : waiters) fn(s);
 }
 
 void Agent::start_fleet() {
@@ -1087,6 +1116,7 @@ void Agent::on_sample(const std::shared_ptr<const Target>& target, std::shared_p
   if (state.ok != sample.ok || state.reason != sample.reason || !status_.page()) status_changed();
   state.ok = sample.ok;
   state.reason = sample.reason;
+  sample_seen(sample);
   if (auto it = engines_.find(sample.kind); it != engines_.end()) {
     metrics_.set_in_flight(sample.kind, static_cast<double>(it->second->in_flight()));
   }

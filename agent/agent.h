@@ -179,6 +179,14 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   std::unique_ptr<Notifier> notifier_;
   std::unique_ptr<fleet::FleetNode> fleet_;    // set with [fleet] only
   std::map<std::string, FleetLink> fleet_links_;  // by local incident id
+  // A peer's confirmation request waiting on a probe that could not start a
+  // confirmation of its own (one already running, say): it takes that probe's
+  // next sample. By (target, probe); each with the request's number, to drop
+  // it once answered.
+  std::map<std::pair<std::string, std::string>, std::vector<std::pair<std::uint64_t, std::function<void(const Sample&)>>>>
+      sample_waiters_;
+  std::uint64_t next_fleet_answer_ = 1;
+  void sample_seen(const Sample& s);
   // Critical outages this agent declared and paged by itself while alone (or
   // when its claim failed): the fleet does not know their ids yet.
   std::set<std::string> paged_alone_;

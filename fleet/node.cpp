@@ -17,7 +17,18 @@ namespace nightshift::fleet {
 namespace {
 
 constexpr std::size_t kVerdictsPerMessage = 500;  // keeps a message far below NATS' 1 MB max_payload
-constexpr int kCasAttempts = 8;
+constexpr int kCasAttempts = 30;
+
+// Between compare-and-set attempts that lost: a random pause growing with the
+// attempt (up to 2, 4, 8 ... 100 ms), so that many agents writing one key at
+// once (a fleet whose rounds share a phase declares in the same millisecond)
+// spread out instead of colliding again in step. 50 agents claiming at once
+// ran out of 8 immediate retries and paged alone, 26 of them.
+void cas_backoff(int attempt) {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  std::uniform_int_distribution<int> pause(0, std::min(100, 2 << std::min(attempt, 6)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(pause(rng)));
+}
 
 std::int64_t unix_ms(SystemTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -125,6 +136,7 @@ struct FleetNode::Shared {
       auto rev = write(incidents, key, encode(*inc), (*current)->second);
       if (!rev.ok()) return rev.error();
       if (*rev != 0) return inc;
+      cas_backoff(attempt);
     }
     return Error::unavailable("incident " + key + ": too many concurrent writers");
   }
@@ -692,7 +704,7 @@ void FleetNode::on_message(const std::string& subj, const std::string& data, con
     view_.apply_confirmation(r->agent, r->verdicts);
     if (it == pending_.end()) return;  // late: the verdicts still count
     it->second.waiting.erase(r->agent);
-    if (it->second.waiting.empty()) finish_confirm(r->id);
+    if (it->second.waiting.empty() || quorum_confirmed(it->second)) finish_confirm(r->id);
   }
 }
 
@@ -713,6 +725,18 @@ void FleetNode::confirm(const std::string& target, const std::string& probe, std
   p.timer = reactor_.call_after(settings_.confirm_timeout, [this, id] { finish_confirm(id); });
   ConfirmRequest req{agent_, id, target, probe};
   publish(subject("confirm"), encode(req), confirm_inbox_);
+}
+
+// A quorum of fresh verdicts says down (this agent's and the replies so far):
+// the rest cannot undo it, so the decision need not wait for the slowest
+// watcher. Agents yet to reply count only through their fresh answer, never
+// through an older observation.
+bool FleetNode::quorum_confirmed(const Pending& p) const {
+  const Assessment a = view_.assess(p.target, p.probe);
+  if (a.verdict != Assessment::Verdict::kDown) return false;
+  std::size_t fresh = 0;
+  for (const auto& v : a.down_vantages) fresh += p.waiting.count(v) == 0 ? 1 : 0;
+  return fresh >= a.needed;
 }
 
 void FleetNode::finish_confirm(std::uint64_t id) {
@@ -814,7 +838,9 @@ void FleetNode::claim(FleetIncident draft, std::function<void(Result<Claim>)> do
     if (!s.connected()) return finish(Error::unavailable("not connected to NATS"));
     Claim claim;
     bool stored = false;
+    std::optional<FleetIncident> seen_open;  // the open incident of the scope, as last read
     for (int attempt = 0; attempt < kCasAttempts && !stored; ++attempt) {
+      if (attempt > 0) cas_backoff(attempt - 1);
       auto current = s.get(s.incidents, draft.key);
       if (!current.ok()) return finish(current.error());
       std::optional<FleetIncident> existing;
@@ -822,6 +848,7 @@ void FleetNode::claim(FleetIncident draft, std::function<void(Result<Claim>)> do
         auto decoded = decode_incident((*current)->first);
         if (decoded.ok()) existing = std::move(decoded.value());
       }
+      if (existing && existing->open) seen_open = existing;
       FleetIncident next;
       std::uint64_t last = current->has_value() ? (*current)->second : 0;
       if (!existing || !existing->open) {
@@ -842,6 +869,18 @@ void FleetNode::claim(FleetIncident draft, std::function<void(Result<Claim>)> do
         claim.incident = std::move(next);
         stored = true;
       }
+    }
+    if (!stored && seen_open) {
+      // Still losing to other writers of an open incident of this scope: the
+      // fleet has the outage, so join it (its owner pages) rather than page
+      // alone; only this vantage is missing from its list.
+      s.post([key = draft.key, id = seen_open->id](FleetNode&) {
+        log::warn("fleet: joined the open incident without adding this vantage: too many concurrent writers",
+                  {{"key", key}, {"fleet_id", id}});
+      });
+      claim.incident = std::move(*seen_open);
+      claim.created = false;
+      stored = true;
     }
     if (!stored) return finish(Error::unavailable("incident " + draft.key + ": too many concurrent writers"));
     // The lease: whoever creates it announces. Holding it already counts.

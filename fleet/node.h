@@ -6,7 +6,8 @@
 //   a gap (a skipped version, a heartbeat ahead of what it has).
 // - Confirmation: on a local failure confirm() asks the other watchers of the
 //   target to probe it now; the answer is the quorum assessment once they all
-//   replied or confirm_timeout passed.
+//   replied, a quorum of fresh verdicts (this agent's and the replies) says
+//   down, or confirm_timeout passed.
 // - Incidents: fleet incidents live in the KV bucket NS_<fleet>_incidents, one
 //   key per scope. claim() creates one (kvStore_Create: exactly one agent
 //   wins) or joins the open one (kvStore_Update on its revision: no lost
@@ -97,7 +98,8 @@ class FleetNode {
   // One local verdict; published when `ok` changed.
   void observe(const Verdict& v);
   // Asks the other watchers of `target` to probe it now. `done` runs with the
-  // assessment when every one of them answered or confirm_timeout passed
+  // assessment when every one of them answered, when this agent and those
+  // that answered make a quorum saying down, or when confirm_timeout passed
   // (at once when none watches it, or when alone).
   void confirm(const std::string& target, const std::string& probe, std::function<void(Assessment)> done);
   Assessment assess(const std::string& target, const std::string& probe = "") const {
@@ -162,6 +164,7 @@ class FleetNode {
   void request_snapshot(const std::string& agent);
   void answer_confirm(const ConfirmRequest& req, const std::string& reply);
   void finish_confirm(std::uint64_t id);
+  bool quorum_confirmed(const Pending& p) const;
   void on_incident_entry(const std::string& key, std::optional<FleetIncident> inc);
   void renew_leases();
   void poll_takeovers();

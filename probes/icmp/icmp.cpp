@@ -396,20 +396,26 @@ bool IcmpEngine::confirm(ProbeRequest req) {
   const auto* opts = static_cast<const IcmpOptions*>(req.spec->options.get());
   // A spread round confirms its own misses; asked again for a target already
   // confirmed down (or being confirmed), the evidence is there or coming.
+  const std::string key = req.target->name + '\0' + req.spec->name;
   {
-    const TargetState& ts = target_state(req.target->name + '\0' + req.spec->name);
+    const TargetState& ts = target_state(key);
     if (ts.down || ts.confirming) return false;
   }
   const SteadyTime started = reactor_.clock().now();
   auto shared = std::make_shared<ProbeRequest>(std::move(req));
   resolver_.resolve(shared->target->address, opts->family,
-                    [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, started,
-                     opts](Result<std::vector<SocketAddress>> addresses) {
+                    [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, started, opts,
+                     key](Result<std::vector<SocketAddress>> addresses) {
                       if (alive.expired() || !addresses.ok()) return;  // the scheduled probe reports DNS failures
+                      const TargetState& ts = target_state(key);
                       BurstSpec spec;
                       spec.count = settings_.confirm_count;
                       spec.spacing = settings_.confirm_spacing;
-                      spec.timeout = std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1));
+                      // The last echo waits what a scheduled round's confirmation waits
+                      // (the RTT learned from this target, 250 ms to 1 s), not the
+                      // whole cap: asked by a peer, the answer is what the fleet waits on.
+                      spec.timeout = suspect_wait(ts.srtt, ts.rttvar, std::chrono::milliseconds(250),
+                                                  std::min<Duration>(shared->spec->timeout, std::chrono::seconds(1)));
                       spec.payload_size = opts->payload_size;
                       spec.stop_on_reply = true;
                       Status s = confirm(addresses.value().front(), spec, [this, shared, started](BurstReport b) {

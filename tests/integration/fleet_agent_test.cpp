@@ -240,6 +240,7 @@ url = ")" + pager_.url("/pager") + "\"\n";
   Service service_;
   Receiver receiver_;
   Receiver pager_;  // a sink that takes critical incidents only
+  Receiver pd_;     // PagerDuty's Events API, for the tests that add a pagerduty sink
   std::unique_ptr<Process> nats_;
   std::vector<std::string> names_;
   std::vector<RunningAgent> agents_;
@@ -328,6 +329,64 @@ TEST_F(FleetAgentTest, AnAgentRestartedMidIncidentResolvesUnderTheFleetIdOnce) {
   EXPECT_NE(agents_[other].process->stderr_text().find("is again this agent's copy of the fleet incident"),
             std::string::npos)
       << logs();
+}
+
+// Two agents of one fleet, each alone in watching its own service (other
+// sites): two outages at once are two incidents with ids, webhook keys and
+// PagerDuty dedup keys of their own, never one merged into the other.
+TEST_F(FleetAgentTest, TwoOutagesOnTwoAgentsHaveDistinctIdsAndDedupKeys) {
+  Service other;
+  ASSERT_TRUE(other.ok());
+  write_text_file(dir_.file("pd.key"), "pd-routing-key-0123456789abcdef\n");
+  auto config_for = [&](const std::string& name, const std::string& site, int port) {
+    return common_config(name) + R"(
+[[sink]]
+name = "pd"
+type = "pagerduty"
+url = ")" + pd_.url("/v2/enqueue") + R"("
+routing_key_file = ")" + dir_.file("pd.key") + R"("
+
+[[target]]
+name = "svc-)" + site + R"("
+address = "127.0.0.1"
+group = "edge"
+site = ")" + site + R"("
+  [[target.probe]]
+  kind = "tcp"
+  name = "tcp"
+  port = )" + std::to_string(port) + "\n";
+  };
+  const std::vector<std::pair<std::string, std::string>> agents = {{"edge-a", "fra"}, {"edge-b", "ams"}};
+  for (std::size_t i = 0; i < agents.size(); ++i) {
+    const std::string path = dir_.file(agents[i].first + ".toml");
+    write_text_file(path, config_for(agents[i].first, agents[i].second, i == 0 ? service_.port() : other.port()));
+    RunningAgent a = start_agent(path);
+    ASSERT_NE(a.port, 0) << a.process->stderr_text();
+    names_.push_back(agents[i].first);
+    agents_.push_back(std::move(a));
+  }
+  for (std::size_t i = 0; i < agents_.size(); ++i) {
+    ASSERT_TRUE(wait_until(
+        [&] { return agents_[i].metric("nightshift_fleet_connected", {{"agent", names_[i]}}) == 1.0; }, 10s))
+        << logs();
+  }
+  std::this_thread::sleep_for(1500ms);
+  service_.stop();
+  other.stop();
+  ASSERT_TRUE(wait_until([&] { return with_event(receiver_, "declared").size() >= 2; }, 15s)) << logs();
+  ASSERT_TRUE(wait_until([&] { return pd_.accepted().size() >= 2; }, 10s)) << logs();
+  std::this_thread::sleep_for(2s);
+  const auto declared = with_event(receiver_, "declared");
+  ASSERT_EQ(declared.size(), 2u) << logs();
+  EXPECT_NE(incident_of(declared[0]), incident_of(declared[1]));
+  EXPECT_NE(declared[0].headers.at("idempotency-key"), declared[1].headers.at("idempotency-key"));
+  std::set<std::string> dedup;
+  for (const auto& r : pd_.accepted()) {
+    const json body = json::parse(r.body, nullptr, false);
+    if (body.value("event_action", "") == "trigger") dedup.insert(body.value("dedup_key", ""));
+  }
+  EXPECT_EQ(dedup.size(), 2u) << "one PagerDuty incident per outage\n" << logs();
+  EXPECT_EQ(dedup.count(""), 0u);
 }
 
 TEST_F(FleetAgentTest, DownFromOneVantageOfThreeIsAWarningNamingItNotAPage) {

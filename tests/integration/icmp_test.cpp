@@ -650,6 +650,32 @@ TEST(IcmpEngineTest, SpreadRoundConfirmsAMissAndEndsEarly) {
   EXPECT_GE(engine.budget_available(), 11999.0 - 12.0);
 }
 
+// Asked out of schedule (a fleet peer's "probe it now"), the burst's last echo
+// waits what the round's own confirmation waits: the learned RTT's 250 ms
+// floor here, not the 1 s cap (11 x 80 ms + 1 s = 1.88 s), since the asker's
+// decision waits on this answer.
+TEST(IcmpEngineTest, OnDemandConfirmationWaitsTheLearnedRttLikeARoundsOwn) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto live = icmp_target("far", "203.0.113.2", 900ms, 450ms);
+  std::optional<Sample> first;
+  engine.submit({live, &live->probes.front(), [&](Sample s) { first = std::move(s); }});
+  ASSERT_TRUE(h.run_until([&] { return first.has_value(); }));
+  ASSERT_TRUE(first->ok) << first->detail;
+  auto dead = icmp_target("far", "203.0.113.3", 10s, 3s);
+  std::optional<Sample> down;
+  const SteadyTime start = h.clock.now();
+  ASSERT_TRUE(engine.confirm({dead, &dead->probes.front(), [&](Sample s) { down = std::move(s); }}));
+  ASSERT_TRUE(h.run_until([&] { return down.has_value(); }, 5s));
+  const Duration took = h.clock.now() - start;
+  EXPECT_FALSE(down->ok);
+  EXPECT_EQ(value_of(*down, "confirmation"), 1.0);
+  EXPECT_NE(down->detail.find("12 of 12 echoes lost"), std::string::npos) << down->detail;
+  EXPECT_GE(took, 11 * 80ms + 250ms);
+  EXPECT_LT(took, 1600ms) << "the last echo waited the 1 s cap, not the learned RTT";
+}
+
 // A link cut in the middle of a round, after its first echo was answered: the
 // next echo's miss is confirmed and ends the round failed, within 3.3 s (to the
 // next echo) + 0.2 s + 11 x 80 ms + 0.25 s. The reply before the cut says

@@ -76,6 +76,8 @@ nlohmann::json to_json(const Incident& inc) {
           {"scope", inc.scope},
           {"status", std::string(to_string(inc.status))},
           {"vantage", inc.vantage},
+          {"flapping", inc.flapping},
+          {"flapping_since", time_or_null(inc.flapping_since)},
           {"impacted", impacted},
           {"timeline", timeline},
           {"started_at", time_or_null(inc.started_at)},
@@ -101,6 +103,7 @@ Result<Incident> incident_from_json(const nlohmann::json& j) {
     else if (status == "resolved") inc.status = IncidentStatus::kResolved;
     else return Error::invalid("status: unknown value \"" + status + "\"");
     inc.vantage = j.value("vantage", false);
+    inc.flapping = j.value("flapping", false);  // rows stored before flapping was marked have none
     inc.acknowledged_by = j.value("acknowledged_by", "");
     for (const auto& t : j.at("impacted")) {
       ImpactedTarget it;
@@ -136,7 +139,7 @@ Result<Incident> incident_from_json(const nlohmann::json& j) {
     };
     for (Field f : {Field{"started_at", &inc.started_at}, Field{"declared_at", &inc.declared_at},
                     Field{"acknowledged_at", &inc.acknowledged_at}, Field{"resolved_at", &inc.resolved_at},
-                    Field{"next_update_due", &inc.next_update_due}}) {
+                    Field{"next_update_due", &inc.next_update_due}, Field{"flapping_since", &inc.flapping_since}}) {
       auto t = time_field(j, f.key);
       if (!t.ok()) return Error::invalid(std::string(f.key) + ": " + t.error().message);
       *f.out = *t;

@@ -261,6 +261,8 @@ void IncidentManager::touch(State& s, const std::string& kind, const std::string
   }
   if (worst) s.incident.severity = *worst;
   retitle(s.incident);
+  // Every notification's title says it, the resolve's too.
+  if (s.incident.flapping) s.incident.title += " (flapping)";
 }
 
 ImpactedTarget IncidentManager::impact_of(const rules::AlertEvent& alert, const std::string& via_parent) const {
@@ -325,35 +327,83 @@ bool IncidentManager::vantage_plausible() const {
 }
 
 std::vector<IncidentEvent> IncidentManager::on_alert(const rules::AlertEvent& alert) {
-  if (!alert.change.notify || alert.change.flapping_changed) return {};
-  if (alert.change.to == rules::AlertPhase::kFiring) {
-    if (alert.severity == Severity::kCritical) critical_targets_.insert(alert.target);
-    // Every canary down: isolation is likely; ask every other target now, so
-    // that the ratio is known in seconds rather than after their next rounds.
-    bool canaries = false, all_canaries_down = true;
-    for (const auto& [name, t] : targets_) {
-      if (!t->canary) continue;
-      canaries = true;
-      all_canaries_down = all_canaries_down && critical_targets_.count(name) > 0;
-    }
-    if (canaries && all_canaries_down && alert.severity == Severity::kCritical) {
-      for (const auto& [name, t] : targets_) {
-        if (!critical_targets_.count(name)) request_evidence(name);
-      }
-    }
-    // Isolation first: the alert that completes it joins the isolation incident
-    // instead of declaring one of its own that would be merged at once.
-    auto events = check_vantage();
-    auto placed = place(alert);
-    events.insert(events.end(), placed.begin(), placed.end());
-    auto released = release_held(false);
-    events.insert(events.end(), released.begin(), released.end());
+  const rules::AlertChange& c = alert.change;
+  const bool fires = c.notify && c.to == rules::AlertPhase::kFiring && c.from != rules::AlertPhase::kFiring;
+  // A change that starts or ends flapping is still the change it is (a fire
+  // pages, a resolve resolves); the mark goes on the incident that holds the
+  // alert, after a fire placed it, before a resolve closes it.
+  std::vector<IncidentEvent> events;
+  if (c.flapping_changed && !fires) on_flapping(alert);
+  if (fires) {
+    events = on_fired(alert);
+    if (c.flapping_changed || c.flapping) on_flapping(alert);
     return events;
   }
-  if (alert.change.from == rules::AlertPhase::kFiring && alert.change.to == rules::AlertPhase::kInactive) {
+  if (c.notify && c.from == rules::AlertPhase::kFiring && c.to == rules::AlertPhase::kInactive) {
     return on_resolved(alert);
   }
-  return {};
+  return events;
+}
+
+void IncidentManager::on_flapping(const rules::AlertEvent& alert) {
+  State* s = nullptr;
+  for (auto& [id, st] : incidents_) {
+    if (!st.incident.open()) continue;
+    for (const auto& t : st.incident.impacted) {
+      if (t.active && same_alert(t, alert)) s = &st;
+    }
+  }
+  if (s == nullptr) return;  // held, or its incident was resolved by hand: nothing to mark
+  const rules::AlertChange& c = alert.change;
+  auto seconds = [](Duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+  };
+  const std::string subject = alert.target + (alert.probe == "icmp" ? "" : " " + alert.probe) + " (" + alert.rule + ")";
+  if (c.flapping) {
+    if (s->incident.flapping && !c.flapping_changed) return;  // marked already
+    if (!s->incident.flapping) s->incident.flapping_since = wall(c.at - c.flap_span);
+    s->incident.flapping = true;
+    touch(*s, "flapping",
+          "flapping: " + subject + ": " + std::to_string(c.flap_changes) + " down/up changes in " + seconds(c.flap_span) +
+              "; it resolves once it holds up (one incident, no further page)");
+  } else if (c.to == rules::AlertPhase::kInactive) {
+    touch(*s, "settled", "settled: " + subject + " held up after flapping");
+  } else {
+    touch(*s, "settled", "settled: " + subject + " down steadily, no longer flapping");
+  }
+  // The on-call hears of it as an update (chat, the incident's PagerDuty and
+  // Alertmanager alert), never as a second page: they were paged for this
+  // incident already, and "it flaps" changes what they look for (a bad
+  // link, a port, a duplex mismatch), not whether they get up.
+  if (!s->update_pending) {
+    s->update_pending = true;
+    s->update_due = clock_.now() + policy_.batch;
+  }
+}
+
+std::vector<IncidentEvent> IncidentManager::on_fired(const rules::AlertEvent& alert) {
+  if (alert.severity == Severity::kCritical) critical_targets_.insert(alert.target);
+  // Every canary down: isolation is likely; ask every other target now, so
+  // that the ratio is known in seconds rather than after their next rounds.
+  bool canaries = false, all_canaries_down = true;
+  for (const auto& [name, t] : targets_) {
+    if (!t->canary) continue;
+    canaries = true;
+    all_canaries_down = all_canaries_down && critical_targets_.count(name) > 0;
+  }
+  if (canaries && all_canaries_down && alert.severity == Severity::kCritical) {
+    for (const auto& [name, t] : targets_) {
+      if (!critical_targets_.count(name)) request_evidence(name);
+    }
+  }
+  // Isolation first: the alert that completes it joins the isolation incident
+  // instead of declaring one of its own that would be merged at once.
+  auto events = check_vantage();
+  auto placed = place(alert);
+  events.insert(events.end(), placed.begin(), placed.end());
+  auto released = release_held(false);
+  events.insert(events.end(), released.begin(), released.end());
+  return events;
 }
 
 std::size_t IncidentManager::depth(const std::string& target) const {
@@ -467,6 +517,7 @@ std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
     }
     auto placed = place(h.alert, false);
     events.insert(events.end(), placed.begin(), placed.end());
+    if (h.alert.change.flapping) on_flapping(h.alert);
     in_incident.clear();  // placing it may have opened one
   }
   return events;
@@ -569,6 +620,8 @@ std::vector<IncidentEvent> IncidentManager::place_in_scope(const rules::AlertEve
       inc.acknowledged_by.clear();
       inc.acknowledged_at = {};
       for (auto& t : inc.impacted) t.active = false;
+      inc.flapping = false;  // a new fault: it is marked again if it flaps again
+      inc.flapping_since = {};
       inc.impacted.push_back(impact_of(alert, ""));
       touch(*recent, "reopened", alert.target + " (" + alert.rule + ") fired again");
       inc.next_update_due = clock_.wall_now() + std::chrono::duration_cast<SystemTime::duration>(policy_.update_every);

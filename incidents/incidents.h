@@ -31,6 +31,11 @@
 //   hand); reopened rather than duplicated if its scope fires again within
 //   `reopen_window`. `next_update_due` moves `update_every` ahead at every
 //   change; tick() reports when a promise is overdue.
+// - Flapping: an alert whose verdict changes more than max_flips times within
+//   flap_window (rules/alert_state.h) marks its incident `flapping` (a
+//   timeline entry, " (flapping)" in the title, a batched update that pages
+//   no one); it stays one incident with one page, and resolves once the
+//   alert does (held up for its hysteresis).
 //
 // Pure logic over a Clock; persistence is the caller's. Thread safety: one thread.
 #pragma once
@@ -155,7 +160,11 @@ class IncidentManager {
   // alert: its own state is explained by that ancestor.
   bool behind_down_parent(const std::string& target) const;
   std::vector<IncidentEvent> place_in_scope(const rules::AlertEvent& alert);
+  std::vector<IncidentEvent> on_fired(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> on_resolved(const rules::AlertEvent& alert);
+  // Marks the open incident holding the alert flapping, or notes that it
+  // settled, and schedules a (non-paging) update.
+  void on_flapping(const rules::AlertEvent& alert);
   std::vector<IncidentEvent> check_vantage();
   bool vantage_plausible() const;
   IncidentEvent declare(std::map<std::string, std::string> scope, std::vector<ImpactedTarget> impact, bool vantage);

@@ -98,7 +98,9 @@ void Pipeline::apply_alerts(const std::vector<rules::AlertEvent>& events) {
   for (const auto& e : events) {
     effects_.alert_changed(e);
     const std::string state(rules::to_string(e.change.to));
-    const std::string msg = e.change.flapping_changed
+    // A fire or resolve that also starts or ends flapping is logged as what it
+    // is (flapping=yes/no says the rest); a mark without one as its own line.
+    const std::string msg = e.change.from == e.change.to
                                 ? (e.change.flapping ? "alert flapping" : "alert settled")
                                 : "alert " + std::string(e.change.to == rules::AlertPhase::kInactive ? "resolved" : state);
     const LogLevel level = !e.change.notify ? LogLevel::kDebug
@@ -109,6 +111,7 @@ void Pipeline::apply_alerts(const std::vector<rules::AlertEvent>& events) {
                             {"target", e.target},
                             {"probe", e.probe},
                             {"state", state},
+                            {"flapping", e.change.flapping ? "yes" : "no"},
                             {"summary", e.summary},
                             {"expression", e.expression}});
     apply_incidents(incidents_->on_alert(e));

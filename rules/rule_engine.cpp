@@ -421,6 +421,9 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   w.last.duration = sample.duration;
   w.last.values = sample.values;  // same size each time: no allocation once warm
 
+  // A round that was answered and then confirmed down: the target went up
+  // and down again since the last sample (flapping counts it; AlertState).
+  const bool bounced = !sample.ok && confirmation && !rtts.empty();
   std::vector<AlertEvent> events;
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const RuleSpec& rule = rules_[i];
@@ -436,7 +439,9 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
       if (!sample.ok) t.expression += "; last failure " + std::string(to_string(sample.reason)) +
                                       (sample.detail.empty() ? "" : ": " + sample.detail);
     }
-    if (auto change = t.state.observe(active, now)) events.push_back(event(i, key, w, t, *change));
+    if (auto change = t.state.observe(active, now, bounced && about_failures(rule.condition))) {
+      events.push_back(event(i, key, w, t, *change));
+    }
     reindex(key, i, t);
   }
   return events;

@@ -204,7 +204,8 @@ json incident_view(const Incident& inc, bool silenced, const std::string& title,
           {"updates", ju},
           {"latest_update", updates.empty() ? json(nullptr)
                                             : json{{"at", format_time(updates.back()->at)}, {"text", updates.back()->text}}},
-          {"maintenance", silenced}};
+          {"maintenance", silenced},
+          {"flapping", inc.flapping}};
 }
 
 // Text colours meet WCAG AA (4.5:1) on their backgrounds.
@@ -225,7 +226,7 @@ const char kStyle[] =
     ".bars i.nodata{background:#d0d7de}.scale{display:flex;justify-content:space-between;color:#57606a;font-size:.8rem}"
     ".tag{display:inline-block;padding:0 .4rem;border-radius:.3rem;font-size:.8rem;font-weight:600;margin-right:.3rem;"
     "vertical-align:.1em}.critical{background:#8a1c17;color:#fff}.warning{background:#8a5a00;color:#fff}"
-    ".info{background:#33608f;color:#fff}.tag.maint{background:#57606a;color:#fff}"
+    ".info{background:#33608f;color:#fff}.tag.maint{background:#57606a;color:#fff}.tag.flapping{background:#6b4b00;color:#fff}"
     "ol.updates{list-style:none;padding:0;margin:.5rem 0}ol.updates li{border-left:3px solid #d0d7de;padding:.1rem 0 .4rem .7rem}"
     "ol.updates p{margin:.1rem 0}.next{font-weight:600}"
     "footer{color:#57606a;font-size:.85rem;margin:2rem auto}"
@@ -503,6 +504,8 @@ StatusPage render_status(const StatusInput& in) {
       h += "<article class=\"card incident open\" id=\"" + html_escape(inc.id) + "\"><h3><span class=\"tag " +
            std::string(to_string(inc.severity)) + "\">" + std::string(to_string(inc.severity)) + "</span>";
       if (silenced.count(inc.id)) h += "<span class=\"tag maint\">maintenance</span>";
+      // Flapping, in words for readers who are not on call.
+      if (inc.flapping) h += "<span class=\"tag flapping\">intermittent</span>";
       h += html_escape(s.title) + "</h3>";
       h += "<p class=\"meta\">Since " + time_html(began(inc)) +
            (inc.status == IncidentStatus::kAcknowledged ? " · engineers are on it" : "") + " · <span class=\"id\">" +
@@ -560,7 +563,8 @@ StatusPage render_status(const StatusInput& in) {
   for (const auto& s : resolved) {
     const Incident& inc = *s.inc;
     const auto updates = public_updates(inc);
-    h += "<article class=\"card incident resolved\" id=\"" + html_escape(inc.id) + "\"><h3>" + html_escape(s.title) +
+    h += "<article class=\"card incident resolved\" id=\"" + html_escape(inc.id) + "\"><h3>" +
+         (inc.flapping ? "<span class=\"tag flapping\">intermittent</span>" : "") + html_escape(s.title) +
          "</h3><p class=\"meta\">" + time_html(began(inc)) + " to " + time_html(inc.resolved_at) + " · resolved · <span class=\"id\">" +
          html_escape(inc.id) + "</span></p>";
     if (!updates.empty()) h += "<ol class=\"updates\">" + updates_html(updates) + "</ol>";

@@ -28,7 +28,7 @@ struct ImpactedTarget {
 
 struct TimelineEntry {
   SystemTime at{};
-  std::string kind;  // declared, joined, cleared, acknowledged, note, resolved, reopened
+  std::string kind;  // declared, joined, cleared, acknowledged, note, resolved, reopened, flapping, settled
   std::string text;
   bool is_public = false;  // shown to customers on the status page
   std::string author;      // empty for the agent itself
@@ -49,6 +49,11 @@ struct Incident {
   SystemTime next_update_due{};  // the promise of when people hear again
   std::string acknowledged_by;
   bool vantage = false;  // "this agent is isolated", not an outage of the targets
+  // A target or interface in it flapped: its verdict changed more than
+  // max_flips times within flap_window (docs/incidents.md). Stays set through
+  // the resolve, so the resolve says so; a reopen (a new fault) clears it.
+  bool flapping = false;
+  SystemTime flapping_since{};
 
   bool open() const { return status != IncidentStatus::kResolved; }
   std::size_t active_impact() const;

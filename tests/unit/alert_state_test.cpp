@@ -1,5 +1,6 @@
 // Alert state machine on explicit times: sustain and hysteresis exactly at their
-// boundaries, single misses never fire, flapping is notified once.
+// boundaries, single misses never fire, flapping is marked once and holds the
+// alert until it settles.
 #include "rules/alert_state.h"
 
 #include <gtest/gtest.h>
@@ -95,31 +96,98 @@ TEST(AlertStateTest, OneGoodSampleDoesNotResolve) {
   EXPECT_TRUE(a.observe(false, T0 + 90s));
 }
 
-TEST(AlertStateTest, FlappingIsNotifiedOnceThenDampedThenSettles) {
+TEST(AlertStateTest, FlappingIsMarkedOnceThenHeldFiringThenSettlesUp) {
   AlertState a(timing(0s, 0s, /*max_flips=*/4, /*window=*/10min));
-  int notified = 0, recorded = 0, flap_starts = 0;
+  int changes = 0, flap_starts = 0;
   SteadyTime t = T0;
-  for (int i = 0; i < 20; ++i) {  // flips every 10 s for 200 s
+  for (int i = 0; i < 20; ++i) {  // the verdict changes every 10 s for 200 s
     auto c = a.observe(i % 2 == 0, t);
-    ASSERT_TRUE(c) << i;
-    ++recorded;
-    if (c->notify) ++notified;
-    if (c->flapping_changed && c->flapping) ++flap_starts;
+    if (c) {
+      ++changes;
+      EXPECT_TRUE(c->notify) << i << ": fires and resolves are never damped";
+      if (c->flapping_changed && c->flapping) {
+        ++flap_starts;
+        EXPECT_EQ(c->flap_changes, 5);
+        EXPECT_EQ(c->flap_span, 40s);
+      }
+    }
     t += 10s;
   }
-  EXPECT_EQ(recorded, 20);
+  EXPECT_EQ(changes, 5) << "two outages, then the fire that marks it flapping; then it holds";
   EXPECT_EQ(flap_starts, 1);
-  EXPECT_EQ(notified, 5) << "4 ordinary flips, then one 'flapping' notice";
   EXPECT_TRUE(a.flapping());
-  // Stays resolved (last observation false) for a whole window: one "settled".
+  EXPECT_EQ(a.phase(), AlertPhase::kFiring);
+  EXPECT_EQ(a.hold_to_clear(), 20s) << "twice the longest clear spell (10 s)";
+  // Clear from the last observation (false, at 190 s) for the stretched hold: settled up.
   const SteadyTime last = t - 10s;
-  EXPECT_FALSE(a.observe(false, last + 10min - 1s));
-  auto settled = a.observe(false, last + 10min);
+  ASSERT_EQ(a.next_deadline(), last + 20s);
+  EXPECT_FALSE(a.observe(false, last + 20s - 1ns));
+  auto settled = a.observe(false, last + 20s);
   ASSERT_TRUE(settled);
   EXPECT_TRUE(settled->notify);
   EXPECT_TRUE(settled->flapping_changed);
   EXPECT_FALSE(settled->flapping);
   EXPECT_EQ(settled->to, AlertPhase::kInactive);
+  EXPECT_FALSE(a.flapping());
+}
+
+TEST(AlertStateTest, ChangesInsideOneFiringAlertMarkItFlappingWithoutAResolve) {
+  // target_down's timing: 3 s down / 3 s up never holds clear for 30 s.
+  AlertState a(timing(0s, 30s, /*max_flips=*/4, /*window=*/10min));
+  std::vector<AlertChange> out;
+  SteadyTime t = T0;
+  for (int i = 0; i < 20; ++i, t += 3s) {
+    if (auto c = a.observe(i % 2 == 0, t)) out.push_back(*c);
+  }
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].to, AlertPhase::kFiring);
+  EXPECT_FALSE(out[0].flapping);
+  // The fifth change (down at 12 s) marks it, as a change from firing to firing.
+  EXPECT_EQ(out[1].from, AlertPhase::kFiring);
+  EXPECT_EQ(out[1].to, AlertPhase::kFiring);
+  EXPECT_EQ(out[1].at, T0 + 12s);
+  EXPECT_TRUE(out[1].notify);
+  EXPECT_TRUE(out[1].flapping_changed);
+  EXPECT_TRUE(out[1].flapping);
+  EXPECT_EQ(out[1].flap_changes, 5);
+  EXPECT_EQ(a.hold_to_clear(), 30s) << "3 s clear spells: clear_for is longer";
+  // Up from 57 s: resolves once, 30 s later, and that ends the flapping.
+  const SteadyTime up = T0 + 57s;
+  EXPECT_FALSE(a.observe(false, up + 29s));
+  auto resolved = a.observe(false, up + 30s);
+  ASSERT_TRUE(resolved);
+  EXPECT_EQ(resolved->to, AlertPhase::kInactive);
+  EXPECT_TRUE(resolved->flapping_changed);
+  EXPECT_FALSE(resolved->flapping);
+}
+
+TEST(AlertStateTest, OneDownAndUpIsNotFlapping) {
+  AlertState a(timing(0s, 30s, /*max_flips=*/4, /*window=*/10min));
+  ASSERT_TRUE(a.observe(true, T0));
+  EXPECT_FALSE(a.observe(false, T0 + 10s));
+  auto resolved = a.observe(false, T0 + 40s);
+  ASSERT_TRUE(resolved);
+  EXPECT_FALSE(resolved->flapping);
+  EXPECT_FALSE(resolved->flapping_changed);
+  EXPECT_FALSE(a.flapping());
+}
+
+TEST(AlertStateTest, AFlapSlowerThanClearForIsHeldFiringOnceFlapping) {
+  // 40 s down / 40 s up with clear_for 30 s: it resolves twice, then the
+  // fifth change marks it, and the hold grows to 80 s: no more resolves.
+  AlertState a(timing(0s, 30s, /*max_flips=*/4, /*window=*/10min));
+  int fires = 0, resolves = 0;
+  SteadyTime t = T0;
+  for (int s = 0; s < 400; s += 5, t += 5s) {
+    if (auto c = a.observe((s / 40) % 2 == 0, t)) {
+      if (c->to == AlertPhase::kFiring && c->from != AlertPhase::kFiring) ++fires;
+      if (c->to == AlertPhase::kInactive) ++resolves;
+    }
+  }
+  EXPECT_EQ(fires, 3);
+  EXPECT_EQ(resolves, 2);
+  EXPECT_TRUE(a.flapping());
+  EXPECT_EQ(a.phase(), AlertPhase::kFiring);
 }
 
 TEST(AlertStateTest, PendingWhileFlappingHasNoDeadlineInThePast) {

@@ -93,6 +93,25 @@ class Timeline {
   // A confirmation burst after a miss: every echo lost (or answered).
   void burst_lost(const std::string& target, Duration t) { sample(target, t, false, true); }
   void burst_answered(const std::string& target, Duration t) { sample(target, t, true, true); }
+  // A round whose first echoes were answered and whose miss then confirmed down.
+  void burst_lost_after_reply(const std::string& target, Duration t) { sample(target, t, false, true, true); }
+
+  // One SNMP poll of `target` that answered, with `interfaces_down` of 4
+  // selected interfaces admin up and oper down.
+  void poll(const std::string& target, Duration t, int interfaces_down) {
+    at(t);
+    const auto& tg = targets_.at(target);
+    const ProbeSpec& spec = tg->probes.front();
+    Sample s;
+    s.target = target;
+    s.probe = spec.name;
+    s.kind = spec.kind;
+    s.started = clock_.now();
+    s.duration = 20ms;
+    s.ok = true;
+    s.values = {{"interfaces", 4}, {"interfaces_down", interfaces_down}, {"rebooted", 0}};
+    pipeline_->on_sample(tg, s);
+  }
 
   // Every round of `target` every `interval` from `from` to `to`, up or down.
   void rounds(const std::string& target, Duration from, Duration to, Duration interval, bool up) {
@@ -144,7 +163,7 @@ class Timeline {
   SteadyTime start() const { return start_; }
 
  private:
-  void sample(const std::string& target, Duration t, bool ok, bool burst) {
+  void sample(const std::string& target, Duration t, bool ok, bool burst, bool answered_before = false) {
     at(t);
     const auto& tg = targets_.at(target);
     const ProbeSpec& spec = tg->probes.front();
@@ -159,7 +178,7 @@ class Timeline {
     if (spec.kind == "icmp") {
       if (burst) s.values.emplace_back("confirmation", 1.0);
       s.values.emplace_back("loss_ratio", ok ? 0.0 : 1.0);
-      if (ok) s.observations.emplace_back("rtt_seconds", 0.001);
+      if (ok || answered_before) s.observations.emplace_back("rtt_seconds", 0.001);
     }
     pipeline_->on_sample(tg, s);
   }
@@ -323,6 +342,126 @@ TEST(PipelineTimeline, ALinkFlappingForAMinuteIsOneIncidentPagedOnce) {
   tl.at(130s);
   EXPECT_EQ(tl.pages().size(), 1u);
   EXPECT_EQ(tl.rows("pager", "declared").size(), 1u);
+  ASSERT_EQ(tl.open_incidents().size(), 1u);
+  EXPECT_TRUE(tl.open_incidents()[0].flapping) << "12 down/up changes in 2 minutes";
+}
+
+// The samples the ICMP engine makes at the defaults of a link that is down
+// for `down` and up for `up` from `from` to `to`: a round every 10 s sends 3
+// echoes 3.3 s apart; an echo into a down spell that stays down for the
+// confirmation after it (about 0.5 s wait plus 12 echoes 80 ms apart) ends the
+// round as a lost burst (with the RTTs of the echoes answered before it); else
+// the round succeeds if any echo was answered.
+// Returns the number of lost bursts.
+int flapping_link(Timeline& tl, const std::string& target, Duration from, Duration to, Duration down, Duration up) {
+  auto is_down = [&](Duration t) { return t >= from && t < to && (t - from) % (down + up) < down; };
+  int lost = 0;
+  for (Duration round = from - from % 10s; round < to + 10s; round += 10s) {
+    bool answered = false, confirmed = false;
+    for (int echo = 0; echo < 3 && !confirmed; ++echo) {
+      const Duration e = round + echo * 3333ms;
+      if (!is_down(e)) {
+        answered = true;
+        continue;
+      }
+      const Duration burst_end = e + 1500ms;
+      bool all_lost = true;
+      for (Duration b = e + 500ms; b <= burst_end; b += 80ms) all_lost = all_lost && is_down(b);
+      if (all_lost) {
+        if (answered) tl.burst_lost_after_reply(target, burst_end);
+        else tl.burst_lost(target, burst_end);
+        confirmed = true;
+        ++lost;
+      }
+    }
+    if (!confirmed) {
+      if (answered) tl.ok(target, round + 7s);
+      else tl.miss(target, round + 7s);
+    }
+  }
+  return lost;
+}
+
+std::size_t count_kind(const Incident& inc, const std::string& kind) {
+  return static_cast<std::size_t>(std::count_if(inc.timeline.begin(), inc.timeline.end(),
+                                                [&](const TimelineEntry& e) { return e.kind == kind; }));
+}
+
+TEST(PipelineTimeline, ATargetFlappingForAMinuteIsMarkedFlappingPagedOnceAndResolvedOnce) {
+  Timeline tl({host("r1")});
+  tl.rounds("r1", 0s, 50s, 10s, true);
+  // 3 s down / 3 s up from 60 s to 120 s, then up for good.
+  const int lost = flapping_link(tl, "r1", 60s, 120s, 3s, 3s);
+  ASSERT_GE(lost, 3) << "the model confirms most down spells";
+  tl.at(125s);
+  ASSERT_EQ(tl.pages().size(), 1u);
+  ASSERT_EQ(tl.open_incidents().size(), 1u) << "still open: it has not held up for clear_for";
+  const Incident flapping = tl.open_incidents()[0];
+  EXPECT_TRUE(flapping.flapping);
+  EXPECT_NE(flapping.flapping_since, SystemTime{});
+  EXPECT_NE(flapping.title.find("(flapping)"), std::string::npos) << flapping.title;
+  ASSERT_EQ(count_kind(flapping, "flapping"), 1u);
+  const auto mark = std::find_if(flapping.timeline.begin(), flapping.timeline.end(),
+                                 [](const TimelineEntry& e) { return e.kind == "flapping"; });
+  EXPECT_NE(mark->text.find("down/up changes in"), std::string::npos) << mark->text;
+  // The mark reached the sinks as an update, which pages no one.
+  const auto updates = tl.rows("pager", "updated");
+  ASSERT_FALSE(updates.empty());
+  EXPECT_NE(updates.back().entry.body.find("\"flapping\":true"), std::string::npos);
+  // Up from 120 s: resolved once, after clear_for (30 s), and the resolve says it flapped.
+  tl.rounds("r1", 130s, 400s, 10s, true);
+  EXPECT_TRUE(tl.open_incidents().empty());
+  const auto resolved = tl.rows("pager", "resolved");
+  ASSERT_EQ(resolved.size(), 1u);
+  // Last down sample at 105 s, the last answered round at 117 s: 30 s later.
+  EXPECT_EQ(resolved[0].at, tl.start() + 147s) << tl.seconds(resolved[0].at);
+  EXPECT_NE(resolved[0].entry.body.find("(flapping)"), std::string::npos) << resolved[0].entry.body;
+  EXPECT_EQ(tl.pages().size(), 1u);
+  EXPECT_EQ(tl.rows("pager", "reopened").size(), 0u);
+  const Incident* done = tl.pipeline().incidents().find(resolved[0].entry.incident);
+  ASSERT_NE(done, nullptr);
+  EXPECT_TRUE(done->flapping) << "a resolved incident still says it flapped";
+  EXPECT_EQ(count_kind(*done, "settled"), 1u);
+}
+
+TEST(PipelineTimeline, AnInterfaceFlappingForAMinuteIsMarkedFlappingPagedOnceAndResolvedOnce) {
+  Timeline tl({host("sw1", "snmp")});
+  for (Duration t = 0s; t <= 40s; t += 10s) tl.poll("sw1", t, 0);
+  // ifOperStatus down and up on every other poll for a minute.
+  for (int i = 0; i < 6; ++i) tl.poll("sw1", 50s + i * 10s, i % 2 == 0 ? 1 : 0);
+  tl.at(111s);
+  ASSERT_EQ(tl.pages().size(), 1u);
+  ASSERT_EQ(tl.open_incidents().size(), 1u);
+  const Incident inc = tl.open_incidents()[0];
+  EXPECT_TRUE(inc.flapping);
+  EXPECT_EQ(inc.impacted.at(0).rule, "interface_down");
+  EXPECT_NE(inc.title.find("(flapping)"), std::string::npos) << inc.title;
+  EXPECT_EQ(count_kind(inc, "flapping"), 1u);
+  for (Duration t = 110s; t <= 400s; t += 10s) tl.poll("sw1", t, 0);
+  EXPECT_TRUE(tl.open_incidents().empty());
+  ASSERT_EQ(tl.rows("pager", "resolved").size(), 1u);
+  EXPECT_NE(tl.rows("pager", "resolved")[0].entry.body.find("(flapping)"), std::string::npos);
+  EXPECT_EQ(tl.pages().size(), 1u);
+}
+
+TEST(PipelineTimeline, OneDownAndUpIsNotFlapping) {
+  Timeline tl({host("r1"), host("sw1", "snmp")});
+  tl.ok("r1", 0s);
+  tl.poll("sw1", 0s, 0);
+  tl.miss("r1", 10s);
+  tl.burst_lost("r1", 12s);
+  tl.poll("sw1", 12s, 1);
+  for (Duration t = 20s; t <= 120s; t += 10s) {
+    tl.ok("r1", t);
+    tl.poll("sw1", t, 0);
+  }
+  EXPECT_TRUE(tl.open_incidents().empty());
+  EXPECT_EQ(tl.rows("pager", "resolved").size(), 1u) << "one incident for the scope, resolved once";
+  for (const auto& inc : tl.pipeline().incidents().incidents()) {
+    EXPECT_FALSE(inc.flapping) << inc.title;
+    EXPECT_EQ(inc.title.find("flapping"), std::string::npos) << inc.title;
+    EXPECT_EQ(count_kind(inc, "flapping"), 0u);
+  }
 }
 
 TEST(PipelineTimeline, TheSameFaultSoonAfterReopensTheIncident) {

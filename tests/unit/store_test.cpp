@@ -73,6 +73,51 @@ TEST_F(StoreTest, IncidentsSurviveCloseAndReopen) {
   EXPECT_EQ(s->store->get_meta("missing").error().code, ErrorCode::kNotFound);
 }
 
+TEST_F(StoreTest, TheFlappingMarkSurvivesARestartAndOldRowsLoadWithoutIt) {
+  Incident flapping = sample_incident("NS-20261124-0001", true);
+  flapping.flapping = true;
+  flapping.flapping_since = flapping.declared_at + 20s;
+  {
+    auto s = Store::open(dir_);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ASSERT_TRUE(s->store->save(flapping).ok());
+  }
+  // A row written before incidents had the mark: its body has no such keys.
+  nlohmann::json old_body = to_json(sample_incident("NS-20261124-0002", true));
+  old_body.erase("flapping");
+  old_body.erase("flapping_since");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/nightshift.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO incidents (id, open, resolved_unix, body) VALUES (?, 1, NULL, ?)", -1,
+                               &st, nullptr),
+            SQLITE_OK);
+  const std::string body = old_body.dump();
+  sqlite3_bind_text(st, 1, "NS-20261124-0002", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, body.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_DONE) << sqlite3_errmsg(db);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  auto s = Store::open(dir_);
+  ASSERT_TRUE(s.ok());
+  std::vector<std::string> skipped;
+  auto loaded = s->store->load(3600, &skipped);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  EXPECT_TRUE(skipped.empty()) << skipped.front();
+  ASSERT_EQ(loaded->size(), 2u);
+  for (const auto& inc : *loaded) {
+    if (inc.id == flapping.id) {
+      EXPECT_TRUE(inc.flapping);
+      EXPECT_EQ(inc.flapping_since, flapping.flapping_since);
+      EXPECT_EQ(to_json(inc), to_json(flapping));
+    } else {
+      EXPECT_FALSE(inc.flapping);
+      EXPECT_EQ(inc.flapping_since, SystemTime{});
+    }
+  }
+}
+
 TEST_F(StoreTest, LongResolvedIncidentsAreNotLoaded) {
   auto s = Store::open(dir_);
   ASSERT_TRUE(s.ok());

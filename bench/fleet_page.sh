@@ -45,7 +45,6 @@
 # namespaces are deleted at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-2}; else RUNS=${RUNS:-5}; fi
@@ -65,57 +64,17 @@ SVC_PORT=$((PORT_BASE + 50))
 FLEET_AGENTS="fleet-a fleet-b fleet-c"
 PROM_AGENTS="prom-a prom-b prom-c"
 
-if [ "$(id -u)" -ne 0 ]; then echo "fleet_page: needs root (network namespaces, raw sockets)" >&2; exit 2; fi
-for p in prometheus prometheus-alertmanager nats-server iproute2 python3 curl; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" >/dev/null
-  fi
-done
-if [ -z "${NIGHTSHIFT_BIN:-}" ]; then
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DNIGHTSHIFT_TESTS=OFF >/dev/null
-  cmake --build build-bench --target nightshift -j2 >/dev/null
-  NIGHTSHIFT_BIN=$root/build-bench/nightshift
-fi
-bin=$(readlink -f "$NIGHTSHIFT_BIN")
+BENCH=fleet_page
+. bench/lib.sh
+bench_need_root
+bench_packages prometheus prometheus-alertmanager nats-server iproute2 python3 curl
+bench_binary
 
 out=${OUT_DIR:-$(mktemp -d /tmp/fleet-page.XXXXXX)}
 mkdir -p "$out"
-P=${NETNS_PREFIX}p$$  # probers' namespace
-T=${NETNS_PREFIX}t$$  # target's namespace
-pids=()
-run_pids=()
-
-cleanup() {
-  set +e
-  local pid
-  for pid in "${run_pids[@]}" "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${run_pids[@]}" "${pids[@]}"; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null
-  done
-  ip netns del "$P" 2>/dev/null
-  ip netns del "$T" 2>/dev/null
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-now() { date +%s.%N; }
-# In the probers' namespace. Daemons are started with `ip netns exec ... &`
-# directly (never through this function), so that $! is the daemon's own PID.
-inp() { ip netns exec "$P" "$@"; }
 
 # --- network ---------------------------------------------------------------
-ip netns add "$P"
-ip netns add "$T"
-ip -n "$P" link set lo up
-ip -n "$T" link set lo up
-ip -n "$P" link add vp type veth peer name vt netns "$T"
-ip -n "$P" addr add 198.51.100.1/24 dev vp
-ip -n "$T" addr add 198.51.100.2/24 dev vt
-ip -n "$P" link set vp up
-ip -n "$T" link set vt up
-for _ in $(seq 50); do inp ping -c1 -W1 198.51.100.2 >/dev/null 2>&1 && break; sleep 0.1; done
+bench_pair_network
 
 # --- the target's service (the TCP probe's port) and the webhook receiver --------
 mkdir -p "$out/www"
@@ -127,15 +86,6 @@ events="$out/events.log"
 ip netns exec "$P" python3 "$root/bench/page_receiver.py" "$RECV_PORT" "$events" >"$out/receiver.out" 2>&1 &
 pids+=($!)
 
-wait_http() {  # URL SECONDS
-  local deadline=$((SECONDS + $2))
-  while [ $SECONDS -lt $deadline ]; do
-    inp curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  echo "fleet_page: $1 did not answer within $2 s" >&2
-  return 1
-}
 wait_http "http://198.51.100.2:$SVC_PORT/" 10
 for _ in $(seq 50); do grep -q listening "$out/receiver.out" && break; sleep 0.1; done
 grep -q listening "$out/receiver.out" || { echo "fleet_page: the receiver did not start" >&2; exit 1; }
@@ -240,17 +190,6 @@ EOF
   for pid in "${run_pids[@]}"; do
     kill -0 "$pid" 2>/dev/null || { echo "fleet_page: a daemon of $r exited early (see its log there)" >&2; exit 1; }
   done
-}
-
-stop_all() {
-  local pid
-  for pid in "${run_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${run_pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  run_pids=()
 }
 
 # Ready to cut: every fleet agent connected to NATS and reporting the target

@@ -76,6 +76,7 @@ trap 'exit 130' INT TERM
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 now() { date +%s.%N; }
+# Not for daemons started with & (then $! is a subshell's, not the daemon's).
 inp() { ip netns exec "$P" "$@"; }
 host_addr() { echo "198.51.100.$(($1 + 1))"; }  # host 1.. -> .2..
 
@@ -99,7 +100,8 @@ done
 # --- receiver, nats-server, agents --------------------------------------------
 events="$out/events.log"
 : >"$events"
-inp python3 "$root/bench/page_receiver.py" "$RECV_PORT" "$events" >"$out/receiver.out" 2>&1 &
+# Directly, not through inp(): $! must be the receiver's own PID (ip execs it).
+ip netns exec "$P" python3 "$root/bench/page_receiver.py" "$RECV_PORT" "$events" >"$out/receiver.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q listening "$out/receiver.out" && break; sleep 0.1; done
 grep -q listening "$out/receiver.out" || { echo "fleet_many: the receiver did not start" >&2; exit 1; }

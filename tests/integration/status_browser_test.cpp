@@ -95,7 +95,9 @@ class StatusPageTest : public ::testing::Test {
       old.severity = Severity::kCritical;
       old.scope = {{"group", "shop"}, {"site", "ams1"}};
       old.status = IncidentStatus::kResolved;
-      old.started_at = now - 20 * 24h;
+      // On a whole minute: when the 2 hours cross a midnight, each day's
+      // share is counted in whole minutes, and 119.5 + 0.5 would read 119.
+      old.started_at = std::chrono::floor<std::chrono::minutes>(now) - 20 * 24h;
       old.declared_at = old.started_at + 1min;
       old.resolved_at = old.started_at + 2h;
       old.impacted.push_back({"checkout-api", "tcp", "target_down", Severity::kCritical, "connection refused", "", old.started_at,

@@ -38,46 +38,18 @@ NATS_MON_PORT=$((PORT_BASE + 1))
 RECV_PORT=$((PORT_BASE + 2))
 AGENT_PORT=$((PORT_BASE + 10))
 
-if [ "$(id -u)" -ne 0 ]; then echo "fleet_many: needs root (network namespaces, raw sockets)" >&2; exit 2; fi
 if [ "$AGENTS" -lt 2 ] || [ "$AGENTS" -gt 80 ]; then echo "fleet_many: AGENTS must be 2..80 (ports)" >&2; exit 2; fi
 if [ "$TARGETS" -lt 1 ] || [ "$TARGETS" -gt 50 ]; then echo "fleet_many: TARGETS must be 1..50" >&2; exit 2; fi
-for p in nats-server iproute2 python3 curl; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" >/dev/null
-  fi
-done
-if [ -z "${NIGHTSHIFT_BIN:-}" ]; then
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DNIGHTSHIFT_TESTS=OFF >/dev/null
-  cmake --build build-bench --target nightshift -j2 >/dev/null
-  NIGHTSHIFT_BIN=$root/build-bench/nightshift
-fi
-bin=$(readlink -f "$NIGHTSHIFT_BIN")
+# The setup shared with the other namespaced benches: root check, packages,
+# the binary, $P/$T, pids/run_pids and their cleanup at exit, log/now/inp.
+BENCH=fleet_many
+. bench/lib.sh
+bench_need_root
+bench_packages nats-server iproute2 python3 curl
+bench_binary
 
 out=${OUT_DIR:-$(mktemp -d /tmp/fleet-many.XXXXXX)}
 mkdir -p "$out"
-P=${NETNS_PREFIX}p$$
-T=${NETNS_PREFIX}t$$
-pids=()
-agent_pids=()
-
-cleanup() {
-  set +e
-  local pid
-  for pid in "${agent_pids[@]}" "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${agent_pids[@]}" "${pids[@]}"; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null
-  done
-  ip netns del "$P" 2>/dev/null
-  ip netns del "$T" 2>/dev/null
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-now() { date +%s.%N; }
-# Not for daemons started with & (then $! is a subshell's, not the daemon's).
-inp() { ip netns exec "$P" "$@"; }
 host_addr() { echo "198.51.100.$(($1 + 1))"; }  # host 1.. -> .2..
 
 # --- network ---------------------------------------------------------------
@@ -159,7 +131,7 @@ EOF
     done
   } >"$d/agent.toml"
   ip netns exec "$P" "$bin" run -c "$d/agent.toml" ${NIGHTSHIFT_ARGS:-} >"$d/agent.log" 2>&1 &
-  agent_pids+=($!)
+  run_pids+=($!)
 done
 t_started=$SECONDS
 
@@ -225,11 +197,11 @@ for run in $(seq "$RUNS"); do
   warm=$((WARMUP + RANDOM % 11))
   log "run $run/$RUNS: healthy for $warm s, then host-$h ($addr) cut"
   t0=$(now)
-  c0=$(cpu_ticks "${agent_pids[@]}")
+  c0=$(cpu_ticks "${run_pids[@]}")
   b0=$(connz_total)
   sleep "$warm"
   t1=$(now)
-  c1=$(cpu_ticks "${agent_pids[@]}")
+  c1=$(cpu_ticks "${run_pids[@]}")
   b1=$(connz_total)
   steady_s=$(awk -v s="$steady_s" -v a="$t1" -v b="$t0" 'BEGIN { printf "%.3f", s + a - b }')
   steady_cpu=$((steady_cpu + c1 - c0))
@@ -255,12 +227,12 @@ for run in $(seq "$RUNS"); do
   resolves=$(events_of page resolved "$t_up" "$(now)")
   echo "$run host-$h $secs $pages $nids $warnings $resolves" >>"$results"
   log "run $run: host-$h paged after $secs s: $pages page(s), $nids incident id(s), $warnings warning(s); back: $resolves resolve(s)"
-  for p in "${agent_pids[@]}"; do
+  for p in "${run_pids[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "fleet_many: agent $p exited (see its log)" >&2; exit 1; }
   done
 done
 false_pages=$(declared 0 "$t_first")
-rss=$(rss_kb "${agent_pids[@]}")
+rss=$(rss_kb "${run_pids[@]}")
 nats_rss=$(rss_kb "$nats_pid")
 echo "load_end $(uptime)" >>"$out/summary.txt"
 

@@ -97,8 +97,8 @@ Agent::Agent(std::string config_path, Config config, Clock& clock)
       status_(status_settings()),
       schedule_timer_(reactor_,
                       [this] {
-                        schedule_timer_.arm(scheduler_.run_due(
-                            [this](const ScheduledProbe& p, Duration lag) { dispatch(p, lag); }));
+                        schedule_timer_.arm(scheduler_.run_due([this](const ScheduledProbe& p, Duration lag,
+                                                                      Duration span) { dispatch(p, lag, span); }));
                       }),
       pipeline_timer_(reactor_, [this] {
         pipeline_->tick();
@@ -317,6 +317,12 @@ void Agent::schedule_pipeline_tick() {
 }
 
 void Agent::alert_changed(const rules::AlertEvent& event) { metrics_.alert(event); }
+
+void Agent::uncertainty_changed(const std::string& target, const std::string& probe, bool uncertain) {
+  scheduler_.set_uncertain(target, probe, uncertain);
+  metrics_.set_accelerated(scheduler_.accelerated(), scheduler_.uncertain());
+  schedule_timer_.arm(clock_.now());  // an accelerated run may now be due before the timer
+}
 
 void Agent::incident_changed(const IncidentEvent& event) {
   metrics_.incident(event);
@@ -1086,18 +1092,34 @@ void Agent::apply(Config config) {
   }
   schedule_pipeline_tick();
   scheduler_.set_rate(config_.agent.max_probes_per_second, rate_burst(config_.agent.max_probes_per_second));
+  scheduler_.set_accelerates([this](const ProbeSpec& spec) {
+    auto it = engines_.find(spec.kind);
+    return it != engines_.end() && it->second->accelerates(spec);
+  });
   scheduler_.set_targets(config_.targets);
+  metrics_.set_accelerated(scheduler_.accelerated(), scheduler_.uncertain());
   schedule_timer_.arm(clock_.now());
 }
 
-void Agent::dispatch(const ScheduledProbe& probe, Duration lag) {
+void Agent::dispatch(const ScheduledProbe& probe, Duration lag, Duration span) {
   metrics_.scheduler_lag(std::chrono::duration<double>(lag).count());
   auto& engine = engines_.at(probe.spec->kind);
   ProbeRequest req;
   req.target = probe.target;
   req.spec = probe.spec;
-  // One shared copy per sample: the exporter view keeps it as the latest.
-  req.done = [this, target = probe.target](Sample s) { on_sample(target, std::make_shared<const Sample>(std::move(s))); };
+  req.span = span;
+  if (span > Duration::zero()) {
+    // Accelerated: skipped while the last one is still out (its confirmation).
+    std::pair<std::string, std::string> key{probe.target->name, probe.spec->name};
+    if (!accelerated_in_flight_.insert(key).second) return;
+    req.done = [this, target = probe.target, key = std::move(key)](Sample s) {
+      accelerated_in_flight_.erase(key);
+      on_sample(target, std::make_shared<const Sample>(std::move(s)));
+    };
+  } else {
+    // One shared copy per sample: the exporter view keeps it as the latest.
+    req.done = [this, target = probe.target](Sample s) { on_sample(target, std::make_shared<const Sample>(std::move(s))); };
+  }
   engine->submit(std::move(req));
   metrics_.probe_sent(probe.spec->kind);
   metrics_.set_in_flight(probe.spec->kind, static_cast<double>(engine->in_flight()));

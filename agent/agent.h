@@ -53,7 +53,7 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   void log_tls_identity(const char* message, const TlsIdentityInfo& id);
   // "https://" or "http://", as the listener speaks.
   std::string http_scheme() const;
-  void dispatch(const ScheduledProbe& probe, Duration lag);
+  void dispatch(const ScheduledProbe& probe, Duration lag, Duration span);
   void on_sample(const std::shared_ptr<const Target>& target, std::shared_ptr<const Sample> sample);
   PipelineSettings pipeline_settings() const;
   void schedule_pipeline_tick();
@@ -73,6 +73,8 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   // Asks the first impacted target's engines for a finding (ICMP: a path trace).
   void diagnose(const Incident& incident) override;
   void alert_changed(const rules::AlertEvent& event) override;
+  // Runs the probe accelerated while uncertain (Scheduler::set_uncertain).
+  void uncertainty_changed(const std::string& target, const std::string& probe, bool uncertain) override;
   void incident_changed(const IncidentEvent& event) override;
   void sequence_changed(std::uint64_t next_sequence) override;
   void silence_saved(const Silence& silence) override;
@@ -194,6 +196,9 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   std::set<std::string> restored_unlinked_;
   std::atomic<bool> fleet_alone_{false};       // for /healthz (event threads)
   prometheus::Gauge* fleet_connected_ = nullptr;  // nightshift_fleet_connected
+  // Accelerated runs still in flight, by (target, probe): the next one waits
+  // for it (a run never overlaps itself; its confirmation may outlast its span).
+  std::set<std::pair<std::string, std::string>> accelerated_in_flight_;
   EarliestTimer schedule_timer_;  // the scheduler's next due probe
   EarliestTimer pipeline_timer_;  // the pipeline's next sustain, batch, promise or renotify deadline
   int signal_fd_ = -1;

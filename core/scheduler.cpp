@@ -16,12 +16,17 @@ std::uint64_t fnv1a(const std::string& s, std::uint64_t h = 1469598103934665603u
 }
 }  // namespace
 
-Scheduler::Scheduler(const Clock& clock, double max_per_second, double burst)
+Scheduler::Scheduler(const Clock& clock, double max_per_second, double burst, std::size_t max_accelerated)
     : clock_(clock),
       rate_(max_per_second),
       burst_(std::max(1.0, burst)),
       tokens_(std::max(1.0, burst)),
-      last_refill_(clock.now()) {}
+      last_refill_(clock.now()),
+      max_accelerated_(max_accelerated) {}
+
+Duration Scheduler::accelerated_cadence(Duration interval) {
+  return std::max<Duration>(std::chrono::seconds(1), interval / 5);
+}
 
 Duration Scheduler::phase_of(const std::string& target, const std::string& probe, Duration interval) {
   if (interval <= Duration::zero()) return Duration::zero();
@@ -72,6 +77,61 @@ void Scheduler::set_targets(const std::vector<std::shared_ptr<const Target>>& ta
     g->queue.push_back({entries_[i].next_due, i});
   }
   for (auto& g : groups_) std::sort(g.queue.begin(), g.queue.end());
+
+  // Uncertain probes that survive stay uncertain, in their order, and start
+  // their accelerated runs one cadence after the reload.
+  quick_.clear();
+  waiting_.clear();
+  index_.clear();
+  index_built_ = false;
+  if (uncertain_.empty()) return;
+  index_built_ = true;
+  for (std::size_t i = 0; i < entries_.size(); ++i) index_[{entries_[i].target->name, entries_[i].spec->name}] = i;
+  std::erase_if(uncertain_, [&](const auto& u) { return !index_.count(u.first); });
+  for (const auto& [key, order] : uncertain_) waiting_.insert({order, index_.at(key)});
+  fill_accelerated(now);
+}
+
+bool Scheduler::is_accelerated(std::size_t index) const {
+  return std::any_of(quick_.begin(), quick_.end(), [&](const Quick& q) { return q.index == index; });
+}
+
+void Scheduler::fill_accelerated(SteadyTime now) {
+  // Bounded by the places free: each pass takes one waiting probe or stops.
+  while (quick_.size() < max_accelerated_ && !waiting_.empty()) {
+    const std::size_t index = waiting_.begin()->second;
+    waiting_.erase(waiting_.begin());
+    const Duration interval = entries_[index].spec->interval;
+    const Duration cadence = accelerated_cadence(interval);
+    if (cadence >= interval) continue;  // already as fast as acceleration would make it
+    if (accelerates_ && !accelerates_(*entries_[index].spec)) continue;
+    quick_.push_back({index, cadence, now + cadence});
+  }
+}
+
+void Scheduler::set_uncertain(const std::string& target, const std::string& probe, bool uncertain) {
+  if (!index_built_) {
+    for (std::size_t i = 0; i < entries_.size(); ++i) index_[{entries_[i].target->name, entries_[i].spec->name}] = i;
+    index_built_ = true;
+  }
+  const std::pair<std::string, std::string> key{target, probe};
+  auto entry = index_.find(key);
+  if (entry == index_.end()) return;
+  const std::size_t index = entry->second;
+  auto it = uncertain_.find(key);
+  if (uncertain) {
+    if (it != uncertain_.end()) return;
+    const std::uint64_t order = uncertain_order_++;
+    uncertain_.emplace(key, order);
+    waiting_.insert({order, index});
+  } else {
+    if (it == uncertain_.end()) return;
+    waiting_.erase({it->second, index});
+    uncertain_.erase(it);
+    // Back on its own slots, which kept moving on meanwhile.
+    std::erase_if(quick_, [&](const Quick& q) { return q.index == index; });
+  }
+  fill_accelerated(clock_.now());
 }
 
 void Scheduler::set_rate(double max_per_second, double burst) {
@@ -93,41 +153,66 @@ void Scheduler::refill(SteadyTime now) {
 SteadyTime Scheduler::run_due(const Dispatch& dispatch) {
   const SteadyTime now = clock_.now();
   refill(now);
+  // Bounded: each pass dispatches or skips one slot that is due now, and every
+  // slot moves past now when taken; the loop ends at the first one not due.
   for (;;) {
     // The soonest head across the groups, ties by index (as one heap would order them).
     Group* soonest = nullptr;
     for (auto& g : groups_) {
       if (!g.queue.empty() && (soonest == nullptr || g.queue.front() < soonest->queue.front())) soonest = &g;
     }
-    if (soonest == nullptr) break;
-    const Slot top = soonest->queue.front();
-    if (top.due > now) return top.due;
+    Quick* quick = nullptr;
+    for (auto& q : quick_) {
+      if (quick == nullptr || q.due < quick->due) quick = &q;
+    }
+    if (soonest == nullptr && quick == nullptr) break;
+    const bool take_quick = quick != nullptr && (soonest == nullptr || quick->due < soonest->queue.front().due);
+    const SteadyTime due = take_quick ? quick->due : soonest->queue.front().due;
+    if (due > now) return due;
+    if (!take_quick && is_accelerated(soonest->queue.front().index)) {
+      // Its accelerated runs stand in for this slot: move it on, run nothing.
+      skip_slot(*soonest, now);
+      continue;
+    }
     if (rate_ > 0 && tokens_ < 1.0) {
       // Wake when the next token is back.
       const double need = (1.0 - tokens_) / rate_;
       return now + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(need)) +
              Duration(1);
     }
-    soonest->queue.pop_front();
-    ScheduledProbe& e = entries_[top.index];
     if (rate_ > 0) tokens_ -= 1.0;
-    const Duration lag = now - e.next_due;
-    // Next slot: one interval on, unless we are more than an interval late
-    // (rate cap or a stalled host); then skip to the next slot after now.
-    SteadyTime next = e.next_due + soonest->interval;
-    if (next <= now) next = first_slot_at_or_after(now + Duration(1), soonest->interval, e.phase);
-    e.next_due = next;
-    const Slot again{next, top.index};
-    auto& q = soonest->queue;
-    if (q.empty() || !(again < q.back())) {
-      q.push_back(again);
-    } else {
-      // A skip can land before probes skipped earlier: keep the order.
-      q.insert(std::upper_bound(q.begin(), q.end(), again), again);
+    if (take_quick) {
+      const Duration lag = now - quick->due;
+      quick->due += quick->cadence;
+      if (quick->due <= now) quick->due = now + quick->cadence;  // late: no catching up in a burst
+      dispatch(entries_[quick->index], lag, quick->cadence);
+      continue;
     }
-    dispatch(e, lag);
+    ScheduledProbe& e = entries_[soonest->queue.front().index];
+    const Duration lag = now - e.next_due;
+    skip_slot(*soonest, now);
+    dispatch(e, lag, Duration::zero());
   }
   return now + std::chrono::hours(1);
+}
+
+void Scheduler::skip_slot(Group& group, SteadyTime now) {
+  const Slot top = group.queue.front();
+  group.queue.pop_front();
+  ScheduledProbe& e = entries_[top.index];
+  // Next slot: one interval on, unless we are more than an interval late
+  // (rate cap or a stalled host); then skip to the next slot after now.
+  SteadyTime next = e.next_due + group.interval;
+  if (next <= now) next = first_slot_at_or_after(now + Duration(1), group.interval, e.phase);
+  e.next_due = next;
+  const Slot again{next, top.index};
+  auto& q = group.queue;
+  if (q.empty() || !(again < q.back())) {
+    q.push_back(again);
+  } else {
+    // A skip can land before probes skipped earlier: keep the order.
+    q.insert(std::upper_bound(q.begin(), q.end(), again), again);
+  }
 }
 
 }  // namespace nightshift

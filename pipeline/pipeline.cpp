@@ -36,13 +36,20 @@ bool Pipeline::configure(PipelineSettings settings) {
   incidents_->set_policy(settings_.incidents);
   incidents_->set_targets(settings_.targets);
   paging_->configure(settings_.sinks, settings_.notify);
+  bool changed = false;
   if (rules::fingerprint(rules_->rules()) != rules::fingerprint(settings_.rules)) {
     rules_ = std::make_unique<rules::RuleEngine>(clock_, settings_.rules);
     log::info("rules changed: alert states start afresh", {{"rules", settings_.rules.size()}});
-    return true;
+    doubts_.clear();  // the alerts behind them are gone
+    changed = true;
+  } else {
+    apply_alerts(rules_->retain(settings_.targets));
   }
-  apply_alerts(rules_->retain(settings_.targets));
-  return false;
+  std::erase_if(doubts_, [this](const auto& d) { return !configured_.count(d.first); });
+  for (const auto& key : std::vector<std::pair<std::string, std::string>>(uncertain_.begin(), uncertain_.end())) {
+    update_uncertainty(key);
+  }
+  return changed;
 }
 
 void Pipeline::restore(std::vector<Incident> incidents, std::uint64_t next_sequence, std::vector<Silence> silences) {
@@ -65,6 +72,35 @@ void Pipeline::on_sample(const std::shared_ptr<const Target>& target, const Samp
   } else if (failing_.insert(key).second) {
     ask_for_evidence(target, sample);
   }
+  update_uncertainty(key);
+}
+
+// Only alerts that may page: a warning's sustained statistics (loss over
+// minutes) are not decided faster by more runs, and a run with fewer packets
+// would change what they measure.
+void Pipeline::count_doubt(const rules::AlertEvent& e) {
+  if (e.severity != Severity::kCritical) return;
+  const bool was = e.change.from != rules::AlertPhase::kInactive;
+  const bool is = e.change.to != rules::AlertPhase::kInactive;
+  if (was == is) return;
+  const std::pair<std::string, std::string> key{e.target, e.probe};
+  if (is) {
+    ++doubts_[key];
+  } else if (auto it = doubts_.find(key); it != doubts_.end() && --it->second <= 0) {
+    doubts_.erase(it);
+  }
+  update_uncertainty(key);
+}
+
+void Pipeline::update_uncertainty(const std::pair<std::string, std::string>& key) {
+  const bool uncertain = configured_.count(key) > 0 && (failing_.count(key) > 0 || doubts_.count(key) > 0);
+  if (uncertain == (uncertain_.count(key) > 0)) return;
+  if (uncertain) {
+    uncertain_.insert(key);
+  } else {
+    uncertain_.erase(key);
+  }
+  effects_.uncertainty_changed(key.first, key.second, uncertain);
 }
 
 // The first miss asks the engine for evidence at once (an ICMP burst) rather
@@ -97,6 +133,7 @@ std::optional<SteadyTime> Pipeline::next_deadline() const {
 void Pipeline::apply_alerts(const std::vector<rules::AlertEvent>& events) {
   for (const auto& e : events) {
     effects_.alert_changed(e);
+    count_doubt(e);
     const std::string state(rules::to_string(e.change.to));
     // A fire or resolve that also starts or ends flapping is logged as what it
     // is (flapping=yes/no says the rest); a mark without one as its own line.

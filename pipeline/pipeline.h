@@ -24,6 +24,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -64,6 +65,15 @@ class PipelineEffects {
   // Where does the path break? For a new incident's timeline; the finding
   // comes back through Pipeline::add_finding().
   virtual void diagnose(const Incident& incident) { (void)incident; }
+  // Probe more only while uncertain: (target, probe) now has a critical alert
+  // pending or firing, or its last run failed (uncertain), or neither any
+  // longer. Called on each change; the agent runs uncertain probes more often
+  // (core/scheduler.h).
+  virtual void uncertainty_changed(const std::string& target, const std::string& probe, bool uncertain) {
+    (void)target;
+    (void)probe;
+    (void)uncertain;
+  }
   // Observations, for metrics and logs.
   virtual void alert_changed(const rules::AlertEvent& event) { (void)event; }
   virtual void incident_changed(const IncidentEvent& event) { (void)event; }
@@ -130,6 +140,9 @@ class Pipeline {
   // decides where a held alert belongs (its parents, the canaries).
   void gather_evidence();
   void reset_configured();
+  // Reports a change of (target, probe)'s uncertainty to the effects.
+  void update_uncertainty(const std::pair<std::string, std::string>& key);
+  void count_doubt(const rules::AlertEvent& event);
 
   const Clock& clock_;
   PipelineEffects& effects_;
@@ -141,6 +154,10 @@ class Pipeline {
   // (target, probe) now configured, and those whose last run failed.
   std::unordered_set<std::pair<std::string, std::string>, StringPairHash> configured_;
   std::unordered_set<std::pair<std::string, std::string>, StringPairHash> failing_;
+  // Critical alerts pending or firing per (target, probe), and the pairs last
+  // reported uncertain (failing or with such an alert).
+  std::unordered_map<std::pair<std::string, std::string>, int, StringPairHash> doubts_;
+  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> uncertain_;
   // Targets asked for evidence whose answer has not come in yet.
   std::set<std::string> evidence_pending_;
 };

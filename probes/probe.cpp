@@ -25,6 +25,14 @@ bool read_ip_family(OptionReader& reader, AddressFamily& family) {
   return true;
 }
 
+int run_packets(int count, Duration interval, Duration span) {
+  count = std::max(count, 1);
+  if (span <= Duration::zero() || interval <= Duration::zero() || span >= interval) return count;
+  // ceil(count x span / interval) without overflow: spans and intervals are seconds, counts small.
+  const double share = static_cast<double>(count) * static_cast<double>(span.count()) / static_cast<double>(interval.count());
+  return std::clamp(static_cast<int>(std::ceil(share - 1e-9)), 1, count);
+}
+
 Sample make_sample(const ProbeRequest& req, SteadyTime started) {
   Sample s;
   s.target = req.target->name;

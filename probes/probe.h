@@ -29,7 +29,18 @@ struct ProbeRequest {
   // flight then are dropped). tests/integration/engine_conformance_test.cpp
   // holds every kind to this.
   std::function<void(Sample)> done;
+  // Zero for a run on the schedule. Set on an accelerated run (the agent
+  // probes a target it is uncertain about more often, core/scheduler.h): the
+  // run spans this instead of spec->interval and ends within it, sending its
+  // share of the interval's packets (run_packets()), so a target costs about
+  // its normal packet rate however often it runs. Only kinds whose engine
+  // says accelerates() get such runs.
+  Duration span{};
 };
+
+// The packets a run sends: `count` per interval, or its share of them in an
+// accelerated run's span (rounded up: at least one). Pure.
+int run_packets(int count, Duration interval, Duration span);
 
 class ProbeEngine {
  public:
@@ -38,6 +49,14 @@ class ProbeEngine {
   virtual void submit(ProbeRequest req) = 0;
   // Probe runs started and not yet completed.
   virtual std::size_t in_flight() const = 0;
+  // Whether runs of this probe honour ProbeRequest::span (ICMP spread
+  // rounds): only those run accelerated while uncertain. Passive kinds, whose
+  // run reports what the interval saw, and runs that would not keep their
+  // packet rate or their false-alarm odds with fewer packets, say no.
+  virtual bool accelerates(const ProbeSpec& spec) const {
+    (void)spec;
+    return false;
+  }
   // Evidence on demand, after a miss: a quick, bounded extra measurement (ICMP:
   // a burst of 10 echoes 100 ms apart) whose Sample carries the value
   // `confirmation` = 1. False when the kind has none. When true, req.done runs

@@ -893,6 +893,16 @@ AgentMetrics::AgentMetrics(std::string agent_name, std::vector<KindMeasures> mea
                         .Help("Configured targets.")
                         .Register(*registry_)
                         .Add(agent_label);
+  accelerated_ = &prometheus::BuildGauge()
+                     .Name("nightshift_probes_accelerated")
+                     .Help("Probes running more often while uncertain (an alert that may page, or a failed last run).")
+                     .Register(*registry_)
+                     .Add(agent_label);
+  uncertain_ = &prometheus::BuildGauge()
+                   .Name("nightshift_probes_uncertain")
+                   .Help("Probes the agent is uncertain about: accelerated, or waiting for a place (at most 64 accelerate).")
+                   .Register(*registry_)
+                   .Add(agent_label);
   probes_count_ = &prometheus::BuildGauge()
                        .Name("nightshift_probes_configured")
                        .Help("Configured probes across all targets.")

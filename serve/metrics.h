@@ -106,6 +106,11 @@ class AgentMetrics {
   void probe_sent(const std::string& kind);
   void set_in_flight(const std::string& kind, double n);
   void scheduler_lag(double seconds) { scheduler_lag_->Observe(seconds); }
+  // Probes accelerated now, and uncertain (accelerated or waiting for a place).
+  void set_accelerated(std::size_t accelerated, std::size_t uncertain) {
+    accelerated_->Set(static_cast<double>(accelerated));
+    uncertain_->Set(static_cast<double>(uncertain));
+  }
   void config_reload(bool success, double unix_time);
   // HTTPS only (the series appear with the first call): the served
   // certificate's notAfter, and whether the last SIGHUP's re-read of the
@@ -139,6 +144,8 @@ class AgentMetrics {
   prometheus::Gauge* tls_reload_ok_ = nullptr;
   prometheus::Gauge* targets_count_;
   prometheus::Gauge* probes_count_;
+  prometheus::Gauge* accelerated_;
+  prometheus::Gauge* uncertain_;
 
   // By kind; the last kind asked for is remembered, so the per-probe calls
   // (one kind, usually) skip the map.

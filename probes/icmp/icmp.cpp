@@ -215,6 +215,8 @@ struct IcmpEngine::Round {
   Duration suspect_wait{};
   std::string target_key;
   Duration confirm_wait{};
+  // Accelerated rounds: an answered confirmation makes the round a success.
+  bool alive_on_confirmation = false;
   // Confirmation sequences stop sending at the first reply.
   bool stop_on_reply = false;
   bool stopped = false;
@@ -496,6 +498,7 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
       all_lost = false;
       state.down = false;
     }
+    if (round.alive_on_confirmation && c.received > 0) round.result.confirmed_alive = true;
     // One line per miss: when a cut was noticed and what the evidence said.
     log::debug("icmp confirmation done", {{"target", key.substr(0, key.find('\0'))},
                                          {"sent", std::to_string(c.sent)},
@@ -615,12 +618,15 @@ void IcmpEngine::submit(ProbeRequest req) {
     }
     resolved->address = addresses.value().front();
     const SocketAddress& address = *resolved->address;
-    const Duration timeout = shared->spec->timeout;
+    // An accelerated round spans less and sends its share of the echoes.
+    const bool accelerated = shared->span > Duration::zero();
+    const Duration interval = accelerated ? shared->span : shared->spec->interval;
+    const int count = std::clamp(run_packets(opts->count, shared->spec->interval, shared->span), 1, 65535);
+    const Duration timeout = accelerated ? std::min(shared->spec->timeout, interval * 9 / 10) : shared->spec->timeout;
     const TargetState& ts = target_state(key);
     const Duration cap = std::min<Duration>(timeout, std::chrono::seconds(1));
     if (opts->spacing == Duration::zero()) {
-      const SpreadPlan plan = spread_plan(opts->count, shared->spec->interval, timeout);
-      const int count = std::clamp(opts->count, 1, 65535);
+      const SpreadPlan plan = spread_plan(count, interval, timeout);
       // Each echo may wait the whole timeout, overlapping the next one's send;
       // the round ends within its interval (the last echo waits plan.wait).
       const std::uint64_t id = start_round(address, count, plan.spacing, timeout,
@@ -629,6 +635,7 @@ void IcmpEngine::submit(ProbeRequest req) {
       if (auto it = rounds_.find(id); it != rounds_.end() && settings_.confirm_count > 0) {
         Round& r = *it->second;
         r.target_key = key;
+        r.alive_on_confirmation = accelerated;
         // Before the echo's own deadline, so that a miss is noticed while it can still start the evidence.
         r.suspect_wait = suspect_wait(ts.srtt, ts.rttvar, std::chrono::milliseconds(200), std::min(cap, plan.wait * 3 / 4));
         r.confirm_wait = suspect_wait(ts.srtt, ts.rttvar, std::chrono::milliseconds(250), cap);
@@ -636,13 +643,18 @@ void IcmpEngine::submit(ProbeRequest req) {
       return;
     }
     RoundSpec spec;
-    spec.count = opts->count;
+    spec.count = count;
     spec.spacing = opts->spacing;
     spec.timeout = timeout;
     spec.payload_size = opts->payload_size;
     spec.fit_in_timeout = true;  // the probe's timeout bounds the whole round
     ping(address, spec, finish);
   });
+}
+
+bool IcmpEngine::accelerates(const ProbeSpec& spec) const {
+  const auto* opts = static_cast<const IcmpOptions*>(spec.options.get());
+  return opts != nullptr && opts->spacing == Duration::zero() && settings_.confirm_count > 0;
 }
 
 SpreadPlan spread_plan(int count, Duration interval, Duration timeout) {

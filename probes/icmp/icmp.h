@@ -28,6 +28,12 @@
 // A failed round's reason is the last ICMP error seen (unreachable,
 // ttl_exceeded), a local send error, or else timeout.
 //
+// Accelerated rounds (ProbeRequest::span, while the agent is uncertain about a
+// target): the round's share of `count` over the span, at least one echo
+// (3 per 10 s: one echo per 2 s round), spread the same way; a miss is
+// confirmed as above, and an answered confirmation makes the round a success
+// (with its loss counted) instead of a failure.
+//
 // RTT: the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME) minus
 // the send time read from the same clock just before the send call. If the
 // wall clock steps in between (RTT negative or longer than the monotonic time
@@ -143,9 +149,14 @@ struct RoundResult {
   // the round ended early on that evidence.
   bool confirmed_down = false;
   int confirmation_sent = 0;
+  // Set on an accelerated round (ProbeRequest::span) whose echoes were lost
+  // but whose confirmation was answered: the target is alive, the loss was
+  // loss. A one-echo round is judged by its evidence, as a three-echo round
+  // is by its other echoes; else 30 % loss would fail a third of them.
+  bool confirmed_alive = false;
   // A round confirmed down failed even if echoes before the miss were answered
   // (a cut in the middle of the round).
-  bool ok() const { return received > 0 && !confirmed_down; }
+  bool ok() const { return (received > 0 || confirmed_alive) && !confirmed_down; }
   double loss_ratio() const { return sent == 0 ? 1.0 : 1.0 - static_cast<double>(received) / sent; }
   // Mean absolute difference of consecutive RTTs (RFC 3550 style, not smoothed);
   // 0 with fewer than two replies.
@@ -219,6 +230,9 @@ class IcmpEngine final : public ProbeEngine {
   void submit(ProbeRequest req) override;
   std::size_t in_flight() const override { return probes_in_flight_; }
   bool confirm(ProbeRequest req) override;
+  // Spread rounds only: they confirm a miss, which one echo per round needs
+  // to keep 30 % loss from failing rounds; rounds with an explicit spacing do not.
+  bool accelerates(const ProbeSpec& spec) const override;
   bool diagnose(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
                 std::function<void(std::string finding)> done) override;
 

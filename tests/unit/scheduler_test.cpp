@@ -37,6 +37,7 @@ struct Dispatched {
   std::string probe;
   SteadyTime at;
   Duration lag;
+  Duration span;  // zero: a run on its slot
 };
 
 // Runs the scheduler on the manual clock until `until`, jumping straight to each
@@ -44,8 +45,8 @@ struct Dispatched {
 std::vector<Dispatched> drive(Scheduler& s, ManualClock& clock, SteadyTime until, int max_steps = 1'000'000) {
   std::vector<Dispatched> out;
   for (int step = 0; step < max_steps && clock.now() < until; ++step) {
-    const SteadyTime next = s.run_due([&](const ScheduledProbe& p, Duration lag) {
-      out.push_back({p.target->name, p.spec->name, clock.now(), lag});
+    const SteadyTime next = s.run_due([&](const ScheduledProbe& p, Duration lag, Duration span) {
+      out.push_back({p.target->name, p.spec->name, clock.now(), lag, span});
     });
     clock.set(std::min(next, until));
   }
@@ -192,7 +193,7 @@ TEST(SchedulerTest, StalledHostSkipsMissedSlotsInsteadOfBursting) {
   drive(s, clock, clock.now() + 3s);
   clock.advance(10s);  // the host was suspended: ten slots missed
   std::vector<Duration> lags;
-  s.run_due([&](const ScheduledProbe&, Duration lag) { lags.push_back(lag); });
+  s.run_due([&](const ScheduledProbe&, Duration lag, Duration) { lags.push_back(lag); });
   ASSERT_EQ(lags.size(), 1u) << "one catch-up run, not ten";
   auto d = drive(s, clock, clock.now() + 3s);
   EXPECT_EQ(d.size(), 3u);
@@ -202,7 +203,134 @@ TEST(SchedulerTest, EmptyScheduleSleepsLong) {
   ManualClock clock;
   Scheduler s(clock, 0, 1);
   s.set_targets({});
-  EXPECT_GE(s.run_due([](const ScheduledProbe&, Duration) { FAIL(); }) - clock.now(), 1min);
+  EXPECT_GE(s.run_due([](const ScheduledProbe&, Duration, Duration) { FAIL(); }) - clock.now(), 1min);
+}
+
+
+// Runs of one probe in `d`, accelerated (span > 0) or on its slots.
+std::vector<Dispatched> runs_of(const std::vector<Dispatched>& d, const std::string& target) {
+  std::vector<Dispatched> out;
+  for (const auto& x : d) {
+    if (x.target == target) out.push_back(x);
+  }
+  return out;
+}
+
+TEST(SchedulerTest, AcceleratedCadenceIsAFifthOfTheIntervalAndAtLeastOneSecond) {
+  EXPECT_EQ(Scheduler::accelerated_cadence(10s), 2s);
+  EXPECT_EQ(Scheduler::accelerated_cadence(60s), 12s);
+  EXPECT_EQ(Scheduler::accelerated_cadence(3s), 1s);
+  EXPECT_EQ(Scheduler::accelerated_cadence(1s), 1s);
+}
+
+TEST(SchedulerTest, UncertainProbeRunsAcceleratedInPlaceOfItsSlotsAndReturnsToItsPhase) {
+  ManualClock clock;
+  Scheduler s(clock, 0, 1);
+  s.set_targets({make_target("a", 10s), make_target("b", 10s)});
+  auto before = drive(s, clock, clock.now() + 25s);
+  const auto a_before = runs_of(before, "a");
+  ASSERT_GE(a_before.size(), 2u);
+  const SteadyTime last_slot = a_before.back().at;
+
+  s.set_uncertain("a", "p0", true);
+  EXPECT_EQ(s.accelerated(), 1u);
+  const SteadyTime marked = clock.now();
+  auto during = drive(s, clock, marked + 30s + 1ns);  // drive() stops before its end
+  const auto a = runs_of(during, "a");
+  // One run every 2 s from 2 s after it was marked: 15, each spanning 2 s,
+  // and none on its own slots meanwhile.
+  ASSERT_EQ(a.size(), 15u);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].span, 2s);
+    EXPECT_EQ(a[i].at - marked, 2s * static_cast<int>(i + 1));
+  }
+  // The other probe keeps its schedule.
+  const auto b = runs_of(during, "b");
+  ASSERT_GE(b.size(), 3u);
+  for (const auto& x : b) EXPECT_EQ(x.span, 0s);
+
+  s.set_uncertain("a", "p0", false);
+  EXPECT_EQ(s.accelerated(), 0u);
+  auto after = drive(s, clock, clock.now() + 30s);
+  const auto a_after = runs_of(after, "a");
+  ASSERT_EQ(a_after.size(), 3u) << "back to one run per interval";
+  for (const auto& x : a_after) {
+    EXPECT_EQ(x.span, 0s);
+    // On its own phase: a whole number of intervals after its last slot.
+    EXPECT_EQ((x.at - last_slot) % Duration(10s), 0s);
+  }
+}
+
+TEST(SchedulerTest, AcceleratedProbesAreCappedAndTheRestTakeFreedPlacesInOrder) {
+  ManualClock clock;
+  Scheduler s(clock, 0, 1, /*max_accelerated=*/3);
+  s.set_targets(many(10, 10s));
+  drive(s, clock, clock.now() + 10s);
+  // A mass outage: all ten uncertain, three accelerated.
+  for (int i = 0; i < 10; ++i) s.set_uncertain("t" + std::to_string(i), "p0", true);
+  EXPECT_EQ(s.accelerated(), 3u);
+  EXPECT_EQ(s.uncertain(), 10u);
+  auto d = drive(s, clock, clock.now() + 20s + 1ns);
+  std::size_t quick = 0;
+  for (const auto& x : d) quick += x.span > 0s ? 1 : 0;
+  EXPECT_EQ(quick, 30u) << "3 probes x 10 accelerated runs";
+  EXPECT_EQ(d.size() - quick, 14u) << "the 7 waiting keep their schedule: 2 runs each";
+  for (const auto& x : d) {
+    if (x.span > 0s) {
+      EXPECT_TRUE(x.target == "t0" || x.target == "t1" || x.target == "t2") << x.target;
+    }
+  }
+  // t1 is certain again: the longest-waiting (t3) takes its place.
+  s.set_uncertain("t1", "p0", false);
+  EXPECT_EQ(s.accelerated(), 3u);
+  d = drive(s, clock, clock.now() + 10s + 1ns);
+  std::map<std::string, int> accelerated_runs;
+  for (const auto& x : d) accelerated_runs[x.target] += x.span > 0s ? 1 : 0;
+  EXPECT_EQ(accelerated_runs["t3"], 5);
+  EXPECT_EQ(accelerated_runs["t1"], 0);
+  EXPECT_EQ(accelerated_runs["t4"], 0);
+  // Marking twice changes nothing; unknown pairs are ignored.
+  s.set_uncertain("t0", "p0", true);
+  s.set_uncertain("nobody", "p0", true);
+  EXPECT_EQ(s.uncertain(), 9u);
+}
+
+TEST(SchedulerTest, AOneSecondProbeIsNotAccelerated) {
+  ManualClock clock;
+  Scheduler s(clock, 0, 1);
+  s.set_targets({make_target("a", 1s)});
+  s.set_uncertain("a", "p0", true);
+  EXPECT_EQ(s.accelerated(), 0u);
+  auto d = drive(s, clock, clock.now() + 10s);
+  EXPECT_EQ(d.size(), 10u);
+}
+
+TEST(SchedulerTest, UncertaintySurvivesAReloadForSurvivors) {
+  ManualClock clock;
+  Scheduler s(clock, 0, 1);
+  s.set_targets(many(3, 10s));
+  s.set_uncertain("t0", "p0", true);
+  s.set_uncertain("t2", "p0", true);
+  s.set_targets(many(2, 10s));  // t2 removed
+  EXPECT_EQ(s.uncertain(), 1u);
+  EXPECT_EQ(s.accelerated(), 1u);
+  auto d = drive(s, clock, clock.now() + 10s + 1ns);
+  EXPECT_EQ(runs_of(d, "t0").size(), 5u);
+}
+
+TEST(SchedulerTest, AcceleratedRunsTakeTokensFromTheRateCap) {
+  ManualClock clock;
+  // 2 starts a second at most: 20 accelerated probes cannot start 10 a second.
+  Scheduler s(clock, 2, 1);
+  s.set_targets(many(20, 10s));
+  for (int i = 0; i < 20; ++i) s.set_uncertain("t" + std::to_string(i), "p0", true);
+  // The first accelerated runs are due 2 s on: 10 s of tokens after that.
+  auto d = drive(s, clock, clock.now() + 12s);
+  EXPECT_LE(d.size(), 21u);
+  EXPECT_GE(d.size(), 19u);
+  std::size_t quick = 0;
+  for (const auto& x : d) quick += x.span > 0s ? 1 : 0;
+  EXPECT_GT(quick, 0u);
 }
 
 }  // namespace

@@ -105,8 +105,21 @@ void Scheduler::fill_accelerated(SteadyTime now) {
     const Duration cadence = accelerated_cadence(interval);
     if (cadence >= interval) continue;  // already as fast as acceleration would make it
     if (accelerates_ && !accelerates_(*entries_[index].spec)) continue;
-    quick_.push_back({index, cadence, now + cadence});
+    Quick q{index, cadence, now, fnv1a(entries_[index].target->name + '\x1f' + entries_[index].spec->name), 0};
+    q.due = now + next_gap(q);
+    quick_.push_back(q);
   }
+}
+
+Duration Scheduler::next_gap(Quick& q) {
+  // splitmix64 of (probe, run number): reproducible, and no fixed period for
+  // a flap of some fixed period to alias with.
+  std::uint64_t z = q.seed + 0x9e3779b97f4a7c15ull * ++q.runs;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const double u = static_cast<double>(z >> 11) / 9007199254740992.0;  // [0, 1)
+  return q.cadence / 2 + std::chrono::duration_cast<Duration>(q.cadence * u);
 }
 
 void Scheduler::set_uncertain(const std::string& target, const std::string& probe, bool uncertain) {
@@ -183,9 +196,11 @@ SteadyTime Scheduler::run_due(const Dispatch& dispatch) {
     if (rate_ > 0) tokens_ -= 1.0;
     if (take_quick) {
       const Duration lag = now - quick->due;
-      quick->due += quick->cadence;
-      if (quick->due <= now) quick->due = now + quick->cadence;  // late: no catching up in a burst
-      dispatch(entries_[quick->index], lag, quick->cadence);
+      if (quick->due + quick->cadence / 2 <= now) quick->due = now;  // late: no catching up in a burst
+      const Duration gap = next_gap(*quick);
+      quick->due += gap;
+      // The run spans the time to the next one.
+      dispatch(entries_[quick->index], lag, quick->due - now);
       continue;
     }
     ScheduledProbe& e = entries_[soonest->queue.front().index];

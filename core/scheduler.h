@@ -12,8 +12,11 @@
 // - Probe more only while uncertain (Trinocular's idea): a (target, probe) the
 //   caller marks uncertain (an alert that may page is pending or firing, or its
 //   last run failed) runs every accelerated_cadence(interval) = max(1 s,
-//   interval / 5) instead of on its slots, which it skips meanwhile; each such
-//   run is told its shorter span, and kinds send their share of the
+//   interval / 5) on average instead of on its slots, which it skips
+//   meanwhile. The gaps are jittered (uniform from half to one and a half
+//   cadences, reproducible per probe), so that a flap whose period is a
+//   multiple of the cadence is not sampled at the same phase every time.
+//   Each run is told its span (the time to the next), and kinds send their share of the
 //   interval's packets in it (at least one), so a target costs about its
 //   normal packet rate plus at most one packet per accelerated run. Marked
 //   certain again, it is back on its own phase slots at once. At most
@@ -83,8 +86,9 @@ class Scheduler {
   std::size_t accelerated() const { return quick_.size(); }
   std::size_t uncertain() const { return uncertain_.size(); }
 
-  // How often an uncertain probe with this interval runs: max(1 s, interval /
-  // 5); no faster than the interval itself (a 1 s probe is not accelerated).
+  // How often an uncertain probe with this interval runs on average: max(1 s,
+  // interval / 5); no faster than the interval itself (a 1 s probe is not
+  // accelerated).
   static Duration accelerated_cadence(Duration interval);
 
   // The phase of a probe within its interval: deterministic. Exposed for tests.
@@ -133,7 +137,12 @@ class Scheduler {
     std::size_t index;
     Duration cadence;
     SteadyTime due;
+    std::uint64_t seed;  // of the jitter, from the probe's names
+    std::uint64_t runs;
   };
+  // The time to a probe's next accelerated run: uniform in [cadence / 2,
+  // 3 cadence / 2), so the cadence on average.
+  static Duration next_gap(Quick& q);
   std::vector<Quick> quick_;
   std::size_t max_accelerated_;
   std::function<bool(const ProbeSpec&)> accelerates_;

@@ -718,6 +718,92 @@ TEST(IcmpEngineTest, CutAfterAnAnsweredEchoIsConfirmedWithinTheRound) {
   EXPECT_GE(took, 3300ms) << "the second echo leaves a third of the interval in";
 }
 
+// --- accelerated rounds (the agent probes an uncertain target more often) --
+
+// While uncertain the agent runs the probe every 2 s instead of every 10 s,
+// telling the round its span: it sends its share of the 3 echoes, one, and
+// ends within the span.
+TEST(IcmpEngineTest, AcceleratedRoundSendsItsShareOfTheEchoesWithinItsSpan) {
+  if (!Network::get().private_ok) GTEST_SKIP() << "cannot create a network namespace (needs root)";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto target = icmp_target("lo", "127.0.0.1", 10s, 3s);
+  EXPECT_TRUE(engine.accelerates(target->probes.front()));
+  std::optional<Sample> sample;
+  const SteadyTime start = h.clock.now();
+  ProbeRequest req{target, &target->probes.front(), [&](Sample s) { sample = std::move(s); }};
+  req.span = 2s;
+  engine.submit(std::move(req));
+  ASSERT_TRUE(h.run_until([&] { return sample.has_value(); }, 3s));
+  EXPECT_LT(h.clock.now() - start, 2s);
+  EXPECT_TRUE(sample->ok) << sample->detail;
+  EXPECT_EQ(engine.stats().sent, 1u) << "one echo per 2 s: the 10 s interval's rate";
+  EXPECT_EQ(sample->observations.size(), 1u);
+  EXPECT_EQ(value_of(*sample, "loss_ratio"), 0.0);
+}
+
+// A silent target in an accelerated round: the lost echo is confirmed as in a
+// scheduled round (12 of 12 lost: down), and once confirmed down the next
+// accelerated round's lost echo is a failure without a second confirmation.
+TEST(IcmpEngineTest, AcceleratedRoundOfASilentTargetIsConfirmedDownOnce) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto dead = icmp_target("far", "203.0.113.3", 10s, 3s);
+  std::vector<Sample> samples;
+  for (int i = 0; i < 2; ++i) {
+    ProbeRequest req{dead, &dead->probes.front(), [&](Sample s) { samples.push_back(std::move(s)); }};
+    req.span = 2s;
+    engine.submit(std::move(req));
+    ASSERT_TRUE(h.run_until([&] { return samples.size() == static_cast<std::size_t>(i + 1); }, 4s));
+  }
+  EXPECT_FALSE(samples[0].ok);
+  EXPECT_EQ(value_of(samples[0], "confirmation"), 1.0) << samples[0].detail;
+  EXPECT_FALSE(samples[1].ok);
+  EXPECT_EQ(value_of(samples[1], "confirmation"), std::nullopt) << "down already: no second burst";
+  EXPECT_EQ(engine.stats().sent, 1u + 12u + 1u);
+}
+
+// An accelerated round has one echo: were its loss a failed round, 30 % loss
+// would fail a third of them (three in a row: 2.7 %, a false page). Its miss is
+// judged by the confirmation instead: answered, the round succeeds, with its
+// loss counted (loss_ratio 1 of the one echo).
+TEST(IcmpEngineTest, AcceleratedRoundWhoseLostEchoTheConfirmationAnswersIsAlive) {
+  if (!Network::get().peers_ok) GTEST_SKIP() << "peer namespaces unavailable";
+  const std::string far = Network::get().far->in();
+  ASSERT_EQ(sh(far + "ip addr add 203.0.113.6/24 dev f0"), 0);
+  struct Restore {
+    std::string far;
+    ~Restore() {
+      sh(far + "iptables -D INPUT -d 203.0.113.6 -j DROP");
+      sh(far + "ip addr del 203.0.113.6/24 dev f0");
+    }
+  } restore{far};
+  Harness h;
+  IcmpEngine engine(h.context);
+  auto target = icmp_target("mid", "203.0.113.6", 10s, 3s);
+  // A healthy round first: the engine learns the RTT (the miss is suspected after 200 ms).
+  std::optional<Sample> first;
+  ProbeRequest learn{target, &target->probes.front(), [&](Sample s) { first = std::move(s); }};
+  learn.span = 2s;
+  engine.submit(std::move(learn));
+  ASSERT_TRUE(h.run_until([&] { return first.has_value(); }, 3s));
+  ASSERT_TRUE(first->ok) << first->detail;
+  // The echo is dropped; the drop goes away while the confirmation runs.
+  ASSERT_EQ(sh(far + "iptables -I INPUT -d 203.0.113.6 -j DROP"), 0);
+  std::optional<Sample> sample;
+  ProbeRequest req{target, &target->probes.front(), [&](Sample s) { sample = std::move(s); }};
+  req.span = 2s;
+  engine.submit(std::move(req));
+  EXPECT_FALSE(h.run_until([&] { return sample.has_value(); }, 450ms));
+  ASSERT_EQ(sh(far + "iptables -D INPUT -d 203.0.113.6 -j DROP"), 0);
+  ASSERT_TRUE(h.run_until([&] { return sample.has_value(); }, 3s));
+  EXPECT_TRUE(sample->ok) << sample->detail;
+  EXPECT_EQ(value_of(*sample, "confirmation"), std::nullopt);
+  EXPECT_EQ(value_of(*sample, "loss_ratio"), 1.0) << "the one echo was lost: loss to count";
+  EXPECT_GT(engine.stats().sent, 3u) << "the echo and confirmation echoes up to the first answered one";
+}
+
 // A route that fails outright (the router answers "unreachable", or this host
 // has no route after a link cut) is a miss at once, not at the round's end
 // 6.7 s later: the confirmation runs on it and the round ends confirmed.

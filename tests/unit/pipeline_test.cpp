@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
+#include <queue>
 
 #include "config/config.h"
+#include "core/scheduler.h"
 #include "rules/default_rules.h"
 
 namespace nightshift {
@@ -38,6 +42,17 @@ class MemoryEffects final : public PipelineEffects {
     return spec.kind == "icmp";  // only ICMP has a burst, as the real engines
   }
   void diagnose(const Incident& incident) override { diagnosed.push_back(incident.id); }
+  void uncertainty_changed(const std::string& target, const std::string& probe, bool uncertain) override {
+    uncertainty.push_back({clock_.now(), target + "/" + probe, uncertain});
+    if (on_uncertain) on_uncertain(target, probe, uncertain);
+  }
+  struct Uncertainty {
+    SteadyTime at;
+    std::string key;
+    bool uncertain;
+  };
+  std::vector<Uncertainty> uncertainty;
+  std::function<void(const std::string&, const std::string&, bool)> on_uncertain;
   std::vector<Commit> commits;
   std::vector<Confirmation> confirmations;
   std::vector<std::string> diagnosed;
@@ -95,6 +110,8 @@ class Timeline {
   void burst_answered(const std::string& target, Duration t) { sample(target, t, true, true); }
   // A round whose first echoes were answered and whose miss then confirmed down.
   void burst_lost_after_reply(const std::string& target, Duration t) { sample(target, t, false, true, true); }
+  // A round that got through, having lost `loss` of its echoes.
+  void lossy(const std::string& target, Duration t, double loss) { sample(target, t, true, false, false, loss); }
 
   // One SNMP poll of `target` that answered, with `interfaces_down` of 4
   // selected interfaces admin up and oper down.
@@ -160,10 +177,12 @@ class Timeline {
 
   Pipeline& pipeline() { return *pipeline_; }
   MemoryEffects& effects() { return fx_; }
+  ManualClock& clock() { return clock_; }
   SteadyTime start() const { return start_; }
 
  private:
-  void sample(const std::string& target, Duration t, bool ok, bool burst, bool answered_before = false) {
+  void sample(const std::string& target, Duration t, bool ok, bool burst, bool answered_before = false,
+              double loss = -1) {
     at(t);
     const auto& tg = targets_.at(target);
     const ProbeSpec& spec = tg->probes.front();
@@ -177,7 +196,7 @@ class Timeline {
     s.reason = ok ? FailureReason::kNone : FailureReason::kTimeout;
     if (spec.kind == "icmp") {
       if (burst) s.values.emplace_back("confirmation", 1.0);
-      s.values.emplace_back("loss_ratio", ok ? 0.0 : 1.0);
+      s.values.emplace_back("loss_ratio", loss >= 0 ? loss : ok ? 0.0 : 1.0);
       if (ok || answered_before) s.observations.emplace_back("rtt_seconds", 0.001);
     }
     pipeline_->on_sample(tg, s);
@@ -567,6 +586,192 @@ TEST(PipelineTimeline, SamplesOfAProbeRemovedByAReloadAreIgnored) {
   tl.burst_lost("r1", 12s);
   EXPECT_TRUE(tl.pages().empty());
   EXPECT_TRUE(tl.effects().confirmations.empty());
+}
+
+// ---- Probing more while uncertain (core/scheduler.h) ------------------------
+
+TEST(PipelineTimeline, AProbeIsUncertainFromItsFirstMissUntilItsAlertResolves) {
+  Timeline tl({host("r1"), host("r2")});
+  tl.rounds("r1", 0s, 20s, 10s, true);
+  EXPECT_TRUE(tl.effects().uncertainty.empty()) << "steady state: nothing to say";
+  tl.miss("r1", 30s);
+  ASSERT_EQ(tl.effects().uncertainty.size(), 1u);
+  EXPECT_EQ(tl.effects().uncertainty[0].key, "r1/icmp");
+  EXPECT_TRUE(tl.effects().uncertainty[0].uncertain) << "a failed run";
+  tl.burst_lost("r1", 32s);
+  // Up again, but the alert fires until it has held clear for 30 s: still uncertain.
+  for (Duration t = 34s; t <= 62s; t += 2s) tl.ok("r1", t);
+  EXPECT_EQ(tl.effects().uncertainty.size(), 1u);
+  ASSERT_EQ(tl.open_incidents().size(), 1u);
+  tl.ok("r1", 64s);
+  tl.at(70s);
+  EXPECT_TRUE(tl.open_incidents().empty());
+  ASSERT_EQ(tl.effects().uncertainty.size(), 2u);
+  EXPECT_FALSE(tl.effects().uncertainty[1].uncertain) << "certain again once resolved";
+  EXPECT_EQ(tl.effects().uncertainty[1].at, tl.start() + 64s) << tl.seconds(tl.effects().uncertainty[1].at);
+}
+
+TEST(PipelineTimeline, AMissTheBurstAnswersIsUncertainOnlyUntilTheNextGoodRun) {
+  Timeline tl({host("r1")});
+  tl.ok("r1", 0s);
+  tl.miss("r1", 10s);
+  tl.burst_answered("r1", 11s);
+  ASSERT_EQ(tl.effects().uncertainty.size(), 2u);
+  EXPECT_TRUE(tl.effects().uncertainty[0].uncertain);
+  EXPECT_FALSE(tl.effects().uncertainty[1].uncertain);
+}
+
+TEST(PipelineTimeline, AWarningDoesNotMakeAProbeUncertain) {
+  // 35 % loss for minutes: packet_loss pends and fires (a warning); its
+  // statistics are not decided faster by more runs, so nothing accelerates.
+  Timeline tl({host("r1")});
+  for (Duration t = 0s; t <= 300s; t += 10s) tl.lossy("r1", t, 1.0 / 3);
+  EXPECT_FALSE(tl.pipeline().firing().empty()) << "packet_loss fires";
+  EXPECT_TRUE(tl.effects().uncertainty.empty());
+}
+
+// The agent's loop on the simulated clock: a Scheduler dispatches runs, a
+// model of the ICMP engine turns each into the sample it would make of a link
+// flapping `down` / `up` between `from` and `to`, and the pipeline's
+// uncertainty goes back to the scheduler, as Agent::uncertainty_changed does.
+// The engine model: a round on its slot sends 3 echoes 3.33 s apart; an
+// accelerated round (span 2 s) one. A lost echo is confirmed 0.5 s to 1.5 s
+// after it (12 echoes 80 ms apart) unless the target is confirmed down and
+// has not answered since: all lost ends the round failed with confirmation = 1;
+// an answer makes an accelerated round a success and lets a scheduled round go
+// on. A scheduled round succeeds if any echo was answered.
+struct FlapRun {
+  int pages = 0;
+  bool flapping = false;
+  std::size_t accelerated_at_end = 99;
+  bool open_at_end = true;
+  int echoes_accelerated = 0, rounds_accelerated = 0;  // echoes and confirmation echoes
+  int echoes_steady = 0, rounds_steady = 0;
+};
+
+FlapRun simulate_flap(Duration offset, bool accelerate, Duration down = 3s, Duration up = 3s) {
+  auto target = host("r1");
+  Timeline tl({target});
+  Scheduler sched(tl.clock(), 0, 1);
+  sched.set_targets({target});
+  if (accelerate) {
+    tl.effects().on_uncertain = [&](const std::string& t, const std::string& p, bool u) { sched.set_uncertain(t, p, u); };
+  }
+  const Duration from = 60s + offset, to = from + 60s;
+  auto is_down = [&](Duration t) { return t >= from && t < to && (t - from) % (down + up) < down; };
+  bool confirmed_down = false;  // the engine's TargetState::down
+  struct Pending {
+    Duration at;
+    bool ok, burst, answered_before;
+    bool operator>(const Pending& o) const { return at > o.at; }
+  };
+  std::priority_queue<Pending, std::vector<Pending>, std::greater<Pending>> pending;
+  FlapRun run;
+  auto since = [&] { return tl.clock().now() - tl.start(); };
+  // A lost echo at `e`: true when its confirmation is all lost (and counts its echoes).
+  auto confirm_all_lost = [&](Duration e, int& echoes) {
+    for (Duration b = e + 500ms; b <= e + 1380ms; b += 80ms) {
+      ++echoes;
+      if (!is_down(b)) return false;
+    }
+    return true;
+  };
+  auto dispatch = [&](const ScheduledProbe&, Duration, Duration span) {
+    const Duration t0 = since();
+    if (span > 0s) {
+      ++run.rounds_accelerated;
+      ++run.echoes_accelerated;
+      if (!is_down(t0)) {
+        confirmed_down = false;
+        pending.push({t0 + 1ms, true, false, false});
+      } else if (confirmed_down) {
+        pending.push({t0 + span * 9 / 10, false, false, false});
+      } else if (confirm_all_lost(t0, run.echoes_accelerated)) {
+        confirmed_down = true;
+        pending.push({t0 + 1500ms, false, true, false});
+      } else {
+        pending.push({t0 + 1500ms, true, false, false});  // alive on its confirmation
+      }
+      return;
+    }
+    ++run.rounds_steady;
+    bool answered = false;
+    for (int echo = 0; echo < 3; ++echo) {
+      const Duration e = t0 + echo * 3333ms;
+      ++run.echoes_steady;
+      if (!is_down(e)) {
+        answered = true;
+        confirmed_down = false;
+        continue;
+      }
+      if (!confirmed_down && confirm_all_lost(e, run.echoes_steady)) {
+        confirmed_down = true;
+        pending.push({e + 1500ms, false, true, answered});
+        return;
+      }
+    }
+    pending.push({t0 + 7s, answered, false, false});
+  };
+  // Bounded: every step moves time on to the next run or sample, within 400 s.
+  for (int step = 0; step < 100000 && since() < 400s; ++step) {
+    const SteadyTime next_run = sched.run_due(dispatch);
+    const Duration run_at = next_run - tl.start();
+    if (!pending.empty() && pending.top().at <= run_at) {
+      const Pending p = pending.top();
+      pending.pop();
+      if (p.burst) {
+        if (p.answered_before) tl.burst_lost_after_reply("r1", p.at);
+        else tl.burst_lost("r1", p.at);
+      } else if (p.ok) {
+        tl.ok("r1", p.at);
+      } else {
+        tl.miss("r1", p.at);
+      }
+    } else {
+      tl.at(std::min<Duration>(run_at, 400s));
+    }
+    for (const auto& inc : tl.open_incidents()) run.flapping = run.flapping || inc.flapping;
+  }
+  run.pages = static_cast<int>(tl.pages().size());
+  run.accelerated_at_end = sched.accelerated();
+  run.open_at_end = !tl.open_incidents().empty();
+  return run;
+}
+
+TEST(PipelineTimeline, AtTheDefaultIntervalALinkFlappingForAMinuteIsMarkedFlappingInEveryPhase) {
+  int accelerated_rounds = 0, accelerated_echoes = 0, steady_rounds = 0, steady_echoes = 0;
+  for (int offset_ms = 0; offset_ms < 10000; offset_ms += 500) {
+    SCOPED_TRACE("flapping from 60 s + " + std::to_string(offset_ms) + " ms");
+    const FlapRun run = simulate_flap(std::chrono::milliseconds(offset_ms), true);
+    EXPECT_TRUE(run.flapping);
+    EXPECT_EQ(run.pages, 1);
+    EXPECT_FALSE(run.open_at_end) << "resolved once it held up";
+    EXPECT_EQ(run.accelerated_at_end, 0u) << "back on its schedule after the resolve";
+    accelerated_rounds += run.rounds_accelerated;
+    accelerated_echoes += run.echoes_accelerated;
+    steady_rounds += run.rounds_steady;
+    steady_echoes += run.echoes_steady;
+  }
+  // Packets while accelerated: one echo per 2 s round plus the confirmations
+  // of its misses, against 3 per 10 s round on the schedule.
+  ASSERT_GT(accelerated_rounds, 0);
+  std::printf("accelerated: %.2f echoes per round every 2 s (%.2f/s); steady: %.2f per round every 10 s (%.2f/s)\n",
+              static_cast<double>(accelerated_echoes) / accelerated_rounds,
+              static_cast<double>(accelerated_echoes) / accelerated_rounds / 2,
+              static_cast<double>(steady_echoes) / steady_rounds,
+              static_cast<double>(steady_echoes) / steady_rounds / 10);
+}
+
+TEST(PipelineTimeline, WithoutAccelerationTheDefaultRoundsAliasAFlapInSomePhases) {
+  // What the acceleration is for: the same model on the schedule alone.
+  int marked = 0, runs = 0;
+  for (int offset_ms = 0; offset_ms < 10000; offset_ms += 500, ++runs) {
+    const FlapRun run = simulate_flap(std::chrono::milliseconds(offset_ms), false);
+    marked += run.flapping ? 1 : 0;
+    EXPECT_EQ(run.pages, 1);
+  }
+  std::printf("on the schedule alone: marked flapping in %d of %d phases\n", marked, runs);
+  EXPECT_LT(marked, runs);
 }
 
 }  // namespace

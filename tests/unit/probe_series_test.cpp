@@ -33,5 +33,19 @@ TEST(ProbeSeriesTest, AddressHashProtocolAndLookupAsBlackboxHasThem) {
   EXPECT_EQ(unresolved.series.size(), 1u) << "a failed lookup has a lookup time and no address";
 }
 
+
+// An accelerated run's share of a round's packets (ProbeRequest::span).
+TEST(RunPacketsTest, AnAcceleratedRunSendsItsShareOfTheIntervalsPacketsAtLeastOne) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(run_packets(3, 10s, Duration::zero()), 3) << "a scheduled run: all of them";
+  EXPECT_EQ(run_packets(3, 10s, 2s), 1);
+  EXPECT_EQ(run_packets(3, 10s, 2999ms), 1);
+  EXPECT_EQ(run_packets(3, 10s, 3400ms), 2);
+  EXPECT_EQ(run_packets(10, 10s, 2s), 2);
+  EXPECT_EQ(run_packets(1, 60s, 12s), 1);
+  EXPECT_EQ(run_packets(3, 10s, 20s), 3) << "never more than the round's own";
+  EXPECT_EQ(run_packets(0, 10s, 2s), 1);
+}
+
 }  // namespace
 }  // namespace nightshift

@@ -237,13 +237,23 @@ TEST(SchedulerTest, UncertainProbeRunsAcceleratedInPlaceOfItsSlotsAndReturnsToIt
   const SteadyTime marked = clock.now();
   auto during = drive(s, clock, marked + 30s + 1ns);  // drive() stops before its end
   const auto a = runs_of(during, "a");
-  // One run every 2 s from 2 s after it was marked: 15, each spanning 2 s,
-  // and none on its own slots meanwhile.
-  ASSERT_EQ(a.size(), 15u);
+  // One run every 2 s on average (gaps 1 s to 3 s), each spanning the time to
+  // the next, and none on its own slots meanwhile.
+  EXPECT_GE(a.size(), 12u);
+  EXPECT_LE(a.size(), 18u);
+  ASSERT_FALSE(a.empty());
+  EXPECT_GE(a.front().at - marked, 1s);
+  EXPECT_LT(a.front().at - marked, 3s);
   for (std::size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].span, 2s);
-    EXPECT_EQ(a[i].at - marked, 2s * static_cast<int>(i + 1));
+    EXPECT_GE(a[i].span, 1s);
+    EXPECT_LT(a[i].span, 3s);
+    if (i + 1 < a.size()) {
+      EXPECT_EQ(a[i + 1].at, a[i].at + a[i].span);
+    }
   }
+  std::map<Duration, int> gaps;
+  for (const auto& x : a) gaps[x.span]++;
+  EXPECT_GT(gaps.size(), a.size() / 2) << "jittered: no fixed period";
   // The other probe keeps its schedule.
   const auto b = runs_of(during, "b");
   ASSERT_GE(b.size(), 3u);
@@ -273,7 +283,8 @@ TEST(SchedulerTest, AcceleratedProbesAreCappedAndTheRestTakeFreedPlacesInOrder) 
   auto d = drive(s, clock, clock.now() + 20s + 1ns);
   std::size_t quick = 0;
   for (const auto& x : d) quick += x.span > 0s ? 1 : 0;
-  EXPECT_EQ(quick, 30u) << "3 probes x 10 accelerated runs";
+  EXPECT_GE(quick, 24u) << "3 probes x about 10 accelerated runs";
+  EXPECT_LE(quick, 36u);
   EXPECT_EQ(d.size() - quick, 14u) << "the 7 waiting keep their schedule: 2 runs each";
   for (const auto& x : d) {
     if (x.span > 0s) {
@@ -286,7 +297,8 @@ TEST(SchedulerTest, AcceleratedProbesAreCappedAndTheRestTakeFreedPlacesInOrder) 
   d = drive(s, clock, clock.now() + 10s + 1ns);
   std::map<std::string, int> accelerated_runs;
   for (const auto& x : d) accelerated_runs[x.target] += x.span > 0s ? 1 : 0;
-  EXPECT_EQ(accelerated_runs["t3"], 5);
+  EXPECT_GE(accelerated_runs["t3"], 3);
+  EXPECT_LE(accelerated_runs["t3"], 7);
   EXPECT_EQ(accelerated_runs["t1"], 0);
   EXPECT_EQ(accelerated_runs["t4"], 0);
   // Marking twice changes nothing; unknown pairs are ignored.
@@ -315,7 +327,8 @@ TEST(SchedulerTest, UncertaintySurvivesAReloadForSurvivors) {
   EXPECT_EQ(s.uncertain(), 1u);
   EXPECT_EQ(s.accelerated(), 1u);
   auto d = drive(s, clock, clock.now() + 10s + 1ns);
-  EXPECT_EQ(runs_of(d, "t0").size(), 5u);
+  EXPECT_GE(runs_of(d, "t0").size(), 3u);
+  for (const auto& x : runs_of(d, "t0")) EXPECT_GT(x.span, 0s);
 }
 
 TEST(SchedulerTest, AcceleratedRunsTakeTokensFromTheRateCap) {
@@ -324,9 +337,9 @@ TEST(SchedulerTest, AcceleratedRunsTakeTokensFromTheRateCap) {
   Scheduler s(clock, 2, 1);
   s.set_targets(many(20, 10s));
   for (int i = 0; i < 20; ++i) s.set_uncertain("t" + std::to_string(i), "p0", true);
-  // The first accelerated runs are due 2 s on: 10 s of tokens after that.
+  // The first accelerated runs are due 1 s to 3 s on: 10 s of tokens after 2 s.
   auto d = drive(s, clock, clock.now() + 12s);
-  EXPECT_LE(d.size(), 21u);
+  EXPECT_LE(d.size(), 25u);
   EXPECT_GE(d.size(), 19u);
   std::size_t quick = 0;
   for (const auto& x : d) quick += x.span > 0s ? 1 : 0;

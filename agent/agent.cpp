@@ -320,6 +320,8 @@ void Agent::alert_changed(const rules::AlertEvent& event) { metrics_.alert(event
 
 void Agent::uncertainty_changed(const std::string& target, const std::string& probe, bool uncertain) {
   scheduler_.set_uncertain(target, probe, uncertain);
+  log::debug(uncertain ? "probing more while uncertain" : "certain again: back on schedule",
+             {{"target", target}, {"probe", probe}, {"accelerated", scheduler_.accelerated()}});
   metrics_.set_accelerated(scheduler_.accelerated(), scheduler_.uncertain());
   schedule_timer_.arm(clock_.now());  // an accelerated run may now be due before the timer
 }

@@ -523,6 +523,7 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
   }
   ts.confirming = true;
   r.hold_finish = true;
+  if (r.result.suspected < 0) r.result.suspected = static_cast<int>(index);
 }
 
 void IcmpEngine::submit(ProbeRequest req) {
@@ -565,8 +566,10 @@ void IcmpEngine::submit(ProbeRequest req) {
     s.duration = first ? resolved->lookup + rtt : reactor_.clock().now() - started;
     TargetState& ts = target_state(key);
     if (r.ok()) ts.down = false;
-    for (const auto& p : r.packets) {
+    for (std::size_t i = 0; i < r.packets.size() && r.learn_rtt; ++i) {
+      const PacketResult& p = r.packets[i];
       if (p.outcome != PacketResult::Outcome::kReply) continue;
+      if (r.suspected >= 0 && static_cast<int>(i) >= r.suspected) break;
       // RFC 6298's smoothing (alpha 1/8, beta 1/4).
       if (!ts.srtt) {
         ts.srtt = p.rtt_seconds;
@@ -636,6 +639,7 @@ void IcmpEngine::submit(ProbeRequest req) {
         Round& r = *it->second;
         r.target_key = key;
         r.alive_on_confirmation = accelerated;
+        r.result.learn_rtt = !ts.down;
         // Before the echo's own deadline, so that a miss is noticed while it can still start the evidence.
         r.suspect_wait = suspect_wait(ts.srtt, ts.rttvar, std::chrono::milliseconds(200), std::min(cap, plan.wait * 3 / 4));
         r.confirm_wait = suspect_wait(ts.srtt, ts.rttvar, std::chrono::milliseconds(250), cap);

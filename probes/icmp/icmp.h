@@ -149,6 +149,15 @@ struct RoundResult {
   // the round ended early on that evidence.
   bool confirmed_down = false;
   int confirmation_sent = 0;
+  // RTT learning (Karn's rule, as TCP's for retransmitted segments): replies
+  // to echoes from the first one a confirmation was started for
+  // (`suspected`, -1: none), and every reply of a round started while the
+  // target was confirmed down, say little about the path's RTT: a link that
+  // lost carrier queues them behind ARP and they are answered seconds later,
+  // when it returns. Learned, they would stretch the waits to their caps, and
+  // a confirmation would outlast a short down spell.
+  int suspected = -1;
+  bool learn_rtt = true;
   // Set on an accelerated round (ProbeRequest::span) whose echoes were lost
   // but whose confirmation was answered: the target is alive, the loss was
   // loss. A one-echo round is judged by its evidence, as a three-echo round

@@ -737,6 +737,8 @@ fleet::FleetIncident Agent::fleet_draft(const FleetLink& link) const {
   draft.severity = incident.severity;
   draft.declared_by = config_.agent.name;
   draft.declared_ms = unix_ms(incident.declared_at);
+  draft.flapping = incident.flapping;
+  draft.flapping_ms = incident.flapping ? unix_ms(incident.flapping_since) : 0;
   for (const auto& t : incident.impacted) {
     if (!t.active) continue;
     std::vector<std::string> vantages = {config_.agent.name};
@@ -855,9 +857,17 @@ void Agent::send_as_owner(const std::string& local_id, std::vector<OutboxEntry> 
     std::vector<OutboxEntry> group = std::move(entry.second);
     const SystemTime at = clock_.wall_now();
     const std::string by = l.incident.acknowledged_by;
+    // The owner speaks for the fleet incident: its title (targets joined, a
+    // flapping mark) and the mark itself follow each event it announces.
+    const std::string title = l.incident.title;
+    const bool flapping = l.incident.flapping;
+    const std::int64_t flapping_ms = flapping ? unix_ms(l.incident.flapping_since) : 0;
     fleet_->record(
         l.key, event,
-        [event, at, by](fleet::FleetIncident& inc) {
+        [event, at, by, title, flapping, flapping_ms](fleet::FleetIncident& inc) {
+          if (!title.empty()) inc.title = title;
+          inc.flapping = flapping;
+          inc.flapping_ms = flapping_ms;
           if (event == "resolved") {
             inc.open = false;
             inc.resolved_ms = unix_ms(at);

@@ -152,6 +152,8 @@ Incident as_incident(const FleetIncident& inc) {
     out.acknowledged_by = inc.acknowledged_by;
   }
   if (!inc.open) out.resolved_at = from_ms(inc.resolved_ms);
+  out.flapping = inc.flapping;
+  if (inc.flapping) out.flapping_since = from_ms(inc.flapping_ms);
   for (const auto& t : inc.impacted) {
     ImpactedTarget it;
     it.target = t.target;

@@ -184,6 +184,8 @@ std::string encode(const FleetIncident& i) {
               {"declared_ms", i.declared_ms},
               {"resolved_ms", i.resolved_ms},
               {"impacted", impacted},
+              {"flapping", i.flapping},
+              {"flapping_ms", i.flapping_ms},
               {"seq", i.seq},
               {"last_event", i.last_event},
               {"notified", i.notified}}
@@ -308,6 +310,8 @@ Result<FleetIncident> decode_incident(std::string_view bytes) {
     impact.active = t.boolean("active", false, true);
     i.impacted.push_back(std::move(impact));
   });
+  i.flapping = f.boolean("flapping", false);
+  i.flapping_ms = f.i64("flapping_ms", false);
   i.seq = f.u64("seq");
   i.last_event = f.str("last_event", false);
   i.notified = f.u64("notified", false);

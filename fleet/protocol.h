@@ -111,6 +111,10 @@ struct FleetIncident {
   std::int64_t declared_ms = 0;
   std::int64_t resolved_ms = 0;
   std::vector<FleetImpact> impacted;
+  // The owner's incident flaps (rules/alert_state.h): every agent's status
+  // page and API show it as the owner's do. Absent in older records: false.
+  bool flapping = false;
+  std::int64_t flapping_ms = 0;
   // Events announced for this incident: the owner bumps `seq` in the same
   // write that records the event, and `notified` once the notifications are
   // in its durable outbox. A new owner re-announces events after `notified`

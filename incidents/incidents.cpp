@@ -452,6 +452,26 @@ std::set<std::string> IncidentManager::evidence_for(const std::string& target) {
   return out;
 }
 
+std::set<std::string> IncidentManager::mates_for(const std::string& target) {
+  std::set<std::string> out;
+  auto self = targets_.find(target);
+  if (self == targets_.end() || !self->second->depends_on.empty()) return out;
+  const SteadyTime now = clock_.now();
+  auto recent = [&](const std::map<std::string, SteadyTime>& m, const std::string& t) {
+    auto a = m.find(t);
+    return a != m.end() && now - a->second <= policy_.evidence_hold;
+  };
+  const auto scope = scope_of(target);
+  for (const auto& [name, t] : targets_) {
+    if (out.size() >= kScopeMatesAsked) break;
+    if (name == target || !t->depends_on.empty() || critical_targets_.count(name)) continue;
+    if (recent(answered_, name) || recent(no_evidence_, name)) continue;
+    if (scope_of(name) != scope || open_incident_with(name) != nullptr) continue;
+    out.insert(name);
+  }
+  return out;
+}
+
 void IncidentManager::request_evidence(const std::string& target) {
   const SteadyTime now = clock_.now();
   auto [it, fresh] = evidence_asked_.try_emplace(target, now);
@@ -467,7 +487,13 @@ std::vector<std::string> IncidentManager::take_evidence_requests() {
   const SteadyTime now = clock_.now();
   std::erase_if(evidence_asked_, [&](const auto& e) { return now - e.second > 10 * policy_.evidence_hold; });
   std::erase_if(answered_, [&](const auto& e) { return now - e.second > 10 * policy_.evidence_hold; });
+  std::erase_if(no_evidence_, [&](const auto& e) { return now - e.second > 10 * policy_.evidence_hold; });
   return out;
+}
+
+std::vector<IncidentEvent> IncidentManager::on_no_evidence(const std::string& target) {
+  no_evidence_[target] = clock_.now();
+  return release_held(false);
 }
 
 std::vector<IncidentEvent> IncidentManager::on_evidence(const std::string& target, bool up) {
@@ -479,10 +505,11 @@ std::vector<IncidentEvent> IncidentManager::on_evidence(const std::string& targe
 std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
   const SteadyTime now = clock_.now();
   std::vector<IncidentEvent> events;
-  auto answered = [&](const std::string& t) {
-    auto a = answered_.find(t);
-    return a != answered_.end() && now - a->second <= policy_.evidence_hold;
+  auto recent = [&](const std::map<std::string, SteadyTime>& m, const std::string& t) {
+    auto a = m.find(t);
+    return a != m.end() && now - a->second <= policy_.evidence_hold;
   };
+  auto answered = [&](const std::string& t) { return recent(answered_, t); };
   // Whether a target is down in an open incident, once per target per pass:
   // a thousand children wait for the same router.
   std::map<std::string, bool> in_incident;
@@ -501,7 +528,11 @@ std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
       bool ready = expired && h.until <= now;
       if (!h.vantage) {
         std::erase_if(h.awaiting, [&](const std::string& t) { return answered(t) || down_in_incident(t); });
-        ready = ready || h.awaiting.empty();
+        // A mate that fired is heard from: it is held beside this alert, or placed.
+        std::erase_if(h.mates, [&](const std::string& t) {
+          return answered(t) || recent(no_evidence_, t) || critical_targets_.count(t) || down_in_incident(t);
+        });
+        ready = ready || (h.awaiting.empty() && h.mates.empty());
       }
       if (ready && (!best || depth(h.alert.target) < depth(held_[*best].alert.target))) best = i;
     }
@@ -516,11 +547,57 @@ std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
       continue;
     }
     auto placed = place(h.alert, false);
-    events.insert(events.end(), placed.begin(), placed.end());
     if (h.alert.change.flapping) on_flapping(h.alert);
+    events.insert(events.end(), placed.begin(), placed.end());
     in_incident.clear();  // placing it may have opened one
   }
   return events;
+}
+
+// An alert that declared (or reopened) its scope's incident takes along
+// the held alerts of its scope-mates that wait for nothing but each other:
+// the first page is about the site and all that failed with it, announced in
+// that one declaration rather than in an update a batch later.
+void IncidentManager::declare_with_mates(const rules::AlertEvent& alert, std::vector<IncidentEvent>& placed) {
+  auto declared = std::find_if(placed.begin(), placed.end(), [](const IncidentEvent& e) {
+    return (e.kind == IncidentEvent::Kind::kDeclared || e.kind == IncidentEvent::Kind::kReopened) &&
+           !e.incident.vantage;
+  });
+  if (declared == placed.end()) return;
+  auto state = incidents_.find(declared->incident.id);
+  if (state == incidents_.end()) return;
+  const auto scope = scope_of(alert.target);
+  bool joined = false;
+  for (std::size_t guard = 0, limit = held_.size(); guard < limit; ++guard) {
+    auto mate = std::find_if(held_.begin(), held_.end(), [&](const Held& h) {
+      return !h.vantage && h.awaiting.empty() && scope_of(h.alert.target) == scope;
+    });
+    if (mate == held_.end()) break;
+    rules::AlertEvent a = mate->alert;
+    held_.erase(mate);
+    auto more = place(a, false);  // joins the incident just declared
+    if (a.change.flapping) on_flapping(a);
+    placed.insert(placed.end(), more.begin(), more.end());
+    joined = true;
+    declared = std::find_if(placed.begin(), placed.end(),
+                            [&](const IncidentEvent& e) { return e.incident.id == state->first; });
+  }
+  if (!joined || declared == placed.end()) return;
+  // In the order they failed: the title names the first to go first.
+  Incident& inc = state->second.incident;
+  std::stable_sort(inc.impacted.begin(), inc.impacted.end(),
+                   [](const ImpactedTarget& a, const ImpactedTarget& b) {
+                     return std::pair(!a.active, a.since) < std::pair(!b.active, b.since);
+                   });
+  retitle(inc);
+  if (inc.flapping) inc.title += " (flapping)";
+  if (declared->kind == IncidentEvent::Kind::kDeclared) {
+    for (auto& entry : inc.timeline) {
+      if (entry.kind == "declared") entry.text = "declared: " + inc.title;
+    }
+  }
+  declared->incident = inc;
+  state->second.update_pending = false;  // the declaration carries the joins
 }
 
 std::vector<IncidentEvent> IncidentManager::place(const rules::AlertEvent& alert, bool may_hold) {
@@ -567,23 +644,27 @@ std::vector<IncidentEvent> IncidentManager::place(const rules::AlertEvent& alert
   if (may_hold && alert.severity == Severity::kCritical) {
     // A failing canary makes isolation plausible: hold briefly to tell.
     if (vantage_plausible()) {
-      held_.push_back({alert, now + policy_.vantage_hold, {}, true});
+      held_.push_back({alert, now + policy_.vantage_hold, {}, {}, true});
       return {};
     }
     // Ask before paging: the parents and canaries are probed now, and the
     // alert waits for their answer (bounded by evidence_hold).
     if (policy_.evidence_hold > Duration::zero()) {
       std::set<std::string> awaiting = evidence_for(alert.target);
-      if (!awaiting.empty()) {
+      std::set<std::string> mates = mates_for(alert.target);
+      if (!awaiting.empty() || !mates.empty()) {
         for (const auto& t : awaiting) {
           if (!critical_targets_.count(t)) request_evidence(t);
         }
-        held_.push_back({alert, now + policy_.evidence_hold, std::move(awaiting), false});
+        for (const auto& t : mates) request_evidence(t);
+        held_.push_back({alert, now + policy_.evidence_hold, std::move(awaiting), std::move(mates), false});
         return {};
       }
     }
   }
-  return place_in_scope(alert);
+  auto events = place_in_scope(alert);
+  declare_with_mates(alert, events);
+  return events;
 }
 
 std::vector<IncidentEvent> IncidentManager::place_in_scope(const rules::AlertEvent& alert) {

@@ -24,8 +24,14 @@
 //   as soon as that evidence is in: under the parent's incident if the parent
 //   went down meanwhile (the child never pages first), in the isolation
 //   incident if every canary went down, else on its own; and at the latest
-//   after `evidence_hold`. A target with no parent and no canaries configured
-//   is never held.
+//   after `evidence_hold`. A target with no parent (depends_on) also waits for
+//   its scope-mates (the other targets of its site and group, up to
+//   kScopeMatesAsked), probed at once too: in a site going dark the first page
+//   then names the site and every target that failed with it, not the one
+//   host whose probe noticed first. A mate that answers, fires, or cannot
+//   confirm (on_no_evidence) is heard from; a lone failure pages as soon as its
+//   healthy mates have answered (a round trip). A target with no parent, no
+//   canaries and no scope-mates configured is never held.
 // - Lifecycle: declared → acknowledged → resolved (automatically when every
 //   impacted alert has resolved, which already includes its clear_for; or by
 //   hand); reopened rather than duplicated if its scope fires again within
@@ -101,6 +107,12 @@ class IncidentManager {
   // The result of such a probe: `up` when the target answered. A target that
   // did not answer needs no call: its own alert comes through on_alert().
   std::vector<IncidentEvent> on_evidence(const std::string& target, bool up);
+  // The caller could not probe `target` now (no probe of it has a quick
+  // confirmation, or a budget refused it): held alerts do not wait for it as
+  // a scope-mate (an ancestor or canary still answers with its next run).
+  std::vector<IncidentEvent> on_no_evidence(const std::string& target);
+  // At most this many scope-mates are probed for one held alert.
+  static constexpr std::size_t kScopeMatesAsked = 32;
 
   Result<IncidentEvent> acknowledge(const std::string& id, const std::string& who);
   Result<IncidentEvent> add_note(const std::string& id, const std::string& text, bool is_public,
@@ -140,7 +152,8 @@ class IncidentManager {
   struct Held {
     rules::AlertEvent alert;
     SteadyTime until;
-    std::set<std::string> awaiting;  // evidence holds: targets not heard from yet
+    std::set<std::string> awaiting;  // evidence holds: ancestors and canaries not heard from yet
+    std::set<std::string> mates;     // evidence holds: scope-mates not heard from yet
     bool vantage = false;            // held because isolation is plausible
   };
 
@@ -151,10 +164,15 @@ class IncidentManager {
   std::vector<IncidentEvent> place(const rules::AlertEvent& alert, bool may_hold = true);
   // The ancestors and canaries whose state would change where `target`'s alert goes.
   std::set<std::string> evidence_for(const std::string& target);
+  // The scope-mates of a target with no parent whose state is not known yet.
+  std::set<std::string> mates_for(const std::string& target);
   void request_evidence(const std::string& target);
   // Places held alerts whose evidence is in (ancestors first); `expired`: also
   // those whose hold ran out.
   std::vector<IncidentEvent> release_held(bool expired);
+  // After an alert was placed: when that declared its scope's incident, the
+  // held alerts of its scope-mates join it before the declaration goes out.
+  void declare_with_mates(const rules::AlertEvent& alert, std::vector<IncidentEvent>& placed);
   std::size_t depth(const std::string& target) const;
   // Whether an ancestor of `target` (depends_on, transitively) has a critical
   // alert: its own state is explained by that ancestor.
@@ -187,6 +205,7 @@ class IncidentManager {
   std::vector<std::string> evidence_requests_;
   std::map<std::string, SteadyTime> evidence_asked_;  // target -> when asked
   std::map<std::string, SteadyTime> answered_;        // target -> when it last answered an evidence probe
+  std::map<std::string, SteadyTime> no_evidence_;     // target -> when it could not be probed at once
   std::uint64_t next_sequence_ = 1;
   mutable std::string id_tag_;
 };

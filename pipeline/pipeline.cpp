@@ -157,13 +157,18 @@ void Pipeline::apply_alerts(const std::vector<rules::AlertEvent>& events) {
 }
 
 void Pipeline::gather_evidence() {
+  std::vector<std::string> unasked;
   for (const auto& name : incidents_->take_evidence_requests()) {
     auto t = std::find_if(settings_.targets.begin(), settings_.targets.end(),
                           [&](const auto& target) { return target->name == name; });
     if (t == settings_.targets.end()) continue;
     evidence_pending_.insert(name);
-    for (const auto& spec : (*t)->probes) effects_.confirm(*t, spec);
+    bool asked = false;
+    for (const auto& spec : (*t)->probes) asked = effects_.confirm(*t, spec) || asked;
+    if (!asked) unasked.push_back(name);
   }
+  // Held alerts do not wait for scope-mates that cannot answer now.
+  for (const auto& name : unasked) apply_incidents(incidents_->on_no_evidence(name));
 }
 
 void Pipeline::apply_incidents(const std::vector<IncidentEvent>& events) {

@@ -273,8 +273,9 @@ url = ")" + receiver_.url("/pager") + R"("
   RunningAgent agent_;
 };
 
-// A router with `children` hosts behind it (depends_on), all pinged.
-std::string router_and_children(int children, bool v6) {
+// A router with `children` hosts behind it (depends_on, unless
+// `with_depends_on` is false), all pinged.
+std::string router_and_children(int children, bool v6, bool with_depends_on = true) {
   std::string out = std::string("[[target]]\nname = \"core-router\"\naddress = \"") +
                     (v6 ? RoutedSite::kRouter6 : RoutedSite::kRouter) +
                     "\"\ngroup = \"core\"\n  [[target.probe]]\n  kind = \"icmp\"\n\n";
@@ -286,7 +287,8 @@ std::string router_and_children(int children, bool v6) {
       std::snprintf(address, sizeof address, "203.0.113.%d", 10 + i);
     }
     out += "[[target]]\nname = \"access-" + std::to_string(i) + "\"\naddress = \"" + address +
-           "\"\ngroup = \"access\"\ndepends_on = \"core-router\"\n  [[target.probe]]\n  kind = \"icmp\"\n\n";
+           "\"\ngroup = \"access\"\n" + (with_depends_on ? "depends_on = \"core-router\"\n" : "") +
+           "  [[target.probe]]\n  kind = \"icmp\"\n\n";
   }
   return out;
 }
@@ -322,6 +324,42 @@ TEST_F(OutageTest, RouterLosingItsLinkPagesOnceForTheRouter) {
                          << describe();
   EXPECT_EQ(listed, 11u) << describe();
   std::printf("router cut: first page after %.2f s\n", std::chrono::duration<double>(to_page).count());
+}
+
+// The same site with no depends_on: the hosts are one scope (group access).
+// The first host to notice waits while its scope-mates are probed, and the
+// first page for them names the group and all twenty, not that one host.
+TEST_F(OutageTest, ASiteGoingDarkWithoutDependsOnPagesOnceForAllOfIt) {
+  constexpr int kHosts = 20;
+  // And a host on this side that stays up: with everything watched down in
+  // every scope (and no canary) the agent would rightly suspect itself.
+  start(router_and_children(kHosts, false, false) +
+        "[[target]]\nname = \"agent-host\"\naddress = \"127.0.0.1\"\ngroup = \"local\"\n"
+        "  [[target.probe]]\n  kind = \"icmp\"\n\n");
+  ASSERT_TRUE(wait_all_up(kHosts + 2, 20s)) << describe();
+
+  const auto cut = std::chrono::steady_clock::now();
+  ASSERT_TRUE(site_->set_router_uplink(false)) << site_->error();
+  auto access_page = [&]() -> std::optional<Notification> {
+    for (const auto& n : pages()) {
+      if (n.title.find("core-router") == std::string::npos) return n;
+    }
+    return std::nullopt;
+  };
+  ASSERT_TRUE(wait_until([&] { return access_page().has_value(); }, 8s, 50ms)) << describe();
+  const Notification first = *access_page();
+  const auto to_page = first.at - cut;
+  std::this_thread::sleep_for(6s);  // past a batch: a second page would have come
+
+  std::size_t access_pages = 0;
+  for (const auto& n : pages()) access_pages += n.title.find("core-router") == std::string::npos ? 1 : 0;
+  EXPECT_EQ(access_pages, 1u) << describe();
+  EXPECT_THAT(first.title, HasSubstr("group access: 20 targets unreachable")) << describe();
+  EXPECT_EQ(first.impacted, static_cast<std::size_t>(kHosts)) << describe();
+  EXPECT_LT(to_page, 5s) << "first page " << std::chrono::duration<double>(to_page).count() << " s after the cut\n"
+                         << describe();
+  std::printf("site dark without depends_on: first page after %.2f s, %zu listed in it\n",
+              std::chrono::duration<double>(to_page).count(), first.impacted);
 }
 
 TEST_F(OutageTest, AgentUplinkCutPagesOnceThatTheAgentIsIsolated) {

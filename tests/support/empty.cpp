@@ -1,1 +1,2 @@
-// Keeps the support library non-empty before any helper exists.
+// Keeps the support library non-empty before any helper exists, and is the
+// one source of the target that builds the tests' shared precompiled header.

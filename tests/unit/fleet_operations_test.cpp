@@ -162,6 +162,14 @@ TEST(FleetOperations, AsAnIncidentUnderTheFleetId) {
   EXPECT_EQ(public_entries, 1u) << "only the public update is public";
   EXPECT_EQ(shown.timeline.front().kind, "declared");
 
+  EXPECT_FALSE(shown.flapping);
+  inc.flapping = true;
+  inc.flapping_ms = inc.declared_ms + 60000;
+  shown = as_incident(inc);
+  EXPECT_TRUE(shown.flapping) << "every agent's page shows the owner's flapping mark";
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(shown.flapping_since.time_since_epoch()).count(),
+            inc.flapping_ms);
+
   inc.open = false;
   inc.resolved_ms = inc.declared_ms + 600000;
   shown = as_incident(inc);
@@ -181,11 +189,18 @@ TEST(FleetOperations, OperatorFieldsRoundTripAndOldRecordsStillRead) {
   EXPECT_EQ(back->acknowledged_ms, inc.acknowledged_ms);
   EXPECT_EQ(back->resolved_by, "bob");
   EXPECT_EQ(back->notes, inc.notes);
+  inc.flapping = true;
+  inc.flapping_ms = 1796169600000;
+  auto flapping = decode_incident(encode(inc));
+  ASSERT_TRUE(flapping.ok()) << flapping.error().message;
+  EXPECT_TRUE(flapping->flapping);
+  EXPECT_EQ(flapping->flapping_ms, inc.flapping_ms);
 
   auto old = decode_incident(R"({"key":"s-1","id":"NS-20261201-0001","open":true,"seq":1})");
   ASSERT_TRUE(old.ok()) << old.error().message;
   EXPECT_TRUE(old->notes.empty());
   EXPECT_TRUE(old->resolved_by.empty());
+  EXPECT_FALSE(old->flapping);
 
   auto bad = decode_incident(R"({"key":"s-1","id":"x","open":true,"seq":1,"notes":[{"text":3}]})");
   ASSERT_FALSE(bad.ok());

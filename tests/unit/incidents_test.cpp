@@ -261,16 +261,86 @@ TEST(IncidentsTest, CanariesAnsweringReleaseTheTargetsPage) {
   EXPECT_TRUE(f.fire("a").empty());
   auto asked = f.m->take_evidence_requests();
   std::sort(asked.begin(), asked.end());
-  EXPECT_EQ(asked, (std::vector<std::string>{"canary1", "canary2"}));
+  EXPECT_EQ(asked, (std::vector<std::string>{"c", "canary1", "canary2"})) << "the canaries and a's scope-mate";
   f.clock.advance(5ms);
   EXPECT_TRUE(f.m->on_evidence("canary1", true).empty()) << "one canary is not all";
-  auto out = f.m->on_evidence("canary2", true);
+  EXPECT_TRUE(f.m->on_evidence("canary2", true).empty()) << "its scope-mate has not answered";
+  auto out = f.m->on_evidence("c", true);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].incident.title, "a unreachable");
   // A second target within the hold: the canaries' answers still count.
   f.clock.advance(100ms);
   auto b = f.fire("b");
   EXPECT_EQ(b.size(), 1u) << "no need to ask again";
+}
+
+// A site goes dark with no depends_on configured: the first target to fail
+// waits while its scope-mates are probed at once; they fail within their
+// confirmation and the first page is about the site and all of them, not the
+// host that noticed first.
+TEST(IncidentsTest, ASiteGoingDarkPagesOnceForTheSiteWithEveryTargetThatFailed) {
+  std::vector<std::shared_ptr<const Target>> ts;
+  for (int i = 0; i < 12; ++i) ts.push_back(target("t" + std::to_string(i), "access"));
+  ts.push_back(target("router", "core"));  // another scope: not asked, not held for
+  Fixture f(ts);
+  EXPECT_TRUE(f.fire("t3").empty()) << "held while its scope-mates are asked";
+  auto asked = f.m->take_evidence_requests();
+  EXPECT_EQ(asked.size(), 11u);
+  EXPECT_EQ(std::count(asked.begin(), asked.end(), "router"), 0);
+  // Their confirmations come back down over the next 1.2 s (spread rounds).
+  for (int i = 0; i < 12; ++i) {
+    if (i == 3) continue;
+    f.clock.advance(100ms);
+    auto out = f.fire("t" + std::to_string(i));
+    if (i != 11) {
+      EXPECT_TRUE(out.empty()) << "t" << i << ": nothing pages before every mate is heard from";
+    } else {
+      ASSERT_EQ(out.size(), 1u);
+      EXPECT_EQ(out[0].kind, Kind::kDeclared);
+      EXPECT_TRUE(out[0].page);
+      EXPECT_EQ(out[0].incident.title, "site fra, group access: 12 targets unreachable (t3, t0, t1 and 9 more)");
+      EXPECT_EQ(out[0].incident.active_impact(), 12u);
+    }
+  }
+  f.run_for(30s);
+  EXPECT_EQ(f.pages(), 1);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1);
+  EXPECT_EQ(f.count(Kind::kUpdated), 0) << "the declaration carried every target; no update a batch later";
+}
+
+// One host fails and its scope-mates answer: it pages as soon as they have
+// (a round trip), under its own name.
+TEST(IncidentsTest, ALoneFailurePagesAsSoonAsItsScopeMatesAnswer) {
+  Fixture f({target("a"), target("b"), target("c"), target("x", "edge")});
+  EXPECT_TRUE(f.fire("a").empty());
+  auto asked = f.m->take_evidence_requests();
+  std::sort(asked.begin(), asked.end());
+  EXPECT_EQ(asked, (std::vector<std::string>{"b", "c"}));
+  f.clock.advance(2ms);
+  EXPECT_TRUE(f.m->on_evidence("b", true).empty());
+  auto out = f.m->on_evidence("c", true);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].incident.title, "a unreachable");
+  EXPECT_TRUE(out[0].page);
+}
+
+// A scope-mate that cannot be probed now (no quick confirmation of its kind)
+// is not waited for; one that never answers holds the page at most the hold.
+TEST(IncidentsTest, ScopeMatesThatCannotAnswerDoNotHoldThePage) {
+  Fixture f({target("a"), target("snmp-only"), target("silent")});
+  EXPECT_TRUE(f.fire("a").empty());
+  f.m->take_evidence_requests();
+  EXPECT_TRUE(f.m->on_no_evidence("snmp-only").empty()) << "silent has not answered yet";
+  f.run_for(2400ms);
+  EXPECT_EQ(f.count(Kind::kDeclared), 0);
+  f.run_for(200ms);
+  EXPECT_EQ(f.count(Kind::kDeclared), 1) << "declared at the hold's end";
+  Fixture g({target("a"), target("snmp-only")});
+  g.fire("a");
+  g.m->take_evidence_requests();
+  auto out = g.m->on_no_evidence("snmp-only");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, Kind::kDeclared);
 }
 
 // The agent's own uplink is cut: targets fail first, the canaries are asked,

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <queue>
+#include <set>
 
 #include "config/config.h"
 #include "core/scheduler.h"
@@ -284,9 +285,56 @@ TEST(PipelineTimeline, OneScopeFailingTogetherIsOneIncidentAndOnePage) {
   EXPECT_EQ(tl.pages().size(), 1u);
   ASSERT_EQ(tl.open_incidents().size(), 1u);
   EXPECT_EQ(tl.open_incidents()[0].active_impact(), 3u);
-  // The joins are one batched update, not a page each.
-  EXPECT_GE(tl.rows("pager", "updated").size(), 1u);
-  EXPECT_LE(tl.rows("pager", "updated").size(), 2u);
+  // Failing together (within the evidence hold), all three are in the one
+  // declaration: no page each, and no update a batch later.
+  EXPECT_NE(tl.pages().front().entry.body.find("3 targets unreachable"), std::string::npos)
+      << tl.pages().front().entry.body;
+  EXPECT_EQ(tl.rows("pager", "updated").size(), 0u);
+}
+
+// A site goes dark with no depends_on: the first host whose round noticed
+// waits while its scope-mates are probed now; their bursts come back lost and
+// the one page names the site and all ten, not the host that noticed first.
+TEST(PipelineTimeline, ASiteGoingDarkWithoutDependsOnPagesOnceNamingTheSite) {
+  std::vector<std::shared_ptr<const Target>> ts;
+  for (int i = 0; i < 10; ++i) ts.push_back(host("access-" + std::to_string(i), "icmp", "access"));
+  ts.push_back(host("elsewhere", "icmp", "access", "ams"));
+  Timeline tl(ts);
+  for (const auto& t : ts) tl.ok(t->name, 0s);
+  // access-0's round misses first; its burst is lost 1.2 s later.
+  tl.miss("access-0", 10s);
+  tl.burst_lost("access-0", 11200ms);
+  std::set<std::string> asked;
+  for (const auto& c : tl.effects().confirmations) {
+    if (c.at >= tl.start() + 11200ms) asked.insert(c.target);
+  }
+  EXPECT_EQ(asked.size(), 9u) << "its nine scope-mates are probed at once";
+  EXPECT_EQ(asked.count("elsewhere"), 0u);
+  EXPECT_TRUE(tl.pages().empty()) << "no page before the mates are heard from";
+  // Their bursts: all lost, over the next 1.3 s.
+  for (int i = 1; i < 10; ++i) tl.burst_lost("access-" + std::to_string(i), 11200ms + 1200ms + i * 10ms);
+  tl.at(60s);
+  const auto p = tl.pages();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_LE(p.front().at, tl.start() + 12400ms + 90ms);
+  EXPECT_NE(p.front().entry.body.find("site fra, group access: 10 targets unreachable (access-0, access-1, access-2 and 7 more)"),
+            std::string::npos)
+      << p.front().entry.body;
+  EXPECT_EQ(tl.open_incidents().size(), 1u);
+}
+
+// One host fails while its scope-mates are fine: they answer the evidence
+// probe within a round trip and the page goes at once, under its name.
+TEST(PipelineTimeline, ALoneFailurePagesWithinARoundTripOfItsMatesAnswers) {
+  Timeline tl({host("a"), host("b"), host("c")});
+  for (const char* t : {"a", "b", "c"}) tl.ok(t, 0s);
+  tl.miss("a", 10s);
+  tl.burst_lost("a", 11200ms);
+  EXPECT_TRUE(tl.pages().empty());
+  tl.burst_answered("b", 11201ms);
+  tl.burst_answered("c", 11202ms);
+  tl.at(11202ms);
+  tl.expect_page_between(11200ms, 11202ms, "a unreachable");
 }
 
 TEST(PipelineTimeline, AChildOfADownParentIsImpactNotASecondPage) {

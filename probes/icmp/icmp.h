@@ -219,6 +219,7 @@ class IcmpEngine final : public ProbeEngine {
   void submit(ProbeRequest req) override;
   std::size_t in_flight() const override { return probes_in_flight_; }
   bool confirm(ProbeRequest req) override;
+  bool has_confirmation() const override { return true; }
   bool diagnose(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
                 std::function<void(std::string finding)> done) override;
 

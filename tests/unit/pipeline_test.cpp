@@ -38,6 +38,7 @@ class MemoryEffects final : public PipelineEffects {
     confirmations.push_back({clock_.now(), target->name, spec.name});
     return spec.kind == "icmp";  // only ICMP has a burst, as the real engines
   }
+  bool has_confirmation(const ProbeSpec& spec) const override { return spec.kind == "icmp"; }
   void diagnose(const Incident& incident) override { diagnosed.push_back(incident.id); }
   std::vector<Commit> commits;
   std::vector<Confirmation> confirmations;

@@ -377,6 +377,11 @@ bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec
   return confirm(target, spec, nullptr);
 }
 
+bool Agent::has_confirmation(const ProbeSpec& spec) const {
+  auto it = engines_.find(spec.kind);
+  return it != engines_.end() && it->second->has_confirmation();
+}
+
 bool Agent::confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
                     std::function<void(const Sample&)> then) {
   auto it = engines_.find(spec.kind);

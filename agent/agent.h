@@ -67,6 +67,7 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   // transaction and wakes the notifier; delivers from memory if the disk fails.
   void commit(const Incident* incident, std::vector<OutboxEntry> rows) override;
   bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) override;
+  bool has_confirmation(const ProbeSpec& spec) const override;
   // As above; `then` also sees the confirmation's sample.
   bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec,
                std::function<void(const Sample&)> then);

@@ -47,8 +47,11 @@ void IncidentManager::set_targets(const std::vector<std::shared_ptr<const Target
   targets_.clear();
   behind_.clear();
   roots_ = 0;
+  scope_members_.clear();
   for (const auto& t : targets) targets_[t->name] = t;
   for (const auto& [name, t] : targets_) {
+    // Targets with no parent, by scope: the scope-mates an evidence hold asks.
+    if (t->depends_on.empty()) scope_members_[scope_of(name)].push_back(name);
     if (t->depends_on.empty()) ++roots_;
     // Bounded walk up the chain (config rejects loops; the bound is for safety).
     std::string at = t->depends_on;
@@ -58,6 +61,11 @@ void IncidentManager::set_targets(const std::vector<std::shared_ptr<const Target
       if (parent == targets_.end()) break;
       at = parent->second->depends_on;
     }
+  }
+  // A reload: held alerts do not wait for targets that are gone.
+  for (auto& h : held_) {
+    std::erase_if(h.awaiting, [&](const std::string& t) { return !targets_.count(t); });
+    std::erase_if(h.mates, [&](const std::string& t) { return !targets_.count(t); });
   }
 }
 
@@ -456,17 +464,20 @@ std::set<std::string> IncidentManager::mates_for(const std::string& target) {
   std::set<std::string> out;
   auto self = targets_.find(target);
   if (self == targets_.end() || !self->second->depends_on.empty()) return out;
+  const auto scope = scope_of(target);
+  // The scope's incident is open: the alert joins it, nothing to ask.
+  if (open_incident_for_scope(scope) != nullptr) return out;
+  auto members = scope_members_.find(scope);
+  if (members == scope_members_.end()) return out;
   const SteadyTime now = clock_.now();
   auto recent = [&](const std::map<std::string, SteadyTime>& m, const std::string& t) {
     auto a = m.find(t);
     return a != m.end() && now - a->second <= policy_.evidence_hold;
   };
-  const auto scope = scope_of(target);
-  for (const auto& [name, t] : targets_) {
+  for (const auto& name : members->second) {
     if (out.size() >= kScopeMatesAsked) break;
-    if (name == target || !t->depends_on.empty() || critical_targets_.count(name)) continue;
+    if (name == target || critical_targets_.count(name)) continue;
     if (recent(answered_, name) || recent(no_evidence_, name)) continue;
-    if (scope_of(name) != scope || open_incident_with(name) != nullptr) continue;
     out.insert(name);
   }
   return out;
@@ -491,8 +502,8 @@ std::vector<std::string> IncidentManager::take_evidence_requests() {
   return out;
 }
 
-std::vector<IncidentEvent> IncidentManager::on_no_evidence(const std::string& target) {
-  no_evidence_[target] = clock_.now();
+std::vector<IncidentEvent> IncidentManager::on_no_evidence(const std::vector<std::string>& targets) {
+  for (const auto& t : targets) no_evidence_[t] = clock_.now();
   return release_held(false);
 }
 
@@ -592,6 +603,8 @@ void IncidentManager::declare_with_mates(const rules::AlertEvent& alert, std::ve
   retitle(inc);
   if (inc.flapping) inc.title += " (flapping)";
   if (declared->kind == IncidentEvent::Kind::kDeclared) {
+    // It started when the first of them failed, not when the last declared.
+    for (const auto& t : inc.impacted) inc.started_at = std::min(inc.started_at, t.since);
     for (auto& entry : inc.timeline) {
       if (entry.kind == "declared") entry.text = "declared: " + inc.title;
     }
@@ -780,6 +793,10 @@ std::vector<IncidentEvent> IncidentManager::on_resolved(const rules::AlertEvent&
         s.update_due = now + policy_.batch;
       }
     }
+  }
+  // Another critical alert of the target may still wait in a hold.
+  for (const auto& h : held_) {
+    still_critical = still_critical || (h.alert.target == alert.target && h.alert.severity == Severity::kCritical);
   }
   if (!still_critical) critical_targets_.erase(alert.target);
   return events;

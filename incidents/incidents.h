@@ -30,7 +30,8 @@
 //   then names the site and every target that failed with it, not the one
 //   host whose probe noticed first. A mate that answers, fires, or cannot
 //   confirm (on_no_evidence) is heard from; a lone failure pages as soon as its
-//   healthy mates have answered (a round trip). A target with no parent, no
+//   healthy mates have answered (a round trip). Once the scope's incident is
+//   open, its later failures join at once. A target with no parent, no
 //   canaries and no scope-mates configured is never held.
 // - Lifecycle: declared → acknowledged → resolved (automatically when every
 //   impacted alert has resolved, which already includes its clear_for; or by
@@ -107,10 +108,10 @@ class IncidentManager {
   // The result of such a probe: `up` when the target answered. A target that
   // did not answer needs no call: its own alert comes through on_alert().
   std::vector<IncidentEvent> on_evidence(const std::string& target, bool up);
-  // The caller could not probe `target` now (no probe of it has a quick
-  // confirmation, or a budget refused it): held alerts do not wait for it as
-  // a scope-mate (an ancestor or canary still answers with its next run).
-  std::vector<IncidentEvent> on_no_evidence(const std::string& target);
+  // The caller could not probe these targets now (no probe of theirs has a
+  // quick confirmation, or a budget refused it): held alerts do not wait for
+  // them as scope-mates (an ancestor or canary still answers with its next run).
+  std::vector<IncidentEvent> on_no_evidence(const std::vector<std::string>& targets);
   // At most this many scope-mates are probed for one held alert.
   static constexpr std::size_t kScopeMatesAsked = 32;
 
@@ -206,6 +207,8 @@ class IncidentManager {
   std::map<std::string, SteadyTime> evidence_asked_;  // target -> when asked
   std::map<std::string, SteadyTime> answered_;        // target -> when it last answered an evidence probe
   std::map<std::string, SteadyTime> no_evidence_;     // target -> when it could not be probed at once
+  // Targets with no parent, by scope (scope_of), in name order.
+  std::map<std::map<std::string, std::string>, std::vector<std::string>> scope_members_;
   std::uint64_t next_sequence_ = 1;
   mutable std::string id_tag_;
 };

@@ -161,14 +161,19 @@ void Pipeline::gather_evidence() {
   for (const auto& name : incidents_->take_evidence_requests()) {
     auto t = std::find_if(settings_.targets.begin(), settings_.targets.end(),
                           [&](const auto& target) { return target->name == name; });
-    if (t == settings_.targets.end()) continue;
+    if (t == settings_.targets.end()) {
+      unasked.push_back(name);  // gone with a reload
+      continue;
+    }
     evidence_pending_.insert(name);
-    bool asked = false;
-    for (const auto& spec : (*t)->probes) asked = effects_.confirm(*t, spec) || asked;
-    if (!asked) unasked.push_back(name);
+    // Declined by a kind that has a confirmation: one is running, or the
+    // target confirmed down already; its sample or alert is coming.
+    bool coming = false;
+    for (const auto& spec : (*t)->probes) coming = effects_.confirm(*t, spec) || effects_.has_confirmation(spec) || coming;
+    if (!coming) unasked.push_back(name);
   }
   // Held alerts do not wait for scope-mates that cannot answer now.
-  for (const auto& name : unasked) apply_incidents(incidents_->on_no_evidence(name));
+  if (!unasked.empty()) apply_incidents(incidents_->on_no_evidence(unasked));
 }
 
 void Pipeline::apply_incidents(const std::vector<IncidentEvent>& events) {

@@ -62,6 +62,12 @@ class PipelineEffects {
   // confirmation whose Sample comes back through Pipeline::on_sample. False
   // when the kind has none or a budget refused it.
   virtual bool confirm(const std::shared_ptr<const Target>& target, const ProbeSpec& spec) = 0;
+  // Whether `spec`'s kind has such a confirmation at all (when confirm()
+  // declines one of a kind that has, the target's state is in or coming).
+  virtual bool has_confirmation(const ProbeSpec& spec) const {
+    (void)spec;
+    return false;
+  }
   // Where does the path break? For a new incident's timeline; the finding
   // comes back through Pipeline::add_finding().
   virtual void diagnose(const Incident& incident) { (void)incident; }

@@ -65,6 +65,11 @@ class ProbeEngine {
     (void)req;
     return false;
   }
+  // Whether the kind has a confirmation at all. confirm() may still decline
+  // one when the evidence is in or coming already (a confirmation of the
+  // target running, or it confirmed down): someone waiting for the target's
+  // state then hears from it soon all the same.
+  virtual bool has_confirmation() const { return false; }
   // Where does the path break? A one-line, human-readable finding for an
   // incident's timeline (ICMP: a TTL-limited path trace and the last hop that
   // answers). False when the kind has none; when true, `done` runs at most once,

@@ -239,6 +239,7 @@ class IcmpEngine final : public ProbeEngine {
   void submit(ProbeRequest req) override;
   std::size_t in_flight() const override { return probes_in_flight_; }
   bool confirm(ProbeRequest req) override;
+  bool has_confirmation() const override { return true; }
   // Spread rounds only: they confirm a miss, which one echo per round needs
   // to keep 30 % loss from failing rounds; rounds with an explicit spacing do not.
   bool accelerates(const ProbeSpec& spec) const override;

@@ -73,6 +73,7 @@ class TcpEngine final : public ProbeEngine {
   void submit(ProbeRequest req) override;
   std::size_t in_flight() const override { return runs_.size(); }
   bool confirm(ProbeRequest req) override;
+  bool has_confirmation() const override { return true; }
 
   static constexpr int kConfirmAttempts = 20;
   static constexpr int kConfirmRefusals = 3;

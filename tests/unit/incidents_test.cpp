@@ -308,6 +308,52 @@ TEST(IncidentsTest, ASiteGoingDarkPagesOnceForTheSiteWithEveryTargetThatFailed) 
   EXPECT_EQ(f.count(Kind::kUpdated), 0) << "the declaration carried every target; no update a batch later";
 }
 
+// Part of a scope fails: the held alerts go together once the last mate
+// answers, in one declaration that started with the first failure; a mate
+// failing after that joins the open incident at once, asking no one.
+TEST(IncidentsTest, PartOfAScopeFailingIsOneDeclarationAndLaterFailuresJoinAtOnce) {
+  Fixture f({target("a"), target("b"), target("c"), target("d"), target("e")});
+  const SystemTime t0 = f.clock.wall_now();
+  EXPECT_TRUE(f.fire("a").empty());
+  EXPECT_EQ(f.m->take_evidence_requests().size(), 4u);
+  f.clock.advance(1s);
+  EXPECT_TRUE(f.fire("b").empty());
+  EXPECT_TRUE(f.fire("c").empty());
+  EXPECT_TRUE(f.m->take_evidence_requests().empty()) << "each mate is asked once per hold";
+  EXPECT_TRUE(f.m->on_evidence("d", true).empty()) << "e has not answered";
+  auto out = f.m->on_evidence("e", true);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, Kind::kDeclared);
+  EXPECT_EQ(out[0].incident.title, "site fra, group core: 3 targets unreachable (a, b and c)");
+  EXPECT_EQ(out[0].incident.started_at, t0) << "when a failed, not when the declaration went";
+  EXPECT_EQ(out[0].incident.timeline.front().text, "declared: site fra, group core: 3 targets unreachable (a, b and c)");
+  // d fails a minute later: its scope's incident is open, it joins without a hold.
+  f.clock.advance(1min);
+  EXPECT_TRUE(f.fire("d").empty());
+  EXPECT_TRUE(f.m->take_evidence_requests().empty()) << "nothing to ask: it joins";
+  EXPECT_EQ(f.m->find(out[0].incident.id)->active_impact(), 4u);
+  f.run_for(10s);
+  EXPECT_EQ(f.pages(), 0) << "the one page was the declaration";
+  EXPECT_EQ(f.count(Kind::kUpdated), 1) << "d's join is announced in an update";
+}
+
+// A target with two critical alerts, one held, the other resolving meanwhile:
+// it is still down, not probed as a healthy mate.
+TEST(IncidentsTest, ATargetWithAHeldCriticalAlertStaysCriticalWhenItsOtherResolves) {
+  Fixture f({target("a"), target("b"), target("c")});
+  auto tcp = f.alert("b", true);
+  tcp.probe = "tcp";
+  f.m->on_alert(tcp);  // fires: b is critical, held for a and c
+  f.fire("b");         // its ICMP alert too, held
+  tcp.change.from = rules::AlertPhase::kFiring;
+  tcp.change.to = rules::AlertPhase::kInactive;
+  f.m->on_alert(tcp);  // the TCP alert clears while the ICMP one waits
+  f.m->take_evidence_requests();
+  EXPECT_TRUE(f.fire("a").empty());
+  auto asked = f.m->take_evidence_requests();
+  EXPECT_EQ(std::count(asked.begin(), asked.end(), "b"), 0) << "b is down: not asked as a mate";
+}
+
 // One host fails and its scope-mates answer: it pages as soon as they have
 // (a round trip), under its own name.
 TEST(IncidentsTest, ALoneFailurePagesAsSoonAsItsScopeMatesAnswer) {
@@ -330,7 +376,7 @@ TEST(IncidentsTest, ScopeMatesThatCannotAnswerDoNotHoldThePage) {
   Fixture f({target("a"), target("snmp-only"), target("silent")});
   EXPECT_TRUE(f.fire("a").empty());
   f.m->take_evidence_requests();
-  EXPECT_TRUE(f.m->on_no_evidence("snmp-only").empty()) << "silent has not answered yet";
+  EXPECT_TRUE(f.m->on_no_evidence({"snmp-only"}).empty()) << "silent has not answered yet";
   f.run_for(2400ms);
   EXPECT_EQ(f.count(Kind::kDeclared), 0);
   f.run_for(200ms);
@@ -338,7 +384,7 @@ TEST(IncidentsTest, ScopeMatesThatCannotAnswerDoNotHoldThePage) {
   Fixture g({target("a"), target("snmp-only")});
   g.fire("a");
   g.m->take_evidence_requests();
-  auto out = g.m->on_no_evidence("snmp-only");
+  auto out = g.m->on_no_evidence({"snmp-only"});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].kind, Kind::kDeclared);
 }

@@ -42,6 +42,7 @@ class MemoryEffects final : public PipelineEffects {
     confirmations.push_back({clock_.now(), target->name, spec.name});
     return spec.kind == "icmp";  // only ICMP has a burst, as the real engines
   }
+  bool has_confirmation(const ProbeSpec& spec) const override { return spec.kind == "icmp"; }
   void diagnose(const Incident& incident) override { diagnosed.push_back(incident.id); }
   void uncertainty_changed(const std::string& target, const std::string& probe, bool uncertain) override {
     uncertainty.push_back({clock_.now(), target + "/" + probe, uncertain});

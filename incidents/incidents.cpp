@@ -50,9 +50,11 @@ void IncidentManager::set_targets(const std::vector<std::shared_ptr<const Target
   scope_members_.clear();
   for (const auto& t : targets) targets_[t->name] = t;
   for (const auto& [name, t] : targets_) {
-    // Targets with no parent, by scope: the scope-mates an evidence hold asks.
-    if (t->depends_on.empty()) scope_members_[scope_of(name)].push_back(name);
-    if (t->depends_on.empty()) ++roots_;
+    if (t->depends_on.empty()) {
+      ++roots_;
+      // Targets with no parent, by scope: the scope-mates an evidence hold asks.
+      scope_members_[scope_of(name)].push_back(name);
+    }
     // Bounded walk up the chain (config rejects loops; the bound is for safety).
     std::string at = t->depends_on;
     for (std::size_t hops = 0; !at.empty() && hops < targets_.size(); ++hops) {
@@ -440,11 +442,7 @@ bool IncidentManager::behind_down_parent(const std::string& target) const {
 
 std::set<std::string> IncidentManager::evidence_for(const std::string& target) {
   std::set<std::string> out;
-  const SteadyTime now = clock_.now();
-  auto answered = [&](const std::string& t) {
-    auto a = answered_.find(t);
-    return a != answered_.end() && now - a->second <= policy_.evidence_hold;
-  };
+  auto answered = [&](const std::string& t) { return within_hold(answered_, t); };
   // Every ancestor not known up and not down in an open incident: a child
   // never declares before its parent's state is known.
   std::string at = target;
@@ -460,6 +458,11 @@ std::set<std::string> IncidentManager::evidence_for(const std::string& target) {
   return out;
 }
 
+bool IncidentManager::within_hold(const std::map<std::string, SteadyTime>& when, const std::string& target) const {
+  auto a = when.find(target);
+  return a != when.end() && clock_.now() - a->second <= policy_.evidence_hold;
+}
+
 std::set<std::string> IncidentManager::mates_for(const std::string& target) {
   std::set<std::string> out;
   auto self = targets_.find(target);
@@ -469,15 +472,10 @@ std::set<std::string> IncidentManager::mates_for(const std::string& target) {
   if (open_incident_for_scope(scope) != nullptr) return out;
   auto members = scope_members_.find(scope);
   if (members == scope_members_.end()) return out;
-  const SteadyTime now = clock_.now();
-  auto recent = [&](const std::map<std::string, SteadyTime>& m, const std::string& t) {
-    auto a = m.find(t);
-    return a != m.end() && now - a->second <= policy_.evidence_hold;
-  };
   for (const auto& name : members->second) {
     if (out.size() >= kScopeMatesAsked) break;
     if (name == target || critical_targets_.count(name)) continue;
-    if (recent(answered_, name) || recent(no_evidence_, name)) continue;
+    if (within_hold(answered_, name) || within_hold(no_evidence_, name)) continue;
     out.insert(name);
   }
   return out;
@@ -516,11 +514,7 @@ std::vector<IncidentEvent> IncidentManager::on_evidence(const std::string& targe
 std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
   const SteadyTime now = clock_.now();
   std::vector<IncidentEvent> events;
-  auto recent = [&](const std::map<std::string, SteadyTime>& m, const std::string& t) {
-    auto a = m.find(t);
-    return a != m.end() && now - a->second <= policy_.evidence_hold;
-  };
-  auto answered = [&](const std::string& t) { return recent(answered_, t); };
+  auto answered = [&](const std::string& t) { return within_hold(answered_, t); };
   // Whether a target is down in an open incident, once per target per pass:
   // a thousand children wait for the same router.
   std::map<std::string, bool> in_incident;
@@ -541,7 +535,7 @@ std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
         std::erase_if(h.awaiting, [&](const std::string& t) { return answered(t) || down_in_incident(t); });
         // A mate that fired is heard from: it is held beside this alert, or placed.
         std::erase_if(h.mates, [&](const std::string& t) {
-          return answered(t) || recent(no_evidence_, t) || critical_targets_.count(t) || down_in_incident(t);
+          return answered(t) || within_hold(no_evidence_, t) || critical_targets_.count(t) || down_in_incident(t);
         });
         ready = ready || (h.awaiting.empty() && h.mates.empty());
       }
@@ -558,8 +552,8 @@ std::vector<IncidentEvent> IncidentManager::release_held(bool expired) {
       continue;
     }
     auto placed = place(h.alert, false);
-    if (h.alert.change.flapping) on_flapping(h.alert);
     events.insert(events.end(), placed.begin(), placed.end());
+    if (h.alert.change.flapping) on_flapping(h.alert);
     in_incident.clear();  // placing it may have opened one
   }
   return events;

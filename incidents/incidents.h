@@ -165,6 +165,8 @@ class IncidentManager {
   std::vector<IncidentEvent> place(const rules::AlertEvent& alert, bool may_hold = true);
   // The ancestors and canaries whose state would change where `target`'s alert goes.
   std::set<std::string> evidence_for(const std::string& target);
+  // Whether `target` is in `when` (answered_, no_evidence_) within evidence_hold.
+  bool within_hold(const std::map<std::string, SteadyTime>& when, const std::string& target) const;
   // The scope-mates of a target with no parent whose state is not known yet.
   std::set<std::string> mates_for(const std::string& target);
   void request_evidence(const std::string& target);

@@ -12,7 +12,8 @@
 // - Probe more only while uncertain (Trinocular's idea): a (target, probe) the
 //   caller marks uncertain (an alert that may page is pending or firing, or its
 //   last run failed) runs every accelerated_cadence(interval) = max(1 s,
-//   interval / 5) on average instead of on its slots, which it skips
+//   interval / 5) on average (only when that is at least three times as
+//   often: an interval of 3 s or more) instead of on its slots, which it skips
 //   meanwhile. The gaps are jittered (uniform from half to one and a half
 //   cadences, reproducible per probe), so that a flap whose period is a
 //   multiple of the cadence is not sampled at the same phase every time.

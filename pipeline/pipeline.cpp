@@ -18,21 +18,32 @@ Pipeline::Pipeline(const Clock& clock, PipelineSettings settings, PipelineEffect
       paging_(std::make_unique<Paging>(clock, settings_.sinks, settings_.notify,
                                        [this](const Incident& inc) { return silenced(inc); })) {
   incidents_->set_targets(settings_.targets);
-  reset_configured();
+  (void)reset_configured();  // nothing was uncertain yet
 }
 
-void Pipeline::reset_configured() {
-  configured_.clear();
+std::vector<std::pair<std::string, std::string>> Pipeline::reset_configured() {
   evidence_pending_.clear();
+  ProbeDoubts next;
   for (const auto& t : settings_.targets) {
-    for (const auto& p : t->probes) configured_.insert({t->name, p.name});
+    for (const auto& p : t->probes) next.try_emplace({t->name, p.name});
   }
-  std::erase_if(failing_, [this](const auto& key) { return !configured_.count(key); });
+  // Surviving pairs keep what they knew; the gone ones that were reported
+  // uncertain are reported certain by the caller.
+  std::vector<std::pair<std::string, std::string>> gone_uncertain;
+  for (auto& [key, doubt] : probes_) {
+    if (auto it = next.find(key); it != next.end()) {
+      it->second = doubt;
+    } else if (doubt.uncertain) {
+      gone_uncertain.push_back(key);
+    }
+  }
+  probes_ = std::move(next);
+  return gone_uncertain;
 }
 
 bool Pipeline::configure(PipelineSettings settings) {
   settings_ = std::move(settings);
-  reset_configured();
+  const auto gone_uncertain = reset_configured();
   incidents_->set_policy(settings_.incidents);
   incidents_->set_targets(settings_.targets);
   paging_->configure(settings_.sinks, settings_.notify);
@@ -40,15 +51,13 @@ bool Pipeline::configure(PipelineSettings settings) {
   if (rules::fingerprint(rules_->rules()) != rules::fingerprint(settings_.rules)) {
     rules_ = std::make_unique<rules::RuleEngine>(clock_, settings_.rules);
     log::info("rules changed: alert states start afresh", {{"rules", settings_.rules.size()}});
-    doubts_.clear();  // the alerts behind them are gone
+    for (auto& [key, doubt] : probes_) doubt.alerts = 0;  // the alerts behind them are gone
     changed = true;
   } else {
     apply_alerts(rules_->retain(settings_.targets));
   }
-  std::erase_if(doubts_, [this](const auto& d) { return !configured_.count(d.first); });
-  for (const auto& key : std::vector<std::pair<std::string, std::string>>(uncertain_.begin(), uncertain_.end())) {
-    update_uncertainty(key);
-  }
+  for (const auto& key : gone_uncertain) effects_.uncertainty_changed(key.first, key.second, false);
+  for (auto& [key, doubt] : probes_) update_uncertainty(key, doubt);
   return changed;
 }
 
@@ -59,20 +68,20 @@ void Pipeline::restore(std::vector<Incident> incidents, std::uint64_t next_seque
 }
 
 void Pipeline::on_sample(const std::shared_ptr<const Target>& target, const Sample& sample) {
-  const std::pair<std::string, std::string> key{sample.target, sample.probe};
   // A probe still in flight when a reload removed it must not bring back rule state.
-  if (!configured_.count(key)) return;
+  auto it = probes_.find(ProbeKeyView{sample.target, sample.probe});
+  if (it == probes_.end()) return;
+  // Entries are only erased by a reload, never from here: the reference holds.
+  ProbeDoubt& doubt = it->second;
   apply_alerts(rules_->on_sample(*target, sample));
-  if (evidence_pending_.erase(sample.target) && sample.ok) {
+  if (!evidence_pending_.empty() && evidence_pending_.erase(sample.target) && sample.ok) {
     // A target asked for evidence answered: a held alert may go now.
     apply_incidents(incidents_->on_evidence(sample.target, true));
   }
-  if (sample.ok) {
-    failing_.erase(key);
-  } else if (failing_.insert(key).second) {
-    ask_for_evidence(target, sample);
-  }
-  update_uncertainty(key);
+  const bool first_failure = !sample.ok && !doubt.failing;
+  doubt.failing = !sample.ok;
+  if (first_failure) ask_for_evidence(target, sample);
+  update_uncertainty(it->first, doubt);
 }
 
 // Only alerts that may page: a warning's sustained statistics (loss over
@@ -83,23 +92,18 @@ void Pipeline::count_doubt(const rules::AlertEvent& e) {
   const bool was = e.change.from != rules::AlertPhase::kInactive;
   const bool is = e.change.to != rules::AlertPhase::kInactive;
   if (was == is) return;
-  const std::pair<std::string, std::string> key{e.target, e.probe};
-  if (is) {
-    ++doubts_[key];
-  } else if (auto it = doubts_.find(key); it != doubts_.end() && --it->second <= 0) {
-    doubts_.erase(it);
-  }
-  update_uncertainty(key);
+  // Alerts of pairs a reload removed resolve here too: those are not configured any more.
+  auto it = probes_.find(ProbeKeyView{e.target, e.probe});
+  if (it == probes_.end()) return;
+  ProbeDoubt& doubt = it->second;
+  doubt.alerts = is ? doubt.alerts + 1 : std::max(doubt.alerts - 1, 0);
+  update_uncertainty(it->first, doubt);
 }
 
-void Pipeline::update_uncertainty(const std::pair<std::string, std::string>& key) {
-  const bool uncertain = configured_.count(key) > 0 && (failing_.count(key) > 0 || doubts_.count(key) > 0);
-  if (uncertain == (uncertain_.count(key) > 0)) return;
-  if (uncertain) {
-    uncertain_.insert(key);
-  } else {
-    uncertain_.erase(key);
-  }
+void Pipeline::update_uncertainty(const std::pair<std::string, std::string>& key, ProbeDoubt& doubt) {
+  const bool uncertain = doubt.failing || doubt.alerts > 0;
+  if (uncertain == doubt.uncertain) return;
+  doubt.uncertain = uncertain;
   effects_.uncertainty_changed(key.first, key.second, uncertain);
 }
 

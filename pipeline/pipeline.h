@@ -145,9 +145,19 @@ class Pipeline {
   // Ask before paging: probes now, out of schedule, the targets whose state
   // decides where a held alert belongs (its parents, the canaries).
   void gather_evidence();
-  void reset_configured();
+  // Per configured (target, probe): whether its last run failed, its critical
+  // alerts pending or firing, and whether it was last reported uncertain
+  // (failing or with such an alert). One entry per pair: one lookup a sample.
+  struct ProbeDoubt {
+    bool failing = false;
+    int alerts = 0;
+    bool uncertain = false;
+  };
+  using ProbeDoubts = std::unordered_map<std::pair<std::string, std::string>, ProbeDoubt, StringPairHash, StringPairEqual>;
+  // Rebuilds probes_ from settings_.targets; returns the pairs gone that were uncertain.
+  std::vector<std::pair<std::string, std::string>> reset_configured();
   // Reports a change of (target, probe)'s uncertainty to the effects.
-  void update_uncertainty(const std::pair<std::string, std::string>& key);
+  void update_uncertainty(const std::pair<std::string, std::string>& key, ProbeDoubt& doubt);
   void count_doubt(const rules::AlertEvent& event);
 
   const Clock& clock_;
@@ -157,13 +167,7 @@ class Pipeline {
   std::unique_ptr<IncidentManager> incidents_;
   SilenceSet silences_;
   std::unique_ptr<Paging> paging_;
-  // (target, probe) now configured, and those whose last run failed.
-  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> configured_;
-  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> failing_;
-  // Critical alerts pending or firing per (target, probe), and the pairs last
-  // reported uncertain (failing or with such an alert).
-  std::unordered_map<std::pair<std::string, std::string>, int, StringPairHash> doubts_;
-  std::unordered_set<std::pair<std::string, std::string>, StringPairHash> uncertain_;
+  ProbeDoubts probes_;  // exactly the configured pairs
   // Targets asked for evidence whose answer has not come in yet.
   std::set<std::string> evidence_pending_;
 };

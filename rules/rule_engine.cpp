@@ -68,9 +68,18 @@ std::vector<Variable> variables(std::span<const KindMeasures> kinds) {
 // The variables over one window, as seen from one rule (its own window length).
 // Computed on first use: a rule reads a few of them (target_down none of the
 // window's), and sorting RTTs for one that reads none was most of the cost.
+namespace {
+// Loss ratios are summed as integers (the float's value x 2^40, exact for any
+// ratio of whole packets): adding and removing entries leaves no rounding
+// behind, and the sum over a window equals a fresh double sum of its floats.
+constexpr double kLossScale = 1099511627776.0;  // 2^40
+}  // namespace
+
 class RuleEngine::WindowEnv final : public Environment {
  public:
-  WindowEnv(const Window& w, SteadyTime since, SteadyTime now) : w_(w), since_(since), now_(now) {}
+  // `span` is up to date for this evaluation (advance()d to its window's start).
+  WindowEnv(const Window& w, const Window::Span& span, SteadyTime now, std::vector<double>& rtts)
+      : w_(w), span_(span), now_(now), rtts_(rtts) {}
 
   std::optional<Value> get(std::string_view name) const override {
     const Window::Last& last = w_.last;
@@ -86,12 +95,12 @@ class RuleEngine::WindowEnv final : public Environment {
     if (name == "kind") return Value(last.kind);
     if (name == "duration") return Value(std::chrono::duration<double>(last.duration).count());
     if (name == "failure_ratio") {
-      const Counts& c = counts();
+      const Counts c = counts();
       if (c.runs == 0) return std::nullopt;
       return Value(static_cast<double>(c.failures) / static_cast<double>(c.runs));
     }
     if (name == "loss") {
-      const Counts& c = counts();
+      const Counts c = counts();
       if (c.loss_runs == 0) return std::nullopt;
       return Value(c.loss_sum / static_cast<double>(c.loss_runs));
     }
@@ -144,39 +153,24 @@ class RuleEngine::WindowEnv final : public Environment {
     std::size_t loss_runs = 0;  // rounds that count for loss (got through, not a confirmation)
     double loss_sum = 0;
   };
-  const Counts& counts() const {
-    if (!counts_) {
-      Counts c;
-      for (const auto& e : w_.entries) {
-        if (e.at < since_) continue;
-        ++c.runs;
-        if (!e.ok) ++c.failures;
-        if (e.counts_loss) {
-          c.loss_sum += e.loss;
-          ++c.loss_runs;
-        }
-      }
-      counts_ = c;
-    }
-    return *counts_;
+  Counts counts() const {
+    return {span_.runs, span_.failures, span_.loss_runs, static_cast<double>(span_.loss_fixed) / kLossScale};
   }
   std::vector<double>& gathered_rtts() const {
     if (!rtts_gathered_) {
-      for (const auto& e : w_.entries) {
-        if (e.at >= since_) rtts_.insert(rtts_.end(), e.rtts.begin(), e.rtts.begin() + e.rtt_count);
-      }
+      rtts_.clear();
+      for (std::size_t i = w_.rtts.size() - span_.rtts; i < w_.rtts.size(); ++i) rtts_.push_back(w_.rtts[i]);
       rtts_gathered_ = true;
     }
     return rtts_;
   }
 
   const Window& w_;
-  const SteadyTime since_;
+  const Window::Span& span_;
   const SteadyTime now_;
-  mutable std::optional<Counts> counts_;
   mutable bool rtts_gathered_ = false;
   mutable bool sorted_ = false;
-  mutable std::vector<double> rtts_;
+  std::vector<double>& rtts_;  // the engine's, reused: no allocation per evaluation
   mutable std::array<std::optional<double>, 3> quantiles_;  // p50, p95, p99
 };
 
@@ -315,7 +309,55 @@ std::string operator_summary(const RuleSpec& rule, const Target& target, const S
 }
 
 RuleEngine::RuleEngine(const Clock& clock, std::vector<RuleSpec> rules) : clock_(clock), rules_(std::move(rules)) {
-  for (const auto& r : rules_) max_window_ = std::max(max_window_, r.window);
+  for (const auto& r : rules_) {
+    max_window_ = std::max(max_window_, r.window);
+    auto same = std::find(span_windows_.begin(), span_windows_.end(), r.window);
+    span_of_.push_back(static_cast<std::size_t>(same - span_windows_.begin()));
+    if (same == span_windows_.end()) span_windows_.push_back(r.window);
+  }
+}
+
+void RuleEngine::push(Window& w, const Window::Entry& entry, const float* rtts) {
+  const std::uint64_t seq = w.first_seq + w.entries.size();
+  w.entries.push_back(entry);
+  for (std::uint8_t i = 0; i < entry.rtt_count; ++i) w.rtts.push_back(rtts[i]);
+  for (Window::Span& s : w.spans) {
+    if (s.runs == 0) s.first = seq;  // an empty span starts at the next entry
+    ++s.runs;
+    if (!entry.ok) ++s.failures;
+    if (entry.counts_loss) {
+      ++s.loss_runs;
+      s.loss_fixed += std::llround(static_cast<double>(entry.loss) * kLossScale);
+    }
+    s.rtts += entry.rtt_count;
+  }
+}
+
+void RuleEngine::take_out(Window::Span& s, const Window::Entry& e) {
+  --s.runs;
+  if (!e.ok) --s.failures;
+  if (e.counts_loss) {
+    --s.loss_runs;
+    s.loss_fixed -= std::llround(static_cast<double>(e.loss) * kLossScale);
+  }
+  s.rtts -= e.rtt_count;
+  ++s.first;
+}
+
+void RuleEngine::drop_oldest(Window& w) {
+  const Window::Entry& e = w.entries.front();
+  for (Window::Span& s : w.spans) {
+    if (s.runs > 0 && s.first == w.first_seq) take_out(s, e);
+  }
+  w.rtts.pop_front(e.rtt_count);
+  w.entries.pop_front();
+  ++w.first_seq;
+}
+
+void RuleEngine::advance(Window& w, Window::Span& span, SteadyTime since) {
+  while (span.runs > 0 && w.entries[span.first - w.first_seq].at < since) {
+    take_out(span, w.entries[span.first - w.first_seq]);
+  }
 }
 
 bool RuleEngine::selects(const RuleSpec& rule, const Target& target, const Sample& sample) {
@@ -367,8 +409,12 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   auto [wit, created] = windows_.try_emplace(Key{target.name, sample.probe});
   const Key& key = wit->first;
   Window& w = wit->second;
-  if (created) w.alerts.resize(rules_.size());
-  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, true, 0, {}};
+  if (created) {
+    w.alerts.resize(rules_.size());
+    w.spans.resize(span_windows_.size());
+  }
+  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, true, 0};
+  std::array<float, kRttsPerEntry> kept{};
   // Reused from sample to sample: the per-sample path does not allocate.
   static thread_local std::vector<double> rtts;
   rtts.clear();
@@ -391,7 +437,7 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
     const std::size_t keep = std::min(rtts.size(), kRttsPerEntry);
     for (std::size_t i = 0; i < keep; ++i) {
       const std::size_t at = keep == 1 ? rtts.size() / 2 : i * (rtts.size() - 1) / (keep - 1);
-      entry.rtts[i] = static_cast<float>(rtts[at]);
+      kept[i] = static_cast<float>(rtts[at]);
     }
     entry.rtt_count = static_cast<std::uint8_t>(keep);
     // Learn from this sample's median; a slow average in time, so an anomaly
@@ -409,10 +455,9 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
     w.baseline_updated = now;
     ++w.baseline_samples;
   }
-  w.entries.push_back(entry);
-  while (!w.entries.empty() && (now - w.entries.front().at > max_window_ || w.entries.size() > kMaxWindowEntries)) {
-    w.entries.pop_front();
-  }
+  if (w.entries.size() == kMaxWindowEntries) drop_oldest(w);
+  push(w, entry, kept.data());
+  while (!w.entries.empty() && now - w.entries.front().at > max_window_) drop_oldest(w);
   w.consecutive_failures = sample.ok ? 0 : w.consecutive_failures + 1;
   if (w.consecutive_failures == 1) w.failing_since = now;
   w.last.ok = sample.ok;
@@ -428,7 +473,9 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const RuleSpec& rule = rules_[i];
     if (!selects(rule, target, sample)) continue;
-    const WindowEnv env(w, now - rule.window, now);
+    Window::Span& span = w.spans[span_of_[i]];
+    advance(w, span, now - rule.window);
+    const WindowEnv env(w, span, now, rtt_scratch_);
     const bool active = rule.condition.fires(env);
     auto& slot = w.alerts[i];
     if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", "", std::nullopt});

@@ -16,7 +16,6 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <set>
 #include <span>
@@ -29,6 +28,7 @@
 
 #include "rules/alert_state.h"
 #include "core/hash.h"
+#include "core/ring.h"
 #include "rules/rule_expr.h"
 #include "nightshift/clock.h"
 #include "nightshift/measure.h"
@@ -128,10 +128,23 @@ class RuleEngine {
       // (100 % lost) are target_down's evidence, not loss to warn about after
       // it is over.
       bool counts_loss;
-      std::uint8_t rtt_count;
-      std::array<float, kRttsPerEntry> rtts;  // a sample's RTTs, or quantiles of them if it had more
+      std::uint8_t rtt_count;  // its RTTs are the next ones in `rtts`
     };
-    std::deque<Entry> entries;  // at most kMaxWindowEntries, newest last
+    // Sums over the entries of one rule window (a suffix of `entries`), kept
+    // as entries come and go: a condition reads counts without a pass over
+    // the window. One span per distinct rule window (RuleEngine::span_of_).
+    struct Span {
+      std::uint64_t first = 0;  // sequence number of its oldest entry
+      std::uint32_t runs = 0;
+      std::uint32_t failures = 0;
+      std::uint32_t loss_runs = 0;
+      std::uint32_t rtts = 0;        // the last this many of `rtts` are its RTTs
+      std::int64_t loss_fixed = 0;   // sum of loss x kLossScale: exact, so no drift
+    };
+    Ring<Entry> entries;    // at most kMaxWindowEntries, newest last
+    Ring<float> rtts;       // the entries' RTTs in order: a sample's, or quantiles of them if it had more
+    std::uint64_t first_seq = 0;  // sequence number of entries.front()
+    std::vector<Span> spans;
     std::vector<std::unique_ptr<Tracked>> alerts;  // by rule index; null until the rule selects it
     int consecutive_failures = 0;
     SteadyTime failing_since{};  // first failure of the current run of failures
@@ -156,13 +169,19 @@ class RuleEngine {
     bool operator==(const Key& o) const = default;
   };
   struct KeyHash {
-    std::size_t operator()(const Key& k) const noexcept { return StringPairHash{}({k.target, k.probe}); }
+    std::size_t operator()(const Key& k) const noexcept { return StringPairHash{}(ProbeKeyView{k.target, k.probe}); }
   };
   class WindowEnv;
   // (deadline, window key, rule index): the alerts that tick() must advance, soonest first.
   using DeadlineEntry = std::tuple<SteadyTime, const Key*, std::size_t>;
 
   static bool selects(const RuleSpec& rule, const Target& target, const Sample& sample);
+  // The window's entries and its spans' sums change only through these.
+  static void push(Window& w, const Window::Entry& entry, const float* rtts);
+  static void drop_oldest(Window& w);
+  static void take_out(Window::Span& span, const Window::Entry& entry);
+  // Moves the span's start past entries older than `since`.
+  static void advance(Window& w, Window::Span& span, SteadyTime since);
   AlertEvent event(std::size_t rule, const Key& key, const Window& w, const Tracked& t,
                    const AlertChange& change) const;
   void reindex(const Key& key, std::size_t rule, Tracked& t);
@@ -170,6 +189,10 @@ class RuleEngine {
   const Clock& clock_;
   std::vector<RuleSpec> rules_;
   Duration max_window_{};
+  // Per rule: its window's span in Window::spans (rules with equal windows share one).
+  std::vector<std::size_t> span_of_;
+  std::vector<Duration> span_windows_;  // by span
+  std::vector<double> rtt_scratch_;     // a condition's RTTs, reused from evaluation to evaluation
   // Element addresses stay valid across rehashing: deadlines_ points at keys.
   std::unordered_map<Key, Window, KeyHash> windows_;
   std::set<DeadlineEntry> deadlines_;

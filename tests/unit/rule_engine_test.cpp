@@ -195,6 +195,71 @@ TEST(RuleEngineTest, LossOverTheWindowUsesTheSamplesLossRatio) {
   EXPECT_GE(n[1].first, 180s + 60s);
 }
 
+// The window's running sums against a count done afresh at every sample: two
+// rules with different windows, ten times more samples than a window keeps,
+// irregular gaps, failures, loss values and confirmations mixed.
+TEST(RuleEngineTest, RunningWindowSumsEqualAFreshCount) {
+  Timeline tl({rule("loss", "loss > 30% and samples >= 5", 0s, 0s, {}, 90s),
+               rule("fails", "failure_ratio > 0.25", 0s, 0s, {}, 4min)});
+  const Target t = target("r1");
+  struct Seen {
+    Duration at;
+    bool ok;
+    double loss;
+    bool counts_loss;
+  };
+  std::vector<Seen> kept;  // what the window keeps: the newest kMaxWindowEntries, within the longest window
+  std::uint32_t x = 12345;
+  auto next = [&x] { return x = x * 1103515245u + 12345u, (x >> 16) % 1000; };
+  Duration now = 0s;
+  int loss_fired = 0, fails_fired = 0;
+  for (int i = 0; i < 1400; ++i) {
+    now += std::chrono::milliseconds(200 + next() * 2);
+    // Bad and good spells of 150 samples: the windows cross both thresholds.
+    const bool bad = (i / 150) % 2 == 1;
+    const bool ok = next() >= (bad ? 400u : 50u);
+    const double loss = ok ? static_cast<double>(next() % (bad ? 4 : 9) != 0 && (bad || next() % 8 == 0) ? 1 + next() % 2 : 0) / 3.0 : 1.0;
+    Sample s = sample(t, ok, loss);
+    const bool confirmation = !ok && next() % 2 == 0;
+    if (confirmation) s.values.emplace_back("confirmation", 1.0);
+    tl.at(now, t, s);
+    kept.push_back({now, ok, static_cast<double>(static_cast<float>(loss)), ok && !confirmation});
+    while (kept.size() > kMaxWindowEntries || now - kept.front().at > 4min) kept.erase(kept.begin());
+    // The fresh count, as the rules read it.
+    double loss_sum = 0;
+    int runs90 = 0, loss_runs = 0, runs240 = 0, fails240 = 0;
+    for (const Seen& e : kept) {
+      if (e.at >= now - 90s) {
+        ++runs90;
+        if (e.counts_loss) {
+          loss_sum += e.loss;
+          ++loss_runs;
+        }
+      }
+      if (e.at >= now - 4min) {
+        ++runs240;
+        fails240 += e.ok ? 0 : 1;
+      }
+    }
+    const bool loss_fires = loss_runs > 0 && loss_sum / loss_runs > 0.30 && runs90 >= 5;
+    const bool fails_fires = static_cast<double>(fails240) / runs240 > 0.25;
+    bool loss_firing = false, fails_firing = false;
+    for (const auto& e : tl.engine->firing()) {
+      loss_firing |= e.rule == "loss";
+      fails_firing |= e.rule == "fails";
+    }
+    ASSERT_EQ(loss_firing, loss_fires) << "sample " << i;
+    ASSERT_EQ(fails_firing, fails_fires) << "sample " << i;
+    loss_fired += loss_fires ? 1 : 0;
+    fails_fired += fails_fires ? 1 : 0;
+  }
+  // Both conditions went both ways many times: the comparison saw each side.
+  EXPECT_GT(loss_fired, 100);
+  EXPECT_LT(loss_fired, 1300);
+  EXPECT_GT(fails_fired, 100);
+  EXPECT_LT(fails_fired, 1300);
+}
+
 TEST(RuleEngineTest, RandomLossBelowThresholdNeverFires) {
   // 5 % random loss for an hour never crosses a 20 % two-minute window mean
   // sustained for two minutes (36 packets a window: 20 % is 4 sigma away).

@@ -313,13 +313,47 @@ struct Histogram {
   std::uint64_t count = 0;
 };
 
-struct Labeled {
+// A labeled series' name and own labels, interned in the table: a probe's
+// record keeps its number (10 000 ICMP probes carry 7 such series each).
+struct SeriesName {
   std::string metric;
-  LabeledValue::Type type = LabeledValue::Type::kGauge;
   std::vector<std::pair<std::string, std::string>> own;  // as the sample gave them
-  std::string text;  // the probe's labels and its own, rendered
+  // The own labels in name order (a later duplicate wins), each rendered as
+  // name="value": merged into the probe's labels when written.
+  std::vector<std::pair<std::string, std::string>> pieces;
+};
+
+struct Labeled {
+  std::uint32_t series = 0;  // into Table::series
+  LabeledValue::Type type = LabeledValue::Type::kGauge;
   double value = 0;
 };
+
+// The probe's rendered labels with a series' own merged in, in name order
+// (an own label replaces the probe's of the same name): the text
+// render_labels() gives for the merged map.
+void merge_labels(std::string& out, std::string_view probe, const SeriesName& name) {
+  out.clear();
+  auto own = name.pieces.begin();
+  auto emit = [&out](std::string_view piece) {
+    if (!out.empty()) out += ',';
+    out += piece;
+  };
+  std::size_t i = 0;
+  while (i < probe.size()) {
+    const std::size_t eq = probe.find('=', i);
+    if (eq == std::string_view::npos) break;
+    std::size_t j = eq + 2;  // past ="
+    while (j < probe.size() && probe[j] != '"') j += probe[j] == '\\' ? 2 : 1;
+    const std::size_t end = std::min(j + 1, probe.size());
+    const std::string_view label = probe.substr(i, eq - i);
+    while (own != name.pieces.end() && own->first < label) emit((own++)->second);
+    if (own != name.pieces.end() && own->first == label) emit((own++)->second);
+    else emit(probe.substr(i, end - i));
+    i = end + 1;  // past the comma
+  }
+  while (own != name.pieces.end()) emit((own++)->second);
+}
 
 // What a kind's samples carry, by first sight: slot numbers index the records.
 struct KindSchema {
@@ -377,6 +411,9 @@ std::map<std::string, std::string> info_labels(const Target& t, const std::strin
 
 struct ProbeFamilies::Table {
   std::vector<ProbeRecord> probes;  // sorted by labels
+  // Labeled series names by first sight; grows only (appended under the lock).
+  std::vector<SeriesName> series;
+  std::unordered_map<std::string, std::uint32_t> series_index;  // metric, then own labels, \0-separated
   std::unordered_map<std::pair<std::string, std::string>, std::size_t, StringPairHash> index;  // (target, probe)
   std::vector<TargetRecord> targets;
   std::vector<KindSchema> kinds;
@@ -393,6 +430,8 @@ void ProbeFamilies::sync_targets(const std::vector<std::shared_ptr<const Target>
   auto next = std::make_shared<Table>();
   const std::shared_ptr<const Table> prev = table_;
   next->kinds = prev->kinds;
+  next->series = prev->series;  // surviving records keep their series numbers
+  next->series_index = prev->series_index;
   for (const auto& t : targets) {
     next->targets.push_back({t, render_labels(info_labels(*t, agent_))});
     for (const auto& p : t->probes) {
@@ -474,8 +513,10 @@ void ProbeFamilies::record(const Sample& sample) {
   // no label map built per sample.
   const bool same_series =
       sample.series.size() == r.labeled.size() &&
-      std::equal(sample.series.begin(), sample.series.end(), r.labeled.begin(),
-                 [](const LabeledValue& v, const Labeled& l) { return v.metric == l.metric && v.labels == l.own; });
+      std::equal(sample.series.begin(), sample.series.end(), r.labeled.begin(), [&t](const LabeledValue& v, const Labeled& l) {
+        const SeriesName& n = t.series[l.series];
+        return v.metric == n.metric && v.labels == n.own;
+      });
   if (same_series) {
     for (std::size_t i = 0; i < sample.series.size(); ++i) {
       r.labeled[i].type = sample.series[i].type;
@@ -486,26 +527,47 @@ void ProbeFamilies::record(const Sample& sample) {
     std::vector<Labeled> next;
     next.reserve(sample.series.size());
     for (const auto& v : sample.series) {
-      Labeled l;
-      l.metric = v.metric;
-      l.type = v.type;
-      std::map<std::string, std::string> labels = probe_labels(*rec.target, *rec.spec, agent_);
-      for (const auto& [k, value] : v.labels) labels[k] = value;
-      // The text is the map in key order: equal texts are equal label sets.
-      l.text = render_labels(labels);
-      auto same = std::find_if(next.begin(), next.end(),
-                               [&](const Labeled& o) { return o.metric == l.metric && o.text == l.text; });
+      const std::uint32_t id = intern(t, v);
+      // Equal merged labels are one series: the last value wins.
+      auto same = std::find_if(next.begin(), next.end(), [&](const Labeled& o) {
+        const SeriesName& a = t.series[o.series];
+        const SeriesName& b = t.series[id];
+        return a.metric == b.metric && a.pieces == b.pieces;
+      });
       if (same != next.end()) {
         same->type = v.type;
         same->value = v.value;
         continue;
       }
-      l.value = v.value;
-      l.own = v.labels;
-      next.push_back(std::move(l));
+      next.push_back({id, v.type, v.value});
     }
     r.labeled = std::move(next);
   }
+}
+
+std::uint32_t ProbeFamilies::intern(Table& t, const LabeledValue& v) {
+  std::string key = v.metric;
+  for (const auto& [k, value] : v.labels) {
+    key += '\0';
+    key += k;
+    key += '\0';
+    key += value;
+  }
+  auto [it, added] = t.series_index.try_emplace(std::move(key), static_cast<std::uint32_t>(t.series.size()));
+  if (!added) return it->second;
+  SeriesName n;
+  n.metric = v.metric;
+  n.own = v.labels;
+  std::map<std::string, std::string> sorted;
+  for (const auto& [k, value] : v.labels) sorted[k] = value;
+  for (const auto& [k, value] : sorted) {
+    std::string piece = k + "=\"";
+    append_escaped(piece, value);
+    piece += '"';
+    n.pieces.emplace_back(k, std::move(piece));
+  }
+  t.series.push_back(std::move(n));
+  return it->second;
 }
 
 namespace {
@@ -573,7 +635,8 @@ std::vector<FamilySpec> family_specs(const std::vector<KindSchema>& kinds,
 }
 
 // Writes one probe's series of family `f`; false when it has none.
-bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, const ProbeState& s, bool& header_done) {
+bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, const ProbeState& s,
+                 const std::vector<SeriesName>& series, std::string& scratch, bool& header_done) {
   using W = FamilySpec::What;
   if (!s.seen) return false;
   auto header = [&] {
@@ -641,9 +704,17 @@ bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, const Pro
     case W::kLabeled: {
       bool any = false;
       for (const auto& l : s.labeled) {
-        if (l.metric != f.name || l.type != f.labeled_type) continue;
+        // Interned after this render began: next time.
+        if (l.series >= series.size() || l.type != f.labeled_type) continue;
+        const SeriesName& name = series[l.series];
+        if (name.metric != f.name) continue;
         header();
-        w.head(f.name, "", l.text);
+        if (name.pieces.empty()) {
+          w.head(f.name, "", r.labels);
+        } else {
+          merge_labels(scratch, r.labels, name);
+          w.head(f.name, "", scratch);
+        }
         w.number(l.value);
         any = true;
       }
@@ -682,14 +753,16 @@ void snapshot(const ProbeState& from, const FamilySpec& f, ProbeState& to) {
 void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const {
   std::shared_ptr<const Table> table;
   std::vector<KindSchema> kinds;
+  std::vector<SeriesName> series;
   std::vector<std::pair<std::string, LabeledValue::Type>> labeled;
   {
     std::lock_guard<std::mutex> lock(mu_);
     table = table_;
     kinds = table_->kinds;
+    series = table_->series;
     for (const auto& r : table_->probes) {
       for (const auto& l : r.state.labeled) {
-        const std::pair<std::string, LabeledValue::Type> key{l.metric, l.type};
+        const std::pair<std::string, LabeledValue::Type> key{series[l.series].metric, l.type};
         if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
       }
     }
@@ -700,6 +773,7 @@ void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const 
   // (nor for a render thread the machine preempted while holding the lock).
   constexpr std::size_t kChunk = 256;
   std::vector<ProbeState> copies(kChunk);
+  std::string scratch;
   for (const FamilySpec& f : family_specs(kinds, labeled, measures_)) {
     bool header_done = false;
     for (std::size_t begin = 0; begin < table->probes.size(); begin += kChunk) {
@@ -709,7 +783,7 @@ void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const 
         for (std::size_t i = begin; i < end; ++i) snapshot(table->probes[i].state, f, copies[i - begin]);
       }
       for (std::size_t i = begin; i < end; ++i) {
-        if (write_probe(w, f, table->probes[i], copies[i - begin], header_done)) w.maybe_flush();
+        if (write_probe(w, f, table->probes[i], copies[i - begin], series, scratch, header_done)) w.maybe_flush();
       }
     }
   }
@@ -731,7 +805,7 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
   std::vector<std::pair<std::string, LabeledValue::Type>> labeled;
   for (const auto& r : table.probes) {
     for (const auto& l : r.state.labeled) {
-      const std::pair<std::string, LabeledValue::Type> key{l.metric, l.type};
+      const std::pair<std::string, LabeledValue::Type> key{table.series[l.series].metric, l.type};
       if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
     }
   }
@@ -802,9 +876,10 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
           break;
         case W::kLabeled:
           for (const auto& l : r.labeled) {
-            if (l.metric != f.name || l.type != f.labeled_type) continue;
+            const SeriesName& name = table.series[l.series];
+            if (name.metric != f.name || l.type != f.labeled_type) continue;
             std::map<std::string, std::string> merged = labels;
-            for (const auto& [k, v] : l.own) merged[k] = v;
+            for (const auto& [k, v] : name.own) merged[k] = v;
             auto m = to_client(merged);
             if (l.type == LabeledValue::Type::kCounter) m.counter.value = l.value;
             else m.gauge.value = l.value;

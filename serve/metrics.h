@@ -80,6 +80,9 @@ class ProbeFamilies final : public prometheus::Collectable {
   struct Table;  // in metrics.cpp
 
  private:
+  // The number of `v`'s name and own labels in t.series, added at first sight.
+  static std::uint32_t intern(Table& t, const LabeledValue& v);
+
   std::string agent_;
   std::vector<KindMeasures> measures_;
   mutable std::mutex mu_;        // guards the records in *table_ and table_ itself

@@ -72,7 +72,10 @@ TEST(MetricsRenderTest, TextRenderMatchesPrometheusCppSerializer) {
   snmp.kind = "snmp";
   snmp.ok = true;
   snmp.series = {{"ifHCInOctets", {{"ifIndex", "2"}}, 1000, LabeledValue::Type::kCounter},
-                 {"ifOperStatus", {{"ifIndex", "2"}, {"ifAlias", "up\\link\n"}}, 1, LabeledValue::Type::kGauge}};
+                 {"ifOperStatus", {{"ifIndex", "2"}, {"ifAlias", "up\\link\n"}}, 1, LabeledValue::Type::kGauge},
+                 // Own labels out of order, before and after every probe label,
+                 // and one replacing the probe's own `site`: merged as a map would.
+                 {"ifOperStatus", {{"zone", "z"}, {"aaa", "x\"y"}, {"site", "over,ride"}}, 2, LabeledValue::Type::kGauge}};
   m.record(snmp);
   const std::string text = m.render();
   const PromText ours = parse_prom_text(text);
@@ -90,6 +93,10 @@ TEST(MetricsRenderTest, TextRenderMatchesPrometheusCppSerializer) {
     }
   }
   expect_same_samples(ours_probes, theirs);
+  EXPECT_NE(text.find("ifOperStatus{aaa=\"x\\\"y\",agent=\"edge1\",group=\"core\",kind=\"snmp\",probe=\"snmp\","
+                      "site=\"over,ride\",target=\"c\",zone=\"z\"} 2\n"),
+            std::string::npos)
+      << text;
   for (const auto& [name, type] : theirs.types) EXPECT_EQ(ours.types.at(name), type) << name;
   for (const auto& [name, help] : theirs.help) EXPECT_EQ(ours.help.at(name), help) << name;
 }

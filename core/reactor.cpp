@@ -100,6 +100,13 @@ void Reactor::drain_posted() {
   for (auto& task : batch) task();
 }
 
+void Reactor::run_deferred() {
+  // Tasks deferred by these run on the next turn: a task that defers itself cannot spin here.
+  deferred_batch_.swap(deferred_);
+  for (auto& task : deferred_batch_) task();
+  deferred_batch_.clear();
+}
+
 void Reactor::run_due_timers() {
   const SteadyTime now = clock_.now();
   // Bounded: timers added by these callbacks for "now" run on the next turn,
@@ -120,6 +127,7 @@ void Reactor::run_due_timers() {
 }
 
 int Reactor::wait_timeout_ms(Duration max_wait) const {
+  if (!deferred_.empty()) return 0;
   Duration wait = max_wait;
   if (!timers_.empty()) {
     const Duration until = timers_.top().when - clock_.now();
@@ -149,7 +157,9 @@ void Reactor::run_once(Duration max_wait) {
     FdCallback cb = it->second.cb;
     cb(events[i].events);
   }
+  run_deferred();
   run_due_timers();
+  run_deferred();
 }
 
 void Reactor::run() {

@@ -65,12 +65,12 @@ void Resolver::resolve(const std::string& host, AddressFamily family, Callback c
         wrong_family ? Result<std::vector<SocketAddress>>(
                            Error::invalid("address " + host + " is not of the requested family"))
                      : Result<std::vector<SocketAddress>>(std::vector<SocketAddress>{*literal});
-    reactor_.post([cb = std::move(cb), answer = std::move(answer)]() mutable { cb(std::move(answer)); });
+    reactor_.defer([cb = std::move(cb), answer = std::move(answer)]() mutable { cb(std::move(answer)); });
     return;
   }
   const std::string key = cache_key(host, family);
   if (auto it = cache_.find(key); it != cache_.end() && it->second.expires > reactor_.clock().now()) {
-    reactor_.post([cb = std::move(cb), answer = it->second.answer]() mutable { cb(std::move(answer)); });
+    reactor_.defer([cb = std::move(cb), answer = it->second.answer]() mutable { cb(std::move(answer)); });
     return;
   }
   auto& waiters = waiting_[key];

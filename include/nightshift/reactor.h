@@ -46,6 +46,11 @@ class Reactor {
 
   // Any thread: runs `task` on the reactor thread soon, in post order.
   void post(Task task);
+  // Reactor thread only: runs `task` at the end of this turn, in defer order,
+  // before the next wait. No lock and no wake-up write, unlike post(): for a
+  // callback that must not run inside its caller (a resolved literal address
+  // on every probe run).
+  void defer(Task task) { deferred_.push_back(std::move(task)); }
 
   // Runs until stop(). Returns on the reactor thread.
   void run();
@@ -59,6 +64,7 @@ class Reactor {
 
  private:
   void drain_posted();
+  void run_deferred();
   void run_due_timers();
   int wait_timeout_ms(Duration max_wait) const;
 
@@ -85,6 +91,8 @@ class Reactor {
 
   std::mutex posted_mu_;
   std::vector<Task> posted_;
+  std::vector<Task> deferred_;
+  std::vector<Task> deferred_batch_;  // reused: the per-turn path does not allocate once warm
 };
 
 // A wake-up that keeps only the earliest time asked for: arming it later than

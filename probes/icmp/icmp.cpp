@@ -533,11 +533,15 @@ void IcmpEngine::submit(ProbeRequest req) {
   const std::string host = req.target->address;
   const AddressFamily family = opts->family;
   std::string key = req.target->name + '\0' + req.spec->name;
-  target_state(key);
+  // Looked up once per run: the erase below never takes an entry with a run
+  // in flight, so the node outlives the run.
+  TargetState* const state = &target_state(key);
+  ++state->runs;
   // Forget targets a reload removed: nothing has probed them for an hour.
   if (++submits_ % 4096 == 0) {
     const SteadyTime now = reactor_.clock().now();
-    std::erase_if(targets_, [&](const auto& e) { return now - e.second.used > std::chrono::hours(1); });
+    std::erase_if(targets_,
+                  [&](const auto& e) { return e.second.runs == 0 && now - e.second.used > std::chrono::hours(1); });
   }
   auto shared = std::make_shared<ProbeRequest>(std::move(req));
   // What blackbox_exporter reports of one ping, next to the round's own figures.
@@ -546,7 +550,7 @@ void IcmpEngine::submit(ProbeRequest req) {
     std::optional<SocketAddress> address;
   };
   auto resolved = std::make_shared<Resolved>();
-  auto finish = [this, shared, started, resolved, key](RoundResult r) {
+  auto finish = [this, shared, started, resolved, state](RoundResult r) {
     Sample s = make_sample(*shared, started);
     s.ok = r.ok();
     s.reason = r.reason;
@@ -563,8 +567,11 @@ void IcmpEngine::submit(ProbeRequest req) {
     }
     const Duration rtt = first ? std::chrono::duration_cast<Duration>(std::chrono::duration<double>(first->rtt_seconds))
                                : Duration{};
-    s.duration = first ? resolved->lookup + rtt : reactor_.clock().now() - started;
-    TargetState& ts = target_state(key);
+    const SteadyTime now = reactor_.clock().now();
+    s.duration = first ? resolved->lookup + rtt : now - started;
+    TargetState& ts = *state;
+    ts.used = now;
+    --ts.runs;
     if (r.ok()) ts.down = false;
     for (std::size_t i = 0; i < r.packets.size() && r.learn_rtt; ++i) {
       const PacketResult& p = r.packets[i];
@@ -589,6 +596,10 @@ void IcmpEngine::submit(ProbeRequest req) {
                  (r.reason == FailureReason::kTimeout || s.detail.empty() ? "" : "; " + s.detail);
       s.values.emplace_back("confirmation", 1.0);
     }
+    // Sized once: a sample is built 10 000 times a second at 10 000 targets.
+    s.values.reserve(4);
+    s.observations.reserve(r.packets.size());
+    s.series.reserve(8);
     if (r.sent > 0) {
       s.values.emplace_back("loss_ratio", r.loss_ratio());
       if (r.received >= 2) s.values.emplace_back("jitter_seconds", r.jitter_seconds());
@@ -609,7 +620,7 @@ void IcmpEngine::submit(ProbeRequest req) {
     shared->done(std::move(s));
   };
   resolver_.resolve(host, family, [this, alive = std::weak_ptr<IcmpEngine*>(self_), shared, finish, resolved,
-                                   started, opts, key](Result<std::vector<SocketAddress>> addresses) {
+                                   started, opts, key, state](Result<std::vector<SocketAddress>> addresses) {
     if (alive.expired()) return;  // the engine went away with a reload or shutdown
     resolved->lookup = reactor_.clock().now() - started;
     if (!addresses.ok()) {
@@ -626,7 +637,7 @@ void IcmpEngine::submit(ProbeRequest req) {
     const Duration interval = accelerated ? shared->span : shared->spec->interval;
     const int count = std::clamp(run_packets(opts->count, shared->spec->interval, shared->span), 1, 65535);
     const Duration timeout = accelerated ? std::min(shared->spec->timeout, interval * 9 / 10) : shared->spec->timeout;
-    const TargetState& ts = target_state(key);
+    const TargetState& ts = *state;
     const Duration cap = std::min<Duration>(timeout, std::chrono::seconds(1));
     if (opts->spacing == Duration::zero()) {
       const SpreadPlan plan = spread_plan(count, interval, timeout);

@@ -275,6 +275,7 @@ class IcmpEngine final : public ProbeEngine {
     double rttvar = 0;
     bool confirming = false;  // a confirmation sequence is in flight
     bool down = false;        // confirmed down and not answered since
+    int runs = 0;             // submitted runs not finished yet: their callbacks hold this entry
     SteadyTime used{};
   };
   struct Due {

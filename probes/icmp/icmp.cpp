@@ -214,6 +214,7 @@ struct IcmpEngine::Round {
   // starts a confirmation (on_suspect) for target_key.
   Duration suspect_wait{};
   std::string target_key;
+  TargetState* state = nullptr;  // targets_[target_key]: held by its run's count while the round lasts
   Duration confirm_wait{};
   // Accelerated rounds: an answered confirmation makes the round a success.
   bool alive_on_confirmation = false;
@@ -461,7 +462,8 @@ void IcmpEngine::on_suspect(std::uint64_t round_id, std::size_t index) {
   for (std::size_t j = index + 1; j < r.result.packets.size(); ++j) {
     if (r.result.packets[j].outcome == PacketResult::Outcome::kReply) return;
   }
-  TargetState& ts = target_state(r.target_key);
+  TargetState& ts = *r.state;
+  ts.used = reactor_.clock().now();
   if (ts.confirming || ts.down) return;
   sockaddr_storage ss{};
   std::memcpy(&ss, &r.addr, r.addr_len);
@@ -649,6 +651,7 @@ void IcmpEngine::submit(ProbeRequest req) {
       if (auto it = rounds_.find(id); it != rounds_.end() && settings_.confirm_count > 0) {
         Round& r = *it->second;
         r.target_key = key;
+        r.state = state;
         r.alive_on_confirmation = accelerated;
         r.result.learn_rtt = !ts.down;
         // Before the echo's own deadline, so that a miss is noticed while it can still start the evidence.
@@ -1161,7 +1164,7 @@ void IcmpEngine::complete_packet(std::uint64_t token, PacketResult result) {
   const bool failed = !reply && result.outcome != PacketResult::Outcome::kNotSent;
   if (reply) ++r.result.received;
   // The target answers again: the next miss needs new evidence, now, not after this round.
-  if (reply && !r.target_key.empty()) target_state(r.target_key).down = false;
+  if (reply && r.state != nullptr) r.state->down = false;
   r.result.packets[index] = std::move(result);
   ++r.completed;
   // A scheduled echo that failed outright (no route, an ICMP error, its

@@ -65,9 +65,6 @@ std::vector<Variable> variables(std::span<const KindMeasures> kinds) {
   return out;
 }
 
-// The variables over one window, as seen from one rule (its own window length).
-// Computed on first use: a rule reads a few of them (target_down none of the
-// window's), and sorting RTTs for one that reads none was most of the cost.
 namespace {
 // Loss ratios are summed as integers (the float's value x 2^40, exact for any
 // ratio of whole packets): adding and removing entries leaves no rounding
@@ -75,6 +72,9 @@ namespace {
 constexpr double kLossScale = 1099511627776.0;  // 2^40
 }  // namespace
 
+// The variables over one window, as seen from one rule (its own window length).
+// The counts come from the rule's span; RTTs are gathered and sorted on first
+// use only (target_down reads none of them).
 class RuleEngine::WindowEnv final : public Environment {
  public:
   // `span` is up to date for this evaluation (advance()d to its window's start).

@@ -412,7 +412,9 @@ std::map<std::string, std::string> info_labels(const Target& t, const std::strin
 struct ProbeFamilies::Table {
   std::vector<ProbeRecord> probes;  // sorted by labels
   // Labeled series names by first sight; grows only (appended under the lock).
-  std::vector<SeriesName> series;
+  // Shared and immutable: a render takes their addresses under the lock and
+  // reads them without it, while record() may append.
+  std::vector<std::shared_ptr<const SeriesName>> series;
   std::unordered_map<std::string, std::uint32_t> series_index;  // metric, then own labels, \0-separated
   std::unordered_map<std::pair<std::string, std::string>, std::size_t, StringPairHash> index;  // (target, probe)
   std::vector<TargetRecord> targets;
@@ -514,7 +516,7 @@ void ProbeFamilies::record(const Sample& sample) {
   const bool same_series =
       sample.series.size() == r.labeled.size() &&
       std::equal(sample.series.begin(), sample.series.end(), r.labeled.begin(), [&t](const LabeledValue& v, const Labeled& l) {
-        const SeriesName& n = t.series[l.series];
+        const SeriesName& n = *t.series[l.series];
         return v.metric == n.metric && v.labels == n.own;
       });
   if (same_series) {
@@ -530,8 +532,8 @@ void ProbeFamilies::record(const Sample& sample) {
       const std::uint32_t id = intern(t, v);
       // Equal merged labels are one series: the last value wins.
       auto same = std::find_if(next.begin(), next.end(), [&](const Labeled& o) {
-        const SeriesName& a = t.series[o.series];
-        const SeriesName& b = t.series[id];
+        const SeriesName& a = *t.series[o.series];
+        const SeriesName& b = *t.series[id];
         return a.metric == b.metric && a.pieces == b.pieces;
       });
       if (same != next.end()) {
@@ -566,7 +568,7 @@ std::uint32_t ProbeFamilies::intern(Table& t, const LabeledValue& v) {
     piece += '"';
     n.pieces.emplace_back(k, std::move(piece));
   }
-  t.series.push_back(std::move(n));
+  t.series.push_back(std::make_shared<const SeriesName>(std::move(n)));
   return it->second;
 }
 
@@ -636,7 +638,7 @@ std::vector<FamilySpec> family_specs(const std::vector<KindSchema>& kinds,
 
 // Writes one probe's series of family `f`; false when it has none.
 bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, const ProbeState& s,
-                 const std::vector<SeriesName>& series, std::string& scratch, bool& header_done) {
+                 const std::vector<const SeriesName*>& series, std::string& scratch, bool& header_done) {
   using W = FamilySpec::What;
   if (!s.seen) return false;
   auto header = [&] {
@@ -706,7 +708,7 @@ bool write_probe(Writer& w, const FamilySpec& f, const ProbeRecord& r, const Pro
       for (const auto& l : s.labeled) {
         // Interned after this render began: next time.
         if (l.series >= series.size() || l.type != f.labeled_type) continue;
-        const SeriesName& name = series[l.series];
+        const SeriesName& name = *series[l.series];
         if (name.metric != f.name) continue;
         header();
         if (name.pieces.empty()) {
@@ -753,16 +755,17 @@ void snapshot(const ProbeState& from, const FamilySpec& f, ProbeState& to) {
 void ProbeFamilies::render(MetricsFormat format, const MetricsSink& sink) const {
   std::shared_ptr<const Table> table;
   std::vector<KindSchema> kinds;
-  std::vector<SeriesName> series;
+  std::vector<const SeriesName*> series;  // owned by *table
   std::vector<std::pair<std::string, LabeledValue::Type>> labeled;
   {
     std::lock_guard<std::mutex> lock(mu_);
     table = table_;
     kinds = table_->kinds;
-    series = table_->series;
+    series.reserve(table_->series.size());
+    for (const auto& name : table_->series) series.push_back(name.get());
     for (const auto& r : table_->probes) {
       for (const auto& l : r.state.labeled) {
-        const std::pair<std::string, LabeledValue::Type> key{series[l.series].metric, l.type};
+        const std::pair<std::string, LabeledValue::Type> key{series[l.series]->metric, l.type};
         if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
       }
     }
@@ -805,7 +808,7 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
   std::vector<std::pair<std::string, LabeledValue::Type>> labeled;
   for (const auto& r : table.probes) {
     for (const auto& l : r.state.labeled) {
-      const std::pair<std::string, LabeledValue::Type> key{table.series[l.series].metric, l.type};
+      const std::pair<std::string, LabeledValue::Type> key{table.series[l.series]->metric, l.type};
       if (std::find(labeled.begin(), labeled.end(), key) == labeled.end()) labeled.push_back(key);
     }
   }
@@ -876,7 +879,7 @@ std::vector<prometheus::MetricFamily> ProbeFamilies::Collect() const {
           break;
         case W::kLabeled:
           for (const auto& l : r.labeled) {
-            const SeriesName& name = table.series[l.series];
+            const SeriesName& name = *table.series[l.series];
             if (name.metric != f.name || l.type != f.labeled_type) continue;
             std::map<std::string, std::string> merged = labels;
             for (const auto& [k, v] : name.own) merged[k] = v;

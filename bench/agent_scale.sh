@@ -12,7 +12,8 @@
 #    addresses. After a warm-up of a quarter of the run, over the rest: CPU
 #    from /proc/PID/stat while a Prometheus-like scraper (gzip, OpenMetrics
 #    preferred) scrapes every 15 s; steady RSS (VmRSS between scrapes); then
-#    one plain and one gzip scrape (bytes, time to first byte = render time),
+#    one plain and one gzip scrape (bytes, and the time to the last byte: the
+#    body is rendered while it is sent, so that is the render time),
 #    four concurrent scrapes (peak RSS while they run) and the scheduler lag
 #    p99 over the measured window (from nightshift_scheduler_lag_seconds).
 # Prints one markdown row; ratios are agent / engine.
@@ -113,8 +114,8 @@ agent_wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
 steady_rss=$(printf '%s\n' "${rss_samples[@]}" | sort -n | tail -1)
 lag=$(lag_p99 "$work/before.txt" "$work/after.txt")
 
-plain=$(curl -s -o "$work/plain.txt" -w '%{size_download} %{time_starttransfer}' "$url")
-gzip=$(curl -s -o "$work/gzip.bin" -H 'Accept-Encoding: gzip' -w '%{size_download} %{time_starttransfer}' "$url")
+plain=$(curl -s -o "$work/plain.txt" -w '%{size_download} %{time_total}' "$url")
+gzip=$(curl -s -o "$work/gzip.bin" -H 'Accept-Encoding: gzip' -w '%{size_download} %{time_total}' "$url")
 om_ok=$(curl -s -H "Accept: $PROM_ACCEPT" "$url" | tail -1)
 series=$(grep -vc '^#' "$work/plain.txt" || true)
 scrapers=()
@@ -131,10 +132,10 @@ agent_share=$(awk -v c="$agent_cpu" -v w="$agent_wall" 'BEGIN {printf "%.1f", 10
 ratio=$(awk -v a="$agent_share" -v e="$engine_share" 'BEGIN {printf "%.2f", (e > 0 ? a / e : 0)}')
 printf '| targets | interval | echoes | engine CPU %% | agent CPU %% | agent/engine | engine RSS MiB | agent steady RSS MiB | peak RSS MiB (run, with 4 scrapes at once) | series | scrape MB plain | scrape MB gzip | render ms plain | render ms gzip | lag p99 ms | up | OpenMetrics ends |\n'
 printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
-read -r plain_bytes plain_ttfb <<< "$plain"
-read -r gzip_bytes gzip_ttfb <<< "$gzip"
+read -r plain_bytes plain_time <<< "$plain"
+read -r gzip_bytes gzip_time <<< "$gzip"
 printf '| %d | %d ms | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %.0f | %.0f | %s | %s | %s |\n' \
   "$N" "$INTERVAL_MS" "$COUNT" "$engine_share" "$agent_share" "$ratio" "$engine_rss" "$steady_rss" "$peak_rss" \
   "$series" "$(awk -v b="$plain_bytes" 'BEGIN {print b / 1e6}')" "$(awk -v b="$gzip_bytes" 'BEGIN {print b / 1e6}')" \
-  "$(awk -v t="$plain_ttfb" 'BEGIN {print t * 1000}')" "$(awk -v t="$gzip_ttfb" 'BEGIN {print t * 1000}')" \
+  "$(awk -v t="$plain_time" 'BEGIN {print t * 1000}')" "$(awk -v t="$gzip_time" 'BEGIN {print t * 1000}')" \
   "${lag:-?}" "$up" "$om_ok"

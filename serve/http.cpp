@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdarg>
@@ -25,6 +26,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "core/log.h"
 
@@ -50,13 +52,137 @@ int hex_value(char c) {
 void free_shared(void* cls) { delete static_cast<std::shared_ptr<const std::string>*>(cls); }
 void free_owned(void* cls) { delete static_cast<std::string*>(cls); }
 
+// A streamed body (HttpResponse::stream) between its producer, a worker, and
+// libmicrohttpd's content reader on an event thread. At most kMaxBuffered
+// bytes wait: the producer blocks for room, and the reader, finding nothing,
+// suspends its connection until the producer has more (returning 0 without
+// suspending would make the event thread spin).
+class StreamBody {
+ public:
+  static constexpr std::size_t kMaxBuffered = 256 * 1024;
+  static constexpr std::size_t kPiece = 64 * 1024;
+
+  StreamBody(std::chrono::milliseconds stall_limit, const std::atomic<bool>& stopping)
+      : stall_limit_(stall_limit), stopping_(stopping) {}
+
+  // Producer side (a worker).
+  void emit(std::string_view piece) {
+    if (piece.empty()) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto deadline = std::chrono::steady_clock::now() + stall_limit_;
+    while (!closed_ && buffered_ >= kMaxBuffered) {
+      // In slices, so a stopping server is noticed while a reader stalls.
+      room_.wait_for(lock, std::chrono::milliseconds(100));
+      if (stopping_) throw HttpStreamClosed("the server is stopping");
+      if (buffered_ >= kMaxBuffered && std::chrono::steady_clock::now() >= deadline) {
+        throw HttpStreamClosed("the reader took nothing for " + std::to_string(stall_limit_.count()) + " ms");
+      }
+    }
+    if (closed_) throw HttpStreamClosed("the reader has gone");
+    if (!pieces_.empty() && pieces_.back().size() + piece.size() <= kPiece) {
+      pieces_.back().append(piece);
+    } else {
+      pieces_.emplace_back(piece);
+    }
+    buffered_ += piece.size();
+    MHD_Connection* waiting = std::exchange(suspended_, nullptr);
+    lock.unlock();
+    if (waiting != nullptr) MHD_resume_connection(waiting);
+  }
+  // The body is complete (ok) or cut short: the reader ends it either way.
+  void finish(bool ok) {
+    std::unique_lock<std::mutex> lock(mu_);
+    finished_ = true;
+    failed_ = !ok;
+    MHD_Connection* waiting = std::exchange(suspended_, nullptr);
+    lock.unlock();
+    if (waiting != nullptr) MHD_resume_connection(waiting);
+  }
+
+  // Reader side (the connection's event thread).
+  ssize_t read(MHD_Connection* conn, char* buf, std::size_t max) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::size_t n = 0;
+    while (n < max && !pieces_.empty()) {
+      const std::string& front = pieces_.front();
+      const std::size_t take = std::min(max - n, front.size() - offset_);
+      std::memcpy(buf + n, front.data() + offset_, take);
+      n += take;
+      offset_ += take;
+      if (offset_ == front.size()) {
+        pieces_.pop_front();
+        offset_ = 0;
+      }
+    }
+    if (n > 0) {
+      buffered_ -= n;
+      room_.notify_one();
+      return static_cast<ssize_t>(n);
+    }
+    if (finished_) return failed_ ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    // Under the lock: the producer's resume can only follow this suspend.
+    suspended_ = conn;
+    MHD_suspend_connection(conn);
+    return 0;
+  }
+  // The response or its exchange is gone: the producer stops at its next piece.
+  void close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    room_.notify_one();
+  }
+
+ private:
+  const std::chrono::milliseconds stall_limit_;
+  const std::atomic<bool>& stopping_;
+  std::mutex mu_;
+  std::condition_variable room_;
+  std::deque<std::string> pieces_;
+  std::size_t offset_ = 0;  // into pieces_.front()
+  std::size_t buffered_ = 0;
+  bool finished_ = false, failed_ = false, closed_ = false;
+  MHD_Connection* suspended_ = nullptr;
+};
+
+// What libmicrohttpd's content reader holds of a streamed response.
+struct StreamReader {
+  std::shared_ptr<StreamBody> body;
+  MHD_Connection* conn;
+};
+
+ssize_t read_stream(void* cls, std::uint64_t, char* buf, size_t max) {
+  auto* r = static_cast<StreamReader*>(cls);
+  return r->body->read(r->conn, buf, max);
+}
+void free_stream(void* cls) {
+  auto* r = static_cast<StreamReader*>(cls);
+  r->body->close();
+  delete r;
+}
+
+// A streamed body produced whole, where no worker can stream it (an inline
+// route, a refusal).
+void produce_whole(HttpResponse& r) {
+  if (!r.stream) return;
+  std::string body;
+  r.stream([&body](std::string_view piece) { body += piece; });
+  r.stream = nullptr;
+  r.body = std::move(body);
+  r.shared_body.reset();
+}
+
 // Hands `r` to libmicrohttpd for `conn`; the body is never copied (a shared
-// snapshot stays alive until the last byte is sent).
-MHD_Result queue(MHD_Connection* conn, HttpResponse r) {
+// snapshot stays alive until the last byte is sent). A streamed body is read
+// from `stream`, which its producer fills.
+MHD_Result queue(MHD_Connection* conn, HttpResponse r, std::shared_ptr<StreamBody> stream = nullptr) {
   const bool no_body = r.status == 304 || r.status == 204;
   MHD_Response* m = nullptr;
   if (no_body) {
     m = MHD_create_response_from_buffer(0, const_cast<char*>(""), MHD_RESPMEM_PERSISTENT);
+  } else if (stream) {
+    auto* reader = new StreamReader{std::move(stream), conn};
+    m = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, &read_stream, reader, &free_stream);
+    if (m == nullptr) free_stream(reader);
   } else if (r.shared_body) {
     auto* hold = new std::shared_ptr<const std::string>(std::move(r.shared_body));
     m = MHD_create_response_from_buffer_with_free_callback_cls((*hold)->size(), const_cast<char*>((*hold)->data()),
@@ -150,6 +276,13 @@ struct Exchange {
   bool started = false;
   bool refused = false;  // a response went out early (413): ignore the rest
   std::optional<HttpResponse> response;  // set by a worker before it resumes the connection
+  std::shared_ptr<StreamBody> stream;    // with a response whose body the worker goes on producing
+  Exchange() = default;
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+  ~Exchange() {
+    if (stream) stream->close();  // the connection ended before (or while) the body went out
+  }
 };
 
 MHD_Result collect_header(void* cls, MHD_ValueKind, const char* key, const char* value) {
@@ -255,6 +388,8 @@ struct HttpServer::Impl {
   std::vector<MHD_Daemon*> daemons;
   std::thread acceptor;
   std::atomic<bool> stopping{false};
+  // A streamed body whose reader takes nothing for this long is cut short.
+  std::chrono::milliseconds stall_limit;
   WorkerPool workers;
   // The pair presented to new handshakes, and every pair presented before:
   // GnuTLS may use what the callback returned for as long as a session lasts,
@@ -277,7 +412,8 @@ struct HttpServer::Impl {
   std::mutex sniff_mu;
   std::unordered_map<int, Waiting> waiting;
 
-  explicit Impl(HttpServer& s) : server(s), max_body(s.settings_.max_body) {}
+  explicit Impl(HttpServer& s)
+      : server(s), max_body(s.settings_.max_body), stall_limit(std::max(1000, s.settings_.idle_timeout_ms)) {}
 
   // The request line has arrived: the query is only in the raw URI.
   static void* on_uri(void*, const char* uri, MHD_Connection*) {
@@ -330,7 +466,7 @@ struct HttpServer::Impl {
       return MHD_YES;
     }
     if (ex->refused) return MHD_YES;
-    if (ex->response) return queue(conn, std::move(*ex->response));  // back from a worker
+    if (ex->response) return queue(conn, std::move(*ex->response), ex->stream);  // back from a worker
     if (ex->route == nullptr) {
       std::string body = "404 not found: " + ex->req.path + "\nendpoints:";
       for (const auto& entry : server.routes_) body += " " + entry.first;
@@ -345,14 +481,43 @@ struct HttpServer::Impl {
       return queue(conn, std::move(r));
     }
     ex->req.remote = peer_address(conn);
-    if (ex->route->dispatch == Dispatch::kInline) return queue(conn, run(*ex->route, ex->req));
+    if (ex->route->dispatch == Dispatch::kInline) {
+      HttpResponse r = run(*ex->route, ex->req);
+      produce_whole(r);
+      return queue(conn, std::move(r));
+    }
     // May block: off the event thread. Suspended first, so the resume can
     // never come before it.
     MHD_suspend_connection(conn);
-    const bool queued = workers.submit([ex, conn](bool serve) {
-      ex->response = serve ? run(*ex->route, ex->req)
-                           : HttpResponse::text(503, "the server is stopping; try again shortly\n");
+    const bool queued = workers.submit([this, ex, conn](bool serve) {
+      HttpResponse r = serve ? run(*ex->route, ex->req)
+                             : HttpResponse::text(503, "the server is stopping; try again shortly\n");
+      if (!r.stream || r.status == 304 || r.status == 204) {
+        r.stream = nullptr;
+        ex->response = std::move(r);
+        MHD_resume_connection(conn);
+        return;
+      }
+      // Headers go out now; this worker then produces the body into the
+      // stream the connection reads from. `ex` is the event thread's again
+      // once resumed: only the stream is shared.
+      auto stream = std::make_shared<StreamBody>(stall_limit, stopping);
+      auto produce = std::move(r.stream);
+      r.stream = nullptr;
+      ex->stream = stream;
+      ex->response = std::move(r);
+      const std::string path = ex->req.path;
       MHD_resume_connection(conn);
+      try {
+        produce([&stream](std::string_view piece) { stream->emit(piece); });
+        stream->finish(true);
+      } catch (const HttpStreamClosed& e) {
+        log::debug("http", {{"path", path}, {"message", std::string("streamed body cut short: ") + e.what()}});
+        stream->finish(false);
+      } catch (const std::exception& e) {
+        log::error("HTTP handler failed while streaming", {{"path", path}, {"error", e.what()}});
+        stream->finish(false);
+      }
     });
     if (!queued) {
       ex->response = HttpResponse::text(503, "the server is busy; try again shortly\n");

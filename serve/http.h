@@ -8,7 +8,10 @@
 // route may block (the API waits up to 5 s for the reactor, /metrics renders):
 // its connection is suspended, the handler runs on a small worker pool, and
 // the connection resumes with the answer, so a slow handler never holds up
-// the event threads. Keep-alive and slow (trickling) clients only hold a
+// the event threads. A body too large to hold whole (a /metrics scrape) is
+// streamed: the worker that ran the handler goes on to produce it into a
+// small buffer that the event thread sends from (chunked), so its memory is
+// a few pieces whatever its size. Keep-alive and slow (trickling) clients only hold a
 // connection slot; past `max_connections` new ones are closed at once.
 //
 // Routes are exact paths or path prefixes ("/api/v1/incidents/"), each with the
@@ -28,7 +31,9 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "nightshift/result.h"
@@ -50,6 +55,11 @@ struct HttpRequest {
   std::string param(const std::string& name) const;
 };
 
+// Thrown by HttpResponse::stream's emit when the body can no longer be sent.
+struct HttpStreamClosed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
@@ -57,6 +67,13 @@ struct HttpResponse {
   // A body shared by many responses (a pre-rendered page): used when set,
   // without a copy per request.
   std::shared_ptr<const std::string> shared_body;
+  // A body produced while it is sent (chunked): used when set, on the worker
+  // thread that ran the handler once the headers are queued. It hands its
+  // pieces to `emit`, which blocks while the reader is more than a few
+  // pieces behind and throws HttpStreamClosed when the reader has gone,
+  // stalls past the idle timeout or the server stops (the producer unwinds).
+  using Emit = std::function<void(std::string_view piece)>;
+  std::function<void(const Emit& emit)> stream;
   std::vector<std::pair<std::string, std::string>> headers;
 
   static HttpResponse text(int status, std::string body);

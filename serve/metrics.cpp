@@ -1242,64 +1242,39 @@ bool MetricsEndpoint::wants_gzip(std::string_view accept_encoding) {
   return gzip >= 0 ? gzip > 0 : any > 0;
 }
 
-std::shared_ptr<const std::string> MetricsEndpoint::body(Variant v) {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (rendering_) {
-    if (current_ == v) {
-      const std::uint64_t generation = generation_;
-      cv_.wait(lock, [&] { return generation_ != generation; });
-      if (body_variant_ == v && body_) return body_;
-    } else {
-      cv_.wait(lock, [&] { return !rendering_; });
-    }
-  }
-  rendering_ = true;
-  current_ = v;
-  std::size_t expect = v.gzip ? last_gzip_size_ : last_plain_size_;
-  lock.unlock();
-  auto out = std::make_shared<std::string>();
-  try {
-    if (expect == 0 && !v.gzip) {
-      // The first plain body: count it first rather than let the string
-      // double its way there (at 100 000 targets, a 512 MiB buffer for 280 MB).
-      metrics_.render(v.format, [&expect](std::string_view piece) { expect += piece.size(); });
-    }
-    out->reserve(expect + expect / 8);
-    if (v.gzip) {
-      GzipSink z(*out);
-      metrics_.render(v.format, [&z](std::string_view piece) { z.write(piece); });
-      z.finish();
-    } else {
-      metrics_.render(v.format, [&out](std::string_view piece) { *out += piece; });
-    }
-  } catch (...) {
-    lock.lock();
-    rendering_ = false;
-    ++generation_;
-    body_.reset();
-    cv_.notify_all();
-    throw;
+void MetricsEndpoint::produce(MetricsFormat format, bool gzip, const HttpResponse::Emit& emit) const {
+  // Pieces of about the render's own 64 KiB: few enough calls, little held.
+  constexpr std::size_t kPiece = 64 * 1024;
+  if (gzip) {
+    std::string out;
+    out.reserve(kPiece + 32 * 1024);
+    GzipSink z(out);
+    metrics_.render(format, [&](std::string_view piece) {
+      z.write(piece);
+      if (out.size() >= kPiece) {
+        emit(out);
+        out.clear();
+      }
+    });
+    z.finish();
+    emit(out);
+  } else {
+    metrics_.render(format, [&emit](std::string_view piece) { emit(piece); });
   }
   ::malloc_trim(0);  // the render's temporaries are gone: give their pages back
-  lock.lock();
-  (v.gzip ? last_gzip_size_ : last_plain_size_) = out->size();
-  body_ = std::move(out);
-  body_variant_ = v;
-  ++generation_;
-  rendering_ = false;
-  cv_.notify_all();
-  return body_;
 }
 
 HttpResponse MetricsEndpoint::serve(const HttpRequest& req) {
-  const Variant v{format_for(req.header("accept")), wants_gzip(req.header("accept-encoding"))};
+  const MetricsFormat format = format_for(req.header("accept"));
+  const bool gzip = wants_gzip(req.header("accept-encoding"));
   HttpResponse r;
-  r.content_type = v.format == MetricsFormat::kOpenMetrics
+  r.content_type = format == MetricsFormat::kOpenMetrics
                        ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
                        : "text/plain; version=0.0.4; charset=utf-8";
   r.headers.emplace_back("Vary", "Accept, Accept-Encoding");
-  if (v.gzip) r.headers.emplace_back("Content-Encoding", "gzip");
-  r.shared_body = body(v);  // shared by concurrent scrapers, never copied
+  if (gzip) r.headers.emplace_back("Content-Encoding", "gzip");
+  // Written while it is sent: never whole in memory, whatever the target count.
+  r.stream = [this, format, gzip](const HttpResponse::Emit& emit) { produce(format, gzip, emit); };
   return r;
 }
 

@@ -18,7 +18,6 @@
 #pragma once
 
 #include <array>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -171,14 +170,14 @@ class AgentMetrics {
 };
 
 // GET /metrics: content negotiation (OpenMetrics when the scraper's Accept
-// prefers it, gzip when its Accept-Encoding allows it), one render at a time
-// (scrapers that arrive during a render of the same variant share its body;
-// others wait their turn, so concurrent scrapes never hold several renders in
-// memory), and gzip compressed while rendering (the plain text is never whole
-// in memory).
+// prefers it, gzip when its Accept-Encoding allows it), the body streamed
+// while it is rendered (and compressed while it is written), so a scrape
+// holds a few 64 KiB pieces however many targets there are, and concurrent
+// scrapes each hold their own few.
 class MetricsEndpoint {
  public:
   explicit MetricsEndpoint(const AgentMetrics& metrics) : metrics_(metrics) {}
+  // The headers now; the body is written by the response's stream.
   HttpResponse serve(const HttpRequest& req);
 
   // Negotiation, pure; exposed for tests.
@@ -186,22 +185,9 @@ class MetricsEndpoint {
   static bool wants_gzip(std::string_view accept_encoding);
 
  private:
-  struct Variant {
-    MetricsFormat format;
-    bool gzip;
-    bool operator==(const Variant&) const = default;
-  };
-  std::shared_ptr<const std::string> body(Variant v);
+  void produce(MetricsFormat format, bool gzip, const HttpResponse::Emit& emit) const;
 
   const AgentMetrics& metrics_;
-  std::mutex mu_;  // guards the members below
-  std::condition_variable cv_;
-  bool rendering_ = false;
-  Variant current_{MetricsFormat::kText, false};  // what is rendering
-  std::uint64_t generation_ = 0;                   // renders finished
-  std::shared_ptr<const std::string> body_;        // the last one's
-  Variant body_variant_{MetricsFormat::kText, false};
-  std::size_t last_plain_size_ = 0, last_gzip_size_ = 0;  // to reserve the next body's size
 };
 
 // gzip of `text`, pure; exposed for tests.

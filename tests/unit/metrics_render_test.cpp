@@ -241,8 +241,22 @@ TEST(MetricsRenderTest, EndpointCompressesAndLabelsTheVariant) {
   req.method = "GET";
   req.path = "/metrics";
   req.headers["accept-encoding"] = "gzip";
+  // The body as the server would stream it, piece by piece.
+  auto body_of = [](const HttpResponse& r) {
+    std::string body;
+    std::size_t pieces = 0;
+    r.stream([&](std::string_view piece) {
+      body += piece;
+      ++pieces;
+    });
+    EXPECT_GT(pieces, 0u);
+    return body;
+  };
   HttpResponse r = endpoint.serve(req);
-  ASSERT_TRUE(r.shared_body);
+  ASSERT_TRUE(r.stream);
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_FALSE(r.shared_body);
+  const std::string compressed = body_of(r);
   EXPECT_EQ(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
   auto header = [&](const std::string& name) {
     for (const auto& [k, v] : r.headers) {
@@ -252,8 +266,8 @@ TEST(MetricsRenderTest, EndpointCompressesAndLabelsTheVariant) {
   };
   EXPECT_EQ(header("Content-Encoding"), "gzip");
   EXPECT_EQ(header("Vary"), "Accept, Accept-Encoding");
-  const std::string plain = gunzip(*r.shared_body);
-  EXPECT_LT(r.shared_body->size() * 5, plain.size());
+  const std::string plain = gunzip(compressed);
+  EXPECT_LT(compressed.size() * 5, plain.size());
   const PromText p = parse_prom_text(plain);
   ASSERT_TRUE(p.errors.empty()) << p.errors.front();
   EXPECT_EQ(p.select("probe_success").size(), 600u);
@@ -264,7 +278,8 @@ TEST(MetricsRenderTest, EndpointCompressesAndLabelsTheVariant) {
   r = endpoint.serve(req);
   EXPECT_EQ(r.content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
   EXPECT_EQ(header("Content-Encoding"), "");
-  EXPECT_EQ(r.shared_body->substr(r.shared_body->size() - 6), "# EOF\n");
+  const std::string openmetrics = body_of(r);
+  EXPECT_EQ(openmetrics.substr(openmetrics.size() - 6), "# EOF\n");
   EXPECT_EQ(gunzip(gzip_compress("hello")), "hello");
 }
 

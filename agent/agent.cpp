@@ -1131,21 +1131,19 @@ void Agent::dispatch(const ScheduledProbe& probe, Duration lag, Duration span) {
     if (!accelerated_in_flight_.insert(key).second) return;
     req.done = [this, target = probe.target, key = std::move(key)](Sample s) {
       accelerated_in_flight_.erase(key);
-      on_sample(target, std::make_shared<const Sample>(std::move(s)));
+      on_sample(target, s);
     };
   } else {
-    // One shared copy per sample: the exporter view keeps it as the latest.
-    req.done = [this, target = probe.target](Sample s) { on_sample(target, std::make_shared<const Sample>(std::move(s))); };
+    req.done = [this, target = probe.target](Sample s) { on_sample(target, s); };
   }
   engine->submit(std::move(req));
   metrics_.probe_sent(probe.spec->kind);
   metrics_.set_in_flight(probe.spec->kind, static_cast<double>(engine->in_flight()));
 }
 
-void Agent::on_sample(const std::shared_ptr<const Target>& target, std::shared_ptr<const Sample> shared) {
-  const Sample& sample = *shared;
-  metrics_.record(sample);
-  exporter_view_.record(shared);  // a copy: `sample` must outlive this call whether the view keeps it or not
+void Agent::on_sample(const std::shared_ptr<const Target>& target, const Sample& sample) {
+  metrics_.record(sample);  // before the view: /probe and /snmp read their results from the records
+  exporter_view_.record(sample);
   // Before the pipeline: a declaration it makes now asks the fleet, which must know this verdict.
   if (fleet_) fleet_->observe(fleet_verdict(sample.target, sample.probe, sample.ok, std::string(to_string(sample.reason)),
                                             sample.detail, clock_));

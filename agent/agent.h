@@ -54,7 +54,7 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   // "https://" or "http://", as the listener speaks.
   std::string http_scheme() const;
   void dispatch(const ScheduledProbe& probe, Duration lag, Duration span);
-  void on_sample(const std::shared_ptr<const Target>& target, std::shared_ptr<const Sample> sample);
+  void on_sample(const std::shared_ptr<const Target>& target, const Sample& sample);
   PipelineSettings pipeline_settings() const;
   void schedule_pipeline_tick();
   void update_open_incidents();
@@ -157,7 +157,7 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
   Resolver resolver_;
   EngineContext engine_context_;
   AgentMetrics metrics_;
-  ExporterView exporter_view_;  // /probe and /snmp: the latest results in the exporters' formats
+  ExporterView exporter_view_{metrics_.probe_families()};  // /probe and /snmp: the latest results in the exporters' formats
   Scheduler scheduler_;
   HttpServer http_;
   std::map<std::string, std::unique_ptr<ProbeEngine>> engines_;  // by kind

@@ -1,5 +1,6 @@
 #include "serve/exporter_view.h"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -59,8 +60,6 @@ void gauge(std::string& out, const char* name, const char* help, double value) {
          format_value(value) + "\n";
 }
 
-double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
-
 // "host:port" -> ("host", port); "[::1]:80" -> ("::1", 80); no port: (text, 0).
 std::pair<std::string, int> split_port(const std::string& text) {
   std::string host = text;
@@ -84,24 +83,25 @@ bool module_names_kind(const std::string& module, const std::string& kind) {
 
 }  // namespace
 
-std::string render_blackbox(const Sample& sample) {
+std::string render_blackbox(const ProbeResult& result) {
   std::string out;
-  gauge(out, "probe_success", "Displays whether or not the probe was a success", sample.ok ? 1 : 0);
+  gauge(out, "probe_success", "Displays whether or not the probe was a success", result.ok ? 1 : 0);
   gauge(out, "probe_duration_seconds", "Returns how long the probe took to complete in seconds",
-        seconds(sample.duration));
-  render_series(sample.series, {"probe_success", "probe_duration_seconds"}, out);
+        result.duration_seconds);
+  render_series(result.series, {"probe_success", "probe_duration_seconds"}, out);
   return out;
 }
 
-std::string render_snmp(const Sample& sample) {
+std::string render_snmp(const ProbeResult& result) {
   std::string out;
-  render_series(sample.series, {}, out);
+  render_series(result.series, {}, out);
   return out;
 }
 
 void ExporterView::sync_targets(const std::vector<std::shared_ptr<const Target>>& targets) {
   std::map<std::string, Entry> fresh;
   std::lock_guard<std::mutex> lock(mu_);
+  snmp_kinds_.clear();
   for (const auto& t : targets) {
     Entry e;
     e.address = t->address;
@@ -113,14 +113,25 @@ void ExporterView::sync_targets(const std::vector<std::shared_ptr<const Target>>
       if (const ProbeKind* kind = find_probe_kind(spec.kind)) {
         p.snmp_format = kind->exporter == ExporterFormat::kSnmp;
         if (kind->exporter == ExporterFormat::kNone) continue;
+        if (p.snmp_format && std::find(snmp_kinds_.begin(), snmp_kinds_.end(), p.kind) == snmp_kinds_.end()) {
+          snmp_kinds_.push_back(p.kind);
+        }
         if (kind->port != nullptr && spec.options) p.port = kind->port(*spec.options);
       }
-      // A probe that survives a reload unchanged keeps its last result.
+      // A probe that survives a reload unchanged keeps its last result; one
+      // whose target moved waits for a run at the new address.
+      bool kept = false;
       if (old != targets_.end() && old->second.address == e.address) {
         for (const auto& o : old->second.probes) {
-          if (o.name == p.name && o.kind == p.kind && o.port == p.port) p.last = o.last;
+          if (o.name == p.name && o.kind == p.kind && o.port == p.port) {
+            p.failure_detail = o.failure_detail;
+            // The records start afresh when the labels changed: then so does this.
+            p.stale_runs = std::min(o.stale_runs, results_.runs(t->name, p.name));
+            kept = true;
+          }
         }
       }
+      if (!kept) p.stale_runs = results_.runs(t->name, p.name);
       e.probes.push_back(std::move(p));
     }
     fresh[t->name] = std::move(e);
@@ -131,13 +142,19 @@ void ExporterView::sync_targets(const std::vector<std::shared_ptr<const Target>>
   for (auto& [name, e] : targets_) by_name_.emplace(name, &e);
 }
 
-void ExporterView::record(std::shared_ptr<const Sample> sample) {
+void ExporterView::record(const Sample& sample) {
+  // Written by sync_targets() on this same thread: read without the lock.
+  if (std::find(snmp_kinds_.begin(), snmp_kinds_.end(), sample.kind) == snmp_kinds_.end()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = by_name_.find(sample->target);
+  auto it = by_name_.find(sample.target);
   if (it == by_name_.end()) return;
   for (auto& p : it->second->probes) {
-    if (p.name == sample->probe) {
-      p.last = std::move(sample);
+    if (p.name == sample.probe) {
+      if (sample.ok) {
+        p.failure_detail.clear();
+      } else {
+        p.failure_detail = sample.detail;
+      }
       return;
     }
   }
@@ -151,8 +168,9 @@ HttpResponse ExporterView::serve(const HttpRequest& request, bool snmp_format) c
   const std::string module = request.param("module");
   if (target.empty()) return HttpResponse::text(400, "target parameter is missing\n");
   const auto [host, port] = split_port(target);
-  std::shared_ptr<const Sample> last;
   std::string found;  // target/probe that answers, for messages
+  std::string target_name, probe_name, failure_detail;
+  std::uint64_t stale_runs = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     // The target named, else every target at that address, in name order.
@@ -184,6 +202,7 @@ HttpResponse ExporterView::serve(const HttpRequest& request, bool snmp_format) c
           if (!fits) continue;
           chosen = &p;
           found = *name + "/" + p.name;
+          target_name = *name;
           break;
         }
         if (chosen != nullptr) break;
@@ -199,9 +218,14 @@ HttpResponse ExporterView::serve(const HttpRequest& request, bool snmp_format) c
                                          " is configured" + (have.empty() ? "" : " (probes there: " + have + ")") +
                                          "\n");
     }
-    last = chosen->last;
+    probe_name = chosen->name;
+    failure_detail = chosen->failure_detail;
+    stale_runs = chosen->stale_runs;
   }
-  if (!last) return HttpResponse::text(503, "probe " + found + " has not completed a run yet\n");
+  const std::optional<ProbeResult> last = results_.last_result(target_name, probe_name);
+  if (!last || last->runs <= stale_runs) {
+    return HttpResponse::text(503, "probe " + found + " has not completed a run yet\n");
+  }
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   r.headers.emplace_back("Cache-Control", "no-store");
@@ -214,7 +238,7 @@ HttpResponse ExporterView::serve(const HttpRequest& request, bool snmp_format) c
     r.status = 500;
     r.content_type = "text/plain; charset=utf-8";
     r.body = "An error has occurred while serving metrics:\n\nprobe " + found + " failed (" +
-             std::string(to_string(last->reason)) + "): " + last->detail + "\n";
+             std::string(to_string(last->reason)) + "): " + failure_detail + "\n";
     return r;
   }
   r.body = render_snmp(*last);

@@ -20,7 +20,8 @@
 // as Go's exporters write them (shortest, 0.0005, 1e-05, 1e+12).
 //
 // Thread safety: sync_targets() and record() on the reactor thread; probe(),
-// snmp() and the render functions from any thread (one mutex).
+// snmp() and the render functions from any thread (one mutex, and the metric
+// records' own).
 #pragma once
 
 #include <map>
@@ -33,14 +34,20 @@
 #include "nightshift/sample.h"
 #include "nightshift/target.h"
 #include "serve/http.h"
+#include "serve/metrics.h"
 
 namespace nightshift {
 
 class ExporterView {
  public:
+  // The results are the metric records' (ProbeFamilies::last_result), kept
+  // there per probe anyway: the view keeps no Sample of its own.
+  explicit ExporterView(const ProbeFamilies& results) : results_(results) {}
+
   void sync_targets(const std::vector<std::shared_ptr<const Target>>& targets);
-  // Keeps `sample` as its probe's latest (shared, not copied).
-  void record(std::shared_ptr<const Sample> sample);
+  // After the metric records took `sample`: keeps what they do not, a failed
+  // SNMP poll's detail for the 500 answer. Other kinds' samples cost a compare.
+  void record(const Sample& sample);
 
   HttpResponse probe(const HttpRequest& request) const;  // GET /probe
   HttpResponse snmp(const HttpRequest& request) const;   // GET /snmp
@@ -50,7 +57,10 @@ class ExporterView {
     std::string name, kind;
     int port = 0;               // 0: the kind connects to no port
     bool snmp_format = false;   // served by /snmp rather than /probe
-    std::shared_ptr<const Sample> last;
+    std::string failure_detail;  // snmp_format: the last failed poll's
+    // Results up to this many measured an address the target no longer has
+    // (a reload changed it): not served.
+    std::uint64_t stale_runs = 0;
   };
   struct Entry {
     std::string address;
@@ -58,6 +68,8 @@ class ExporterView {
   };
   HttpResponse serve(const HttpRequest& request, bool snmp_format) const;
 
+  const ProbeFamilies& results_;
+  std::vector<std::string> snmp_kinds_;  // kinds whose samples record() keeps a detail of
   mutable std::mutex mu_;
   std::map<std::string, Entry> targets_;  // by name: /probe looks addresses up in name order
   // The same entries hashed, for record(): every sample looks its target up.
@@ -67,7 +79,7 @@ class ExporterView {
 // The text exposition of one probe's result, as the exporter would write it:
 // probe_success and probe_duration_seconds (blackbox), or snmp_scrape_* and
 // the device's series (snmp). Pure; for tests.
-std::string render_blackbox(const Sample& sample);
-std::string render_snmp(const Sample& sample);
+std::string render_blackbox(const ProbeResult& result);
+std::string render_snmp(const ProbeResult& result);
 
 }  // namespace nightshift

@@ -416,7 +416,7 @@ struct ProbeFamilies::Table {
   // reads them without it, while record() may append.
   std::vector<std::shared_ptr<const SeriesName>> series;
   std::unordered_map<std::string, std::uint32_t> series_index;  // metric, then own labels, \0-separated
-  std::unordered_map<std::pair<std::string, std::string>, std::size_t, StringPairHash> index;  // (target, probe)
+  std::unordered_map<std::pair<std::string, std::string>, std::size_t, StringPairHash, StringPairEqual> index;  // (target, probe)
   std::vector<TargetRecord> targets;
   std::vector<KindSchema> kinds;
 };
@@ -434,6 +434,13 @@ void ProbeFamilies::sync_targets(const std::vector<std::shared_ptr<const Target>
   next->kinds = prev->kinds;
   next->series = prev->series;  // surviving records keep their series numbers
   next->series_index = prev->series_index;
+  // Sized once: growing by doubling would hold up to twice the records (and
+  // briefly both copies) at 100 000 probes.
+  std::size_t probe_count = 0;
+  for (const auto& t : targets) probe_count += t->probes.size();
+  next->probes.reserve(probe_count);
+  next->targets.reserve(targets.size());
+  next->index.reserve(probe_count);
   for (const auto& t : targets) {
     next->targets.push_back({t, render_labels(info_labels(*t, agent_))});
     for (const auto& p : t->probes) {
@@ -477,9 +484,7 @@ void ProbeFamilies::sync_targets(const std::vector<std::shared_ptr<const Target>
 void ProbeFamilies::record(const Sample& sample) {
   std::lock_guard<std::mutex> lock(mu_);
   Table& t = *table_;
-  // Heterogeneous lookup is C++20 for unordered maps only with a transparent
-  // hash; short names fit std::string's inline buffer, so this key is free.
-  auto it = t.index.find({sample.target, sample.probe});
+  auto it = t.index.find(ProbeKeyView{sample.target, sample.probe});  // no key built
   if (it == t.index.end()) return;  // removed by a reload while in flight
   ProbeRecord& rec = t.probes[it->second];
   ProbeState& r = rec.state;
@@ -545,6 +550,35 @@ void ProbeFamilies::record(const Sample& sample) {
     }
     r.labeled = std::move(next);
   }
+}
+
+std::optional<ProbeResult> ProbeFamilies::last_result(std::string_view target, std::string_view probe) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Table& t = *table_;
+  auto it = t.index.find(ProbeKeyView{target, probe});
+  if (it == t.index.end()) return std::nullopt;
+  const ProbeState& r = t.probes[it->second].state;
+  if (!r.seen) return std::nullopt;
+  ProbeResult out;
+  out.ok = r.ok;
+  out.reason = r.reason;
+  out.duration_seconds = r.duration;
+  for (std::uint64_t n : r.results) out.runs += n;
+  out.series.reserve(r.labeled.size());
+  for (const Labeled& l : r.labeled) {
+    const SeriesName& n = *t.series[l.series];
+    out.series.push_back({n.metric, n.own, l.value, l.type});
+  }
+  return out;
+}
+
+std::uint64_t ProbeFamilies::runs(std::string_view target, std::string_view probe) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = table_->index.find(ProbeKeyView{target, probe});
+  if (it == table_->index.end()) return 0;
+  std::uint64_t n = 0;
+  for (std::uint64_t c : table_->probes[it->second].state.results) n += c;
+  return n;
 }
 
 std::uint32_t ProbeFamilies::intern(Table& t, const LabeledValue& v) {

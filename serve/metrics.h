@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -60,6 +61,18 @@ using MetricsSink = std::function<void(std::string_view)>;
 void write_families(const std::vector<prometheus::MetricFamily>& families, MetricsFormat format,
                     const MetricsSink& sink);
 
+// One probe's last result as the exporters' own formats write it (/probe,
+// /snmp): read from its metric record, so no Sample is kept per probe.
+struct ProbeResult {
+  bool ok = false;
+  FailureReason reason = FailureReason::kNone;
+  double duration_seconds = 0;
+  std::uint64_t runs = 0;  // results recorded so far, this one included
+  // The sample's labeled series in its order, with their own labels only
+  // (series whose labels merged with the probe's are equal appear once).
+  std::vector<LabeledValue> series;
+};
+
 // The per-probe families, from one compact record per configured probe.
 class ProbeFamilies final : public prometheus::Collectable {
  public:
@@ -75,6 +88,11 @@ class ProbeFamilies final : public prometheus::Collectable {
   // for tests and prometheus-cpp consumers, not for /metrics.
   std::vector<prometheus::MetricFamily> Collect() const override;
   void render(MetricsFormat format, const MetricsSink& sink) const;
+  // nullopt when the probe is not configured or has not completed a run.
+  // Any thread.
+  std::optional<ProbeResult> last_result(std::string_view target, std::string_view probe) const;
+  // The results recorded so far (ProbeResult::runs), 0 for an unknown probe.
+  std::uint64_t runs(std::string_view target, std::string_view probe) const;
 
   struct Table;  // in metrics.cpp
 

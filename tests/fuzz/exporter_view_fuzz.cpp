@@ -15,8 +15,9 @@ namespace {
 using namespace nightshift;
 
 ExporterView& view() {
+  static ProbeFamilies* results = new ProbeFamilies("edge1", {});
   static ExporterView* v = [] {
-    auto* out = new ExporterView;
+    auto* out = new ExporterView(*results);
     auto t = std::make_shared<Target>();
     t->name = "core:1";
     t->address = "192.0.2.1";
@@ -26,14 +27,18 @@ ExporterView& view() {
     t->probes = {{"icmp", "icmp", std::chrono::seconds(10), std::chrono::seconds(1), nullptr},
                  {"tcp", "tcp_22", std::chrono::seconds(10), std::chrono::seconds(1), tcp},
                  {"snmp", "snmp", std::chrono::seconds(10), std::chrono::seconds(1), snmp}};
+    results->sync_targets({t});
     out->sync_targets({t});
     for (const char* probe : {"icmp", "tcp_22", "snmp"}) {
       Sample s;
       s.target = t->name;
       s.probe = probe;
+      s.kind = std::string(probe).substr(0, std::string(probe).find('_'));
       s.ok = probe[0] != 's';
+      s.detail = "no answer";
       s.series.push_back({"ifOperStatus", {{"ifIndex", "1"}, {"ifAlias", "\"\\\n"}}, 1, LabeledValue::Type::kGauge});
-      out->record(std::make_shared<const Sample>(s));
+      results->record(s);
+      out->record(s);
     }
     return out;
   }();

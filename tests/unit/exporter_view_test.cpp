@@ -3,6 +3,8 @@
 // module (probe name or kind), with the exporters' status codes.
 #include "serve/exporter_view.h"
 
+#include "serve/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include "probes/snmp/snmp.h"
@@ -35,6 +37,7 @@ Sample sample(const std::string& target, const std::string& probe, bool ok, doub
   Sample s;
   s.target = target;
   s.probe = probe;
+  s.kind = probe.substr(0, probe.find('_'));  // tcp_22: tcp
   s.ok = ok;
   s.reason = ok ? FailureReason::kNone : FailureReason::kTimeout;
   s.detail = ok ? "" : "no SNMP answer";
@@ -51,9 +54,19 @@ HttpResponse get(const ExporterView& v, const std::string& path, const std::stri
 }
 
 struct ExporterViewTest : ::testing::Test {
-  ExporterView view;
+  // The view serves what the metric records hold, as in the agent.
+  ProbeFamilies results{"edge1", {}};
+  ExporterView view{results};
+  void sync(const std::vector<std::shared_ptr<const Target>>& targets) {
+    results.sync_targets(targets);
+    view.sync_targets(targets);
+  }
+  void record(const Sample& s) {
+    results.record(s);
+    view.record(s);
+  }
   void SetUp() override {
-    view.sync_targets({target("core-ams1", "192.0.2.1", {icmp_probe(), tcp_probe(22), tcp_probe(443), snmp_probe(161)}),
+    sync({target("core-ams1", "192.0.2.1", {icmp_probe(), tcp_probe(22), tcp_probe(443), snmp_probe(161)}),
                        target("edge", "192.0.2.2", {icmp_probe()}),
                        target("also-core", "192.0.2.1", {tcp_probe(8080)})});
   }
@@ -72,7 +85,7 @@ TEST_F(ExporterViewTest, BlackboxFormatWithTheSeriesOfTheSample) {
   s.series.push_back({"probe_icmp_duration_seconds", {{"phase", "resolve"}}, 0.00001, LabeledValue::Type::kGauge});
   s.series.push_back({"probe_ip_protocol", {}, 4, LabeledValue::Type::kGauge});
   s.series.push_back({"probe_icmp_duration_seconds", {{"phase", "rtt"}}, 0.0005, LabeledValue::Type::kGauge});
-  view.record(std::make_shared<const Sample>(s));
+  record(s);
   const HttpResponse r = get(view, "/probe", "target=core-ams1&module=icmp");
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("\nprobe_success 1\n"), std::string::npos) << r.body;
@@ -87,9 +100,9 @@ TEST_F(ExporterViewTest, BlackboxFormatWithTheSeriesOfTheSample) {
 }
 
 TEST_F(ExporterViewTest, AddressAndPortPickTheTcpProbeAcrossTargets) {
-  view.record(std::make_shared<const Sample>(sample("core-ams1", "tcp_22", true)));
-  view.record(std::make_shared<const Sample>(sample("core-ams1", "tcp_443", false)));
-  view.record(std::make_shared<const Sample>(sample("also-core", "tcp_8080", true, 0.25)));
+  record(sample("core-ams1", "tcp_22", true));
+  record(sample("core-ams1", "tcp_443", false));
+  record(sample("also-core", "tcp_8080", true, 0.25));
   EXPECT_NE(get(view, "/probe", "target=192.0.2.1:443&module=tcp_connect").body.find("probe_success 0"), std::string::npos);
   EXPECT_NE(get(view, "/probe", "target=192.0.2.1:22&module=ssh_banner").body.find("probe_success 1"), std::string::npos)
       << "a module naming no kind narrows nothing";
@@ -107,7 +120,7 @@ TEST_F(ExporterViewTest, SnmpFormatAndA500WhenThePollFailedAsSnmpExporter) {
   s.series.push_back({"ifOperStatus", {{"ifIndex", "1"}, {"ifName", "eth0"}, {"ifAlias", "a \"quoted\" \\ alias"},
                                        {"ifDescr", "eth0"}}, 1, LabeledValue::Type::kGauge});
   s.series.push_back({"ifHCInOctets", {{"ifIndex", "1"}}, 1e12, LabeledValue::Type::kCounter});
-  view.record(std::make_shared<const Sample>(s));
+  record(s);
   HttpResponse r = get(view, "/snmp", "target=192.0.2.1:161&module=if_mib");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("sysUpTime 117400\n"), std::string::npos) << r.body;
@@ -119,19 +132,33 @@ TEST_F(ExporterViewTest, SnmpFormatAndA500WhenThePollFailedAsSnmpExporter) {
   EXPECT_EQ(r.body.find("probe_success"), std::string::npos) << "snmp_exporter has no probe_success";
   EXPECT_EQ(get(view, "/snmp", "target=192.0.2.1").status, 200) << "without a port: the device's SNMP probe";
   EXPECT_EQ(get(view, "/probe", "target=192.0.2.1:161").status, 404) << "SNMP is /snmp's, not /probe's";
-  view.record(std::make_shared<const Sample>(sample("core-ams1", "snmp", false)));
+  record(sample("core-ams1", "snmp", false));
   r = get(view, "/snmp", "target=core-ams1&module=if_mib");
   EXPECT_EQ(r.status, 500) << "Prometheus counts it as up 0: the community SNMP-down alert fires";
   EXPECT_NE(r.body.find("timeout"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("no SNMP answer"), std::string::npos) << "the poll's own detail\n" << r.body;
+  record(s);
+  EXPECT_EQ(get(view, "/snmp", "target=core-ams1&module=if_mib").status, 200) << "answered again";
 }
 
 TEST_F(ExporterViewTest, AReloadKeepsTheResultsOfProbesThatStay) {
-  view.record(std::make_shared<const Sample>(sample("edge", "icmp", true)));
-  view.sync_targets({target("edge", "192.0.2.2", {icmp_probe()})});
+  record(sample("edge", "icmp", true));
+  sync({target("edge", "192.0.2.2", {icmp_probe()})});
   EXPECT_EQ(get(view, "/probe", "target=edge&module=icmp").status, 200);
-  view.sync_targets({target("edge", "192.0.2.3", {icmp_probe()})});
+  sync({target("edge", "192.0.2.3", {icmp_probe()})});
   EXPECT_EQ(get(view, "/probe", "target=edge&module=icmp").status, 503) << "a new address is a new measurement";
-  view.sync_targets({});
+  record(sample("edge", "icmp", false));
+  EXPECT_NE(get(view, "/probe", "target=edge&module=icmp").body.find("probe_success 0"), std::string::npos)
+      << "the first run at the new address is served";
+  sync({target("edge", "192.0.2.3", {icmp_probe()})});
+  EXPECT_EQ(get(view, "/probe", "target=edge&module=icmp").status, 200) << "an unchanged reload keeps it";
+  auto regrouped = std::make_shared<Target>(*target("edge", "192.0.2.3", {icmp_probe()}));
+  regrouped->group = "west";
+  sync({regrouped});
+  EXPECT_EQ(get(view, "/probe", "target=edge&module=icmp").status, 503) << "new labels: the records start afresh";
+  record(sample("edge", "icmp", true));
+  EXPECT_EQ(get(view, "/probe", "target=edge&module=icmp").status, 200);
+  sync({});
   EXPECT_EQ(get(view, "/probe", "target=edge&module=icmp").status, 404);
 }
 

@@ -478,7 +478,12 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
     const WindowEnv env(w, span, now, rtt_scratch_);
     const bool active = rule.condition.fires(env);
     auto& slot = w.alerts[i];
-    if (!slot) slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", "", std::nullopt});
+    if (!slot) {
+      // A state that was never active stays inactive whatever it observes:
+      // made at the first firing verdict, so 10 000 healthy targets keep none.
+      if (!active) continue;
+      slot = std::make_unique<Tracked>(Tracked{AlertState(rule.timing), "", "", std::nullopt});
+    }
     Tracked& t = *slot;
     if (active) {
       t.summary = operator_summary(rule, target, sample, env);

@@ -145,7 +145,7 @@ class RuleEngine {
     Ring<float> rtts;       // the entries' RTTs in order: a sample's, or quantiles of them if it had more
     std::uint64_t first_seq = 0;  // sequence number of entries.front()
     std::vector<Span> spans;
-    std::vector<std::unique_ptr<Tracked>> alerts;  // by rule index; null until the rule selects it
+    std::vector<std::unique_ptr<Tracked>> alerts;  // by rule index; null until its condition first holds
     int consecutive_failures = 0;
     SteadyTime failing_since{};  // first failure of the current run of failures
     // What conditions read of the last sample: not its series, observations

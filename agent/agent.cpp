@@ -416,11 +416,9 @@ std::vector<fleet::Verdict> Agent::watched_verdicts() const {
     for (const auto& p : t->probes) {
       bool ok = true;  // not run yet: nothing seen wrong
       std::string reason;
-      if (auto ts = probe_states_.find(t->name); ts != probe_states_.end()) {
-        if (auto ps = ts->second.find(p.name); ps != ts->second.end()) {
-          ok = ps->second.ok;
-          reason = to_string(ps->second.reason);
-        }
+      if (auto ps = probe_states_.find(ProbeKeyView{t->name, p.name}); ps != probe_states_.end()) {
+        ok = ps->second.ok;
+        reason = to_string(ps->second.reason);
       }
       out.push_back(fleet_verdict(t->name, p.name, ok, reason, "", clock_));
     }
@@ -483,11 +481,9 @@ void Agent::answer_fleet_confirm(const fleet::ConfirmRequest& req,
     if (!req.probe.empty() && spec.name != req.probe) continue;
     bool ok = true;  // not run yet: nothing seen wrong
     std::string reason;
-    if (auto ts = probe_states_.find(req.target); ts != probe_states_.end()) {
-      if (auto ps = ts->second.find(spec.name); ps != ts->second.end()) {
-        ok = ps->second.ok;
-        reason = to_string(ps->second.reason);
-      }
+    if (auto ps = probe_states_.find(ProbeKeyView{req.target, spec.name}); ps != probe_states_.end()) {
+      ok = ps->second.ok;
+      reason = to_string(ps->second.reason);
     }
     g->verdicts[spec.name] = fleet_verdict(req.target, spec.name, ok, reason, "", clock_);
     if (confirm(*target, spec, fresh)) {
@@ -1080,10 +1076,7 @@ void Agent::apply(Config config) {
   for (const auto& t : config_.targets) {
     for (const auto& p : t->probes) configured.insert({t->name, p.name});
   }
-  for (auto it = probe_states_.begin(); it != probe_states_.end();) {
-    std::erase_if(it->second, [&](const auto& p) { return !configured.count({it->first, p.first}); });
-    it = it->second.empty() ? probe_states_.erase(it) : std::next(it);
-  }
+  std::erase_if(probe_states_, [&](const auto& entry) { return !configured.count(entry.first); });
   if (api_) api_->configure({config_.api_token, config_.api_public_read});
   status_.configure(status_settings());
   status_changed();
@@ -1149,7 +1142,9 @@ void Agent::on_sample(const std::shared_ptr<const Target>& target, const Sample&
                                             sample.detail, clock_));
   pipeline_->on_sample(target, sample);
   schedule_pipeline_tick();
-  ProbeState& state = probe_states_[sample.target][sample.probe];
+  auto found = probe_states_.find(ProbeKeyView{sample.target, sample.probe});
+  if (found == probe_states_.end()) found = probe_states_.try_emplace({sample.target, sample.probe}).first;
+  ProbeState& state = found->second;
   if (state.ok != sample.ok || state.reason != sample.reason || !status_.page()) status_changed();
   state.ok = sample.ok;
   state.reason = sample.reason;
@@ -1327,11 +1322,11 @@ void Agent::publish_status() {
   now.silenced = [this](const Incident& inc) { return pipeline_->silenced(inc); };
   for (const auto& t : config_.targets) {
     TargetHealth h{t->name, t->group, t->site, TargetHealth::State::kUnknown};
-    if (auto it = probe_states_.find(t->name); it != probe_states_.end() && !it->second.empty()) {
-      h.state = TargetHealth::State::kUp;
-      for (const auto& [probe, st] : it->second) {
-        if (!st.ok) h.state = TargetHealth::State::kDown;
-      }
+    for (const auto& p : t->probes) {
+      auto it = probe_states_.find(ProbeKeyView{t->name, p.name});
+      if (it == probe_states_.end()) continue;
+      if (h.state == TargetHealth::State::kUnknown) h.state = TargetHealth::State::kUp;
+      if (!it->second.ok) h.state = TargetHealth::State::kDown;
     }
     // Down from here but up for the fleet: this vantage's path, and the page
     // shows the service as every agent's page does.
@@ -1374,15 +1369,12 @@ nlohmann::json Agent::targets_json() const {
   for (const auto& t : config_.targets) {
     nlohmann::json probes = nlohmann::json::array();
     std::string state = "unknown";
-    auto states = probe_states_.find(t->name);
     for (const auto& p : t->probes) {
       nlohmann::json pj = {{"name", p.name}, {"kind", p.kind}, {"state", "unknown"}};
-      if (states != probe_states_.end()) {
-        if (auto st = states->second.find(p.name); st != states->second.end()) {
-          pj["state"] = st->second.ok ? "up" : "down";
-          if (!st->second.ok) pj["reason"] = to_string(st->second.reason);
-          if (state != "down") state = st->second.ok ? "up" : "down";
-        }
+      if (auto st = probe_states_.find(ProbeKeyView{t->name, p.name}); st != probe_states_.end()) {
+        pj["state"] = st->second.ok ? "up" : "down";
+        if (!st->second.ok) pj["reason"] = to_string(st->second.reason);
+        if (state != "down") state = st->second.ok ? "up" : "down";
       }
       probes.push_back(std::move(pj));
     }

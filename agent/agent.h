@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "config/config.h"
+#include "core/hash.h"
 #include "core/scheduler.h"
 #include "fleet/node.h"
 #include "nightshift/reactor.h"
@@ -174,8 +175,8 @@ class Agent final : private PipelineEffects, private FleetIncidentAccess {
     bool ok = false;
     FailureReason reason = FailureReason::kNone;
   };
-  // By target: hashed, as every sample looks its own up.
-  std::unordered_map<std::string, std::map<std::string, ProbeState>> probe_states_;
+  // By (target, probe): hashed, one lookup per sample, no key built.
+  std::unordered_map<std::pair<std::string, std::string>, ProbeState, StringPairHash, StringPairEqual> probe_states_;
   bool status_render_pending_ = false;
   StatusPublisher status_;
   int heartbeats_ = 0;  // the first start with this store: older days show "no data"

@@ -771,11 +771,23 @@ void IcmpEngine::arm_pump() {
 }
 
 void IcmpEngine::pump() {
-  std::vector<mmsghdr> msgs(settings_.send_batch);
-  std::vector<iovec> iovs(settings_.send_batch);
+  // Taken for this call and given back at every return: a nested pump()
+  // (none today) would find them empty and size its own.
+  PumpBuffers buffers = std::move(pump_buffers_);
+  struct GiveBack {
+    PumpBuffers& from;
+    PumpBuffers& to;
+    ~GiveBack() { to = std::move(from); }
+  } give_back{buffers, pump_buffers_};
   constexpr std::size_t kControl = CMSG_SPACE(sizeof(int));
-  std::vector<std::byte> control(settings_.send_batch * kControl);
-  std::vector<std::uint64_t> tokens;
+  std::vector<mmsghdr>& msgs = buffers.msgs;
+  std::vector<iovec>& iovs = buffers.iovs;
+  std::vector<std::byte>& control = buffers.control;
+  std::vector<std::uint64_t>& tokens = buffers.tokens;
+  msgs.resize(settings_.send_batch);
+  iovs.resize(settings_.send_batch);
+  control.resize(settings_.send_batch * kControl);
+  tokens.clear();
   tokens.reserve(settings_.send_batch);
   std::size_t budget_rounds = 4;  // batches per turn
   while (!send_queue_.empty() && budget_rounds-- > 0) {

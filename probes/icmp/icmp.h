@@ -49,6 +49,9 @@
 // Thread safety: reactor-thread only, like every engine.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -342,6 +345,15 @@ class IcmpEngine final : public ProbeEngine {
   SteadyTime budget_updated_{};
   EngineStats stats_;
   std::vector<std::byte> send_buffer_;
+  // pump()'s sendmmsg arrays, kept from call to call (a spread round's
+  // packets go a few per turn, thousands of turns a second).
+  struct PumpBuffers {
+    std::vector<mmsghdr> msgs;
+    std::vector<iovec> iovs;
+    std::vector<std::byte> control;
+    std::vector<std::uint64_t> tokens;
+  };
+  PumpBuffers pump_buffers_;
   std::vector<std::byte> recv_buffer_;
 };
 

@@ -7,7 +7,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config
   # libraries
-  libpcap-dev libsnmp-dev prometheus-cpp-dev zlib1g-dev libmicrohttpd-dev libgnutls28-dev libcivetweb-dev libtomlplusplus-dev
+  libpcap-dev libsnmp-dev prometheus-cpp-dev zlib1g-dev libisal-dev libmicrohttpd-dev libgnutls28-dev libcivetweb-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev
   libbenchmark-dev
   # fleet mode: the NATS C client (JetStream, KV) and the server its tests start

@@ -1,7 +1,7 @@
 #include "serve/metrics.h"
 
 #include <malloc.h>
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 
 #include <algorithm>
 #include <cctype>
@@ -1208,42 +1208,47 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-// Compresses into a string as the pieces arrive.
+// Compresses into a string as the pieces arrive: Intel's ISA-L deflate
+// (igzip) at level 1, a gzip stream any inflater reads. About three times
+// zlib's level 1 speed on exposition text, and a little smaller: a gzip scrape
+// of 10 000 targets spends most of its time compressing.
 class GzipSink {
  public:
-  explicit GzipSink(std::string& out) : out_(out) {
-    // Level 1: exposition text is so repetitive that more effort buys little
-    // and costs several times the CPU.
-    if (deflateInit2(&z_, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-      throw std::runtime_error("zlib: deflateInit2 failed");
-    }
+  explicit GzipSink(std::string& out) : out_(out), level_buf_(ISAL_DEF_LVL1_DEFAULT) {
+    isal_deflate_init(&z_);
+    z_.level = 1;
+    z_.level_buf = level_buf_.data();
+    z_.level_buf_size = static_cast<std::uint32_t>(level_buf_.size());
+    z_.gzip_flag = IGZIP_GZIP;
+    z_.flush = NO_FLUSH;
   }
-  ~GzipSink() { deflateEnd(&z_); }
   GzipSink(const GzipSink&) = delete;
   GzipSink& operator=(const GzipSink&) = delete;
 
-  void write(std::string_view piece) { run(piece, Z_NO_FLUSH); }
-  void finish() { run({}, Z_FINISH); }
+  void write(std::string_view piece) { run(piece, false); }
+  void finish() { run({}, true); }
 
  private:
-  void run(std::string_view in, int flush) {
-    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    z_.avail_in = static_cast<uInt>(in.size());
+  void run(std::string_view in, bool last) {
+    z_.next_in = reinterpret_cast<std::uint8_t*>(const_cast<char*>(in.data()));
+    z_.avail_in = static_cast<std::uint32_t>(in.size());
+    z_.end_of_stream = last ? 1 : 0;
     for (;;) {
       const std::size_t before = out_.size();
       const std::size_t room = std::max<std::size_t>(in.size() / 4, 16 * 1024);
       out_.resize(before + room);
-      z_.next_out = reinterpret_cast<Bytef*>(out_.data() + before);
-      z_.avail_out = static_cast<uInt>(room);
-      const int rc = deflate(&z_, flush);
+      z_.next_out = reinterpret_cast<std::uint8_t*>(out_.data() + before);
+      z_.avail_out = static_cast<std::uint32_t>(room);
+      const int rc = isal_deflate(&z_);
       out_.resize(before + (room - z_.avail_out));
-      if (rc == Z_STREAM_ERROR) throw std::runtime_error("zlib: deflate failed");
-      if (flush == Z_FINISH ? rc == Z_STREAM_END : (z_.avail_in == 0 && z_.avail_out != 0)) return;
+      if (rc != COMP_OK) throw std::runtime_error("isa-l: deflate failed (" + std::to_string(rc) + ")");
+      if (last ? z_.internal_state.state == ZSTATE_END : (z_.avail_in == 0 && z_.avail_out != 0)) return;
     }
   }
 
-  z_stream z_{};
+  isal_zstream z_{};
   std::string& out_;
+  std::vector<std::uint8_t> level_buf_;
 };
 }  // namespace
 

@@ -69,11 +69,16 @@ class StreamBody {
   void emit(std::string_view piece) {
     if (piece.empty()) return;
     std::unique_lock<std::mutex> lock(mu_);
-    const auto deadline = std::chrono::steady_clock::now() + stall_limit_;
+    auto deadline = std::chrono::steady_clock::now() + stall_limit_;
+    std::uint64_t taken = taken_;
     while (!closed_ && buffered_ >= kMaxBuffered) {
       // In slices, so a stopping server is noticed while a reader stalls.
       room_.wait_for(lock, std::chrono::milliseconds(100));
       if (stopping_) throw HttpStreamClosed("the server is stopping");
+      if (taken_ != taken) {  // slow but reading: not stalled
+        taken = taken_;
+        deadline = std::chrono::steady_clock::now() + stall_limit_;
+      }
       if (buffered_ >= kMaxBuffered && std::chrono::steady_clock::now() >= deadline) {
         throw HttpStreamClosed("the reader took nothing for " + std::to_string(stall_limit_.count()) + " ms");
       }
@@ -116,6 +121,7 @@ class StreamBody {
     }
     if (n > 0) {
       buffered_ -= n;
+      taken_ += n;
       room_.notify_one();
       return static_cast<ssize_t>(n);
     }
@@ -140,6 +146,7 @@ class StreamBody {
   std::deque<std::string> pieces_;
   std::size_t offset_ = 0;  // into pieces_.front()
   std::size_t buffered_ = 0;
+  std::uint64_t taken_ = 0;  // bytes the reader has taken
   bool finished_ = false, failed_ = false, closed_ = false;
   MHD_Connection* suspended_ = nullptr;
 };
@@ -161,7 +168,7 @@ void free_stream(void* cls) {
 }
 
 // A streamed body produced whole, where no worker can stream it (an inline
-// route, a refusal).
+// route).
 void produce_whole(HttpResponse& r) {
   if (!r.stream) return;
   std::string body;
@@ -388,7 +395,10 @@ struct HttpServer::Impl {
   std::vector<MHD_Daemon*> daemons;
   std::thread acceptor;
   std::atomic<bool> stopping{false};
-  // A streamed body whose reader takes nothing for this long is cut short.
+  // A streamed body whose reader takes nothing for this long is cut short. A
+  // safety net: a socket that accepts nothing for the idle timeout is closed
+  // by libmicrohttpd itself (which stops the producer), and a slow link that
+  // drains its kernel buffer only now and then must not count as stalled.
   std::chrono::milliseconds stall_limit;
   WorkerPool workers;
   // The pair presented to new handshakes, and every pair presented before:
@@ -413,7 +423,7 @@ struct HttpServer::Impl {
   std::unordered_map<int, Waiting> waiting;
 
   explicit Impl(HttpServer& s)
-      : server(s), max_body(s.settings_.max_body), stall_limit(std::max(1000, s.settings_.idle_timeout_ms)) {}
+      : server(s), max_body(s.settings_.max_body), stall_limit(std::max(60000, 6 * s.settings_.idle_timeout_ms)) {}
 
   // The request line has arrived: the query is only in the raw URI.
   static void* on_uri(void*, const char* uri, MHD_Connection*) {

@@ -70,8 +70,10 @@ struct HttpResponse {
   // A body produced while it is sent (chunked): used when set, on the worker
   // thread that ran the handler once the headers are queued. It hands its
   // pieces to `emit`, which blocks while the reader is more than a few
-  // pieces behind and throws HttpStreamClosed when the reader has gone,
-  // stalls past the idle timeout or the server stops (the producer unwinds).
+  // pieces behind and throws HttpStreamClosed when the reader has gone (a
+  // socket that takes nothing for the idle timeout is closed), the buffer
+  // has not moved for a minute (6 idle timeouts if longer) or the server
+  // stops; the producer unwinds.
   using Emit = std::function<void(std::string_view piece)>;
   std::function<void(const Emit& emit)> stream;
   std::vector<std::pair<std::string, std::string>> headers;

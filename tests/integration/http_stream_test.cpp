@@ -151,6 +151,8 @@ TEST_F(HttpStreamTest, AStalledReaderIsCutShortAndHoldsUpNoOne) {
   EXPECT_GT(stalled.read(1), 0u);  // the headers and the first piece, then nothing more is read
   // Meanwhile the same server answers others, streamed or not.
   for (int i = 0; i < 20; ++i) EXPECT_EQ(test::http_get(base_ + "/small").body, "small\n");
+  // libmicrohttpd closes a socket that took nothing for the idle timeout,
+  // and the producer stops at its next piece.
   ASSERT_TRUE(test::wait_until([&] { return cut_short_.load(); }, 10s)) << "produced " << produced_.load();
   EXPECT_LT(produced_.load(), kBigSize);
   // Bounded: the buffer plus the socket's, not the body.

@@ -552,6 +552,14 @@ void ProbeFamilies::record(const Sample& sample) {
   }
 }
 
+namespace {
+std::uint64_t total_runs(const ProbeState& s) {
+  std::uint64_t n = 0;
+  for (std::uint64_t c : s.results) n += c;
+  return n;
+}
+}  // namespace
+
 std::optional<ProbeResult> ProbeFamilies::last_result(std::string_view target, std::string_view probe) const {
   std::lock_guard<std::mutex> lock(mu_);
   const Table& t = *table_;
@@ -563,7 +571,7 @@ std::optional<ProbeResult> ProbeFamilies::last_result(std::string_view target, s
   out.ok = r.ok;
   out.reason = r.reason;
   out.duration_seconds = r.duration;
-  for (std::uint64_t n : r.results) out.runs += n;
+  out.runs = total_runs(r);
   out.series.reserve(r.labeled.size());
   for (const Labeled& l : r.labeled) {
     const SeriesName& n = *t.series[l.series];
@@ -575,10 +583,7 @@ std::optional<ProbeResult> ProbeFamilies::last_result(std::string_view target, s
 std::uint64_t ProbeFamilies::runs(std::string_view target, std::string_view probe) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = table_->index.find(ProbeKeyView{target, probe});
-  if (it == table_->index.end()) return 0;
-  std::uint64_t n = 0;
-  for (std::uint64_t c : table_->probes[it->second].state.results) n += c;
-  return n;
+  return it == table_->index.end() ? 0 : total_runs(table_->probes[it->second].state);
 }
 
 std::uint32_t ProbeFamilies::intern(Table& t, const LabeledValue& v) {

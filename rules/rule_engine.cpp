@@ -70,6 +70,7 @@ namespace {
 // ratio of whole packets): adding and removing entries leaves no rounding
 // behind, and the sum over a window equals a fresh double sum of its floats.
 constexpr double kLossScale = 1099511627776.0;  // 2^40
+static_assert(kRttsPerEntry < 8, "an entry's RTT count has three bits");
 }  // namespace
 
 // The variables over one window, as seen from one rule (its own window length).
@@ -320,27 +321,27 @@ RuleEngine::RuleEngine(const Clock& clock, std::vector<RuleSpec> rules) : clock_
 void RuleEngine::push(Window& w, const Window::Entry& entry, const float* rtts) {
   const std::uint64_t seq = w.first_seq + w.entries.size();
   w.entries.push_back(entry);
-  for (std::uint8_t i = 0; i < entry.rtt_count; ++i) w.rtts.push_back(rtts[i]);
+  for (std::uint8_t i = 0; i < entry.rtt_count(); ++i) w.rtts.push_back(rtts[i]);
   for (Window::Span& s : w.spans) {
     if (s.runs == 0) s.first = seq;  // an empty span starts at the next entry
     ++s.runs;
-    if (!entry.ok) ++s.failures;
-    if (entry.counts_loss) {
+    if (!entry.ok()) ++s.failures;
+    if (entry.counts_loss()) {
       ++s.loss_runs;
       s.loss_fixed += std::llround(static_cast<double>(entry.loss) * kLossScale);
     }
-    s.rtts += entry.rtt_count;
+    s.rtts += entry.rtt_count();
   }
 }
 
 void RuleEngine::take_out(Window::Span& s, const Window::Entry& e) {
   --s.runs;
-  if (!e.ok) --s.failures;
-  if (e.counts_loss) {
+  if (!e.ok()) --s.failures;
+  if (e.counts_loss()) {
     --s.loss_runs;
     s.loss_fixed -= std::llround(static_cast<double>(e.loss) * kLossScale);
   }
-  s.rtts -= e.rtt_count;
+  s.rtts -= e.rtt_count();
   ++s.first;
 }
 
@@ -349,13 +350,32 @@ void RuleEngine::drop_oldest(Window& w) {
   for (Window::Span& s : w.spans) {
     if (s.runs > 0 && s.first == w.first_seq) take_out(s, e);
   }
-  w.rtts.pop_front(e.rtt_count);
+  w.rtts.pop_front(e.rtt_count());
   w.entries.pop_front();
   ++w.first_seq;
 }
 
+std::uint32_t RuleEngine::entry_time(Window& w, SteadyTime now) {
+  constexpr std::int64_t kLimit = (std::int64_t{1} << Window::kEntryTimeBits) - 1;
+  const auto since = [&](SteadyTime t) { return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count(); };
+  if (w.entries.empty()) w.epoch = now;
+  if (since(w.epoch) > kLimit) {
+    // Every 37 hours or so. Entries older than that leave the window first:
+    // only a rule window longer than that had them.
+    while (!w.entries.empty() && since(w.time_of(w.entries.front())) > kLimit) drop_oldest(w);
+    if (w.entries.empty()) {
+      w.epoch = now;
+    } else {
+      const std::uint32_t shift = w.entries.front().at_ms();
+      for (std::size_t i = 0; i < w.entries.size(); ++i) w.entries[i].packed -= shift << Window::Entry::kFlagBits;
+      w.epoch += std::chrono::milliseconds(shift);
+    }
+  }
+  return static_cast<std::uint32_t>(std::clamp<std::int64_t>(since(w.epoch), 0, kLimit));
+}
+
 void RuleEngine::advance(Window& w, Window::Span& span, SteadyTime since) {
-  while (span.runs > 0 && w.entries[span.first - w.first_seq].at < since) {
+  while (span.runs > 0 && w.time_of(w.entries[span.first - w.first_seq]) < since) {
     take_out(span, w.entries[span.first - w.first_seq]);
   }
 }
@@ -413,7 +433,9 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
     w.alerts.resize(rules_.size());
     w.spans.resize(span_windows_.size());
   }
-  Window::Entry entry{now, sample.ok ? 0.0f : 1.0f, sample.ok, true, 0};
+  float loss = sample.ok ? 0.0f : 1.0f;
+  bool counts_loss = true;
+  std::size_t rtt_count = 0;
   std::array<float, kRttsPerEntry> kept{};
   // Reused from sample to sample: the per-sample path does not allocate.
   static thread_local std::vector<double> rtts;
@@ -421,13 +443,13 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
   bool has_loss = false, confirmation = false;
   for (const auto& [name, value] : sample.values) {
     if (name == "loss_ratio") {
-      entry.loss = static_cast<float>(value);
+      loss = static_cast<float>(value);
       has_loss = true;
     }
     if (name == "confirmation" && value == 1.0) confirmation = true;
     if (name == "connect_seconds" && sample.ok) rtts.push_back(value);
   }
-  if (has_loss) entry.counts_loss = sample.ok && !confirmation;
+  if (has_loss) counts_loss = sample.ok && !confirmation;
   for (const auto& [name, value] : sample.observations) {
     if (name == "rtt_seconds") rtts.push_back(value);
   }
@@ -439,7 +461,7 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
       const std::size_t at = keep == 1 ? rtts.size() / 2 : i * (rtts.size() - 1) / (keep - 1);
       kept[i] = static_cast<float>(rtts[at]);
     }
-    entry.rtt_count = static_cast<std::uint8_t>(keep);
+    rtt_count = keep;
     // Learn from this sample's median; a slow average in time, so an anomaly
     // of minutes moves it little at any interval, while a permanent change of
     // path is learned in hours.
@@ -456,8 +478,8 @@ std::vector<AlertEvent> RuleEngine::on_sample(const Target& target, const Sample
     ++w.baseline_samples;
   }
   if (w.entries.size() == kMaxWindowEntries) drop_oldest(w);
-  push(w, entry, kept.data());
-  while (!w.entries.empty() && now - w.entries.front().at > max_window_) drop_oldest(w);
+  push(w, Window::Entry::make(entry_time(w, now), loss, sample.ok, counts_loss, rtt_count), kept.data());
+  while (!w.entries.empty() && now - w.time_of(w.entries.front()) > max_window_) drop_oldest(w);
   w.consecutive_failures = sample.ok ? 0 : w.consecutive_failures + 1;
   if (w.consecutive_failures == 1) w.failing_since = now;
   w.last.ok = sample.ok;

@@ -118,18 +118,30 @@ class RuleEngine {
     std::optional<SteadyTime> indexed_deadline;  // its entry in deadlines_, if any
   };
   struct Window {
-    // Compact on purpose: 10 000 targets probed every second keep a window each.
+    // Compact on purpose (8 bytes): 10 000 targets probed every second keep a
+    // window each, of up to kMaxWindowEntries entries.
     struct Entry {
-      SteadyTime at;
       float loss;  // loss_ratio if the sample had one, else 0/1 by ok
-      bool ok;
+      // Milliseconds since the window's epoch (kEntryTimeBits of them, about
+      // 37 hours: rebase() moves the epoch on), then the flags.
+      std::uint32_t packed;
+
+      static constexpr int kFlagBits = 5;
+      static Entry make(std::uint32_t at_ms, float loss, bool ok, bool counts_loss, std::size_t rtt_count) {
+        return {loss, (at_ms << kFlagBits) | static_cast<std::uint32_t>(rtt_count << 2) |
+                          (counts_loss ? 2u : 0u) | (ok ? 1u : 0u)};
+      }
+      std::uint32_t at_ms() const { return packed >> kFlagBits; }
+      bool ok() const { return (packed & 1u) != 0; }
       // Feeds `loss`: every sample without a loss_ratio; with one, only rounds
       // that got through and are not confirmations. An outage's own rounds
       // (100 % lost) are target_down's evidence, not loss to warn about after
       // it is over.
-      bool counts_loss;
-      std::uint8_t rtt_count;  // its RTTs are the next ones in `rtts`
+      bool counts_loss() const { return (packed & 2u) != 0; }
+      std::uint8_t rtt_count() const { return static_cast<std::uint8_t>((packed >> 2) & 7u); }  // its RTTs are the next ones in `rtts`
     };
+    static constexpr int kEntryTimeBits = 32 - Entry::kFlagBits;
+    static_assert(sizeof(Entry) == 8);
     // Sums over the entries of one rule window (a suffix of `entries`), kept
     // as entries come and go: a condition reads counts without a pass over
     // the window. One span per distinct rule window (RuleEngine::span_of_).
@@ -144,6 +156,8 @@ class RuleEngine {
     Ring<Entry> entries;    // at most kMaxWindowEntries, newest last
     Ring<float> rtts;       // the entries' RTTs in order: a sample's, or quantiles of them if it had more
     std::uint64_t first_seq = 0;  // sequence number of entries.front()
+    SteadyTime epoch{};           // entries' times count from here, in whole milliseconds
+    SteadyTime time_of(const Entry& e) const { return epoch + std::chrono::milliseconds(e.at_ms()); }
     std::vector<Span> spans;
     std::vector<std::unique_ptr<Tracked>> alerts;  // by rule index; null until its condition first holds
     int consecutive_failures = 0;
@@ -182,6 +196,9 @@ class RuleEngine {
   static void take_out(Window::Span& span, const Window::Entry& entry);
   // Moves the span's start past entries older than `since`.
   static void advance(Window& w, Window::Span& span, SteadyTime since);
+  // The entry time of a sample at `now`, rebasing the window's epoch when
+  // `now` is further from it than an entry can say.
+  static std::uint32_t entry_time(Window& w, SteadyTime now);
   AlertEvent event(std::size_t rule, const Key& key, const Window& w, const Tracked& t,
                    const AlertChange& change) const;
   void reindex(const Key& key, std::size_t rule, Tracked& t);

@@ -260,6 +260,32 @@ TEST(RuleEngineTest, RunningWindowSumsEqualAFreshCount) {
   EXPECT_LT(fails_fired, 1300);
 }
 
+// Entries keep their time in milliseconds from a window epoch that moves on
+// every 37 hours or so: across several moves (and an uneven gap of days) the
+// window still holds exactly the samples of its last two hours.
+TEST(RuleEngineTest, WindowTimesStayExactAcrossEpochMoves) {
+  Timeline tl({rule("fails", "failure_ratio > 0.25 and samples >= 3", 0s, 0s, {}, 2h)});
+  const Target t = target("r1");
+  std::vector<std::pair<Duration, bool>> kept;
+  Duration now = 0s;
+  int fired = 0, cleared = 0;
+  for (int i = 0; i < 1200; ++i) {
+    now += i == 600 ? Duration(50h) : Duration(std::chrono::milliseconds(7 * 60 * 1000 + 13 * (i % 7)));
+    const bool ok = (i / 40) % 2 == 0 || i % 3 != 0;
+    tl.at(now, t, sample(t, ok));
+    kept.emplace_back(now, ok);
+    while (now - kept.front().first > 2h) kept.erase(kept.begin());
+    int fails = 0;
+    for (const auto& [at, was_ok] : kept) fails += was_ok ? 0 : 1;
+    const bool fires = kept.size() >= 3 && static_cast<double>(fails) / static_cast<double>(kept.size()) > 0.25;
+    ASSERT_EQ(!tl.engine->firing().empty(), fires) << "sample " << i << " at " << now.count();
+    (fires ? fired : cleared) += 1;
+  }
+  EXPECT_GT(now, Duration(150h));  // four epoch moves at least
+  EXPECT_GT(fired, 100);
+  EXPECT_GT(cleared, 100);
+}
+
 TEST(RuleEngineTest, RandomLossBelowThresholdNeverFires) {
   // 5 % random loss for an hour never crosses a 20 % two-minute window mean
   // sustained for two minutes (36 packets a window: 20 % is 4 sigma away).

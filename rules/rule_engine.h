@@ -123,7 +123,7 @@ class RuleEngine {
     struct Entry {
       float loss;  // loss_ratio if the sample had one, else 0/1 by ok
       // Milliseconds since the window's epoch (kEntryTimeBits of them, about
-      // 37 hours: rebase() moves the epoch on), then the flags.
+      // 37 hours: entry_time() moves the epoch on), then the flags.
       std::uint32_t packed;
 
       static constexpr int kFlagBits = 5;
